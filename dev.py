@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Developer entry point: the README's two commands.
+
+    python3 dev.py demo   # the offline demo call (creates or reuses .venv)
+    python3 dev.py test   # every gate: ruff, format, mypy --strict, stub check, pytest + coverage
+
+Only the standard library is used here, so this runs on a fresh machine with Python 3.11+.
+The virtualenv lives in ``.venv`` next to this file and is reinstalled only when
+``pyproject.toml`` changes (a hash is kept in ``.venv/.dev-stamp``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".dev-stamp"
+
+
+def _venv_python() -> Path:
+    return VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+
+
+def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    subprocess.run([str(a) for a in args], cwd=ROOT, check=True, env=env)
+
+
+def ensure_venv() -> Path:
+    """Create ``.venv`` if needed and install the package with every extra and the dev group."""
+    if sys.version_info < (3, 11):
+        sys.exit("webex_byova needs Python 3.11 or newer")
+    pyproject = (ROOT / "pyproject.toml").read_bytes()
+    digest = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()
+    python = _venv_python()
+    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
+        return python
+    if not python.exists():
+        print(f"creating virtualenv in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    dev_group = tomllib.loads(pyproject.decode())["dependency-groups"]["dev"]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    _run(*pip, "-e", ".[all]", *dev_group)
+    STAMP.write_text(digest)
+    return python
+
+
+def _bin(name: str) -> Path:
+    return _venv_python().parent / name
+
+
+def ensure_redis_server() -> None:
+    """The storage tests run a real redis-server; install Debian's package when we can."""
+    if shutil.which("redis-server"):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("installing redis-server (Debian package) for the Redis storage tests", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
+        # Debian starts its own service; the tests start their own on a free port instead.
+        subprocess.run(["service", "redis-server", "stop"], check=False, capture_output=True)
+        return
+    print(
+        "redis-server is not installed and cannot be installed automatically; "
+        "install it (e.g. `apt-get install redis-server`) so the Redis storage tests can run",
+        file=sys.stderr,
+    )
+
+
+def cmd_test(extra: list[str]) -> int:
+    python = ensure_venv()
+    ensure_redis_server()
+    _run(_bin("ruff"), "check", ".")
+    _run(_bin("ruff"), "format", "--check", ".")
+    _run(_bin("mypy"))
+    if (ROOT / "scripts" / "gen_proto.py").exists():
+        _run(python, "scripts/gen_proto.py", "--check")
+    env = {**os.environ, "PYTHONDEVMODE": "0"}
+    cmd = [
+        str(python),
+        "-m",
+        "pytest",
+        "-W",
+        "error",
+        "--cov=webex_byova",
+        "--cov-report=term",
+        *extra,
+    ]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+
+
+def cmd_demo(extra: list[str]) -> int:
+    ensure_venv()
+    return subprocess.run([str(_bin("byova")), "demo", *extra], cwd=ROOT, check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    commands = {"test": cmd_test, "demo": cmd_demo, "setup": lambda _x: (ensure_venv(), 0)[1]}
+    if not argv or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    try:
+        return int(commands[argv[0]](argv[1:]) or 0)
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

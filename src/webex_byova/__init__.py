@@ -1,0 +1,1 @@
+"""Webex BYOVA / BYODS Python SDK."""
