@@ -57,7 +57,8 @@ class BYOVAConfig:
     def __post_init__(self) -> None:
         self.region = str(self.region).strip().lower()
         if self.region not in REGIONS:
-            raise ValueError(f"unknown region {self.region!r}; expected one of {', '.join(REGIONS)}")
+            expected = ", ".join(REGIONS)
+            raise ValueError(f"unknown region {self.region!r}; expected one of {expected}")
         for name in ("timeout", "retry_deadline", "backoff_max"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -73,7 +73,7 @@ class AuthenticationError(WebexBYOVAError):
 
 
 class ReauthorizationRequiredError(AuthenticationError):
-    """The refresh token is dead (``invalid_grant`` or 401): a new browser authorization is needed."""
+    """The refresh token is dead (``invalid_grant`` or 401): re-authorize in a browser."""
 
 
 class NotFoundError(WebexBYOVAError):

@@ -1,0 +1,181 @@
+"""Write a flow once, run it sync or async.
+
+Multi-step operations (refresh a token and store it, fetch a key set, GET then PUT a data
+source) are written once as *flows*: generators that ``yield`` effect objects and receive
+their results. Two small drivers execute the effects:
+
+* :func:`run_async` awaits ``HttpClient.arequest`` and async callables on the caller's loop;
+* :func:`run_sync` uses ``HttpClient.request`` (a real ``httpx.Client``) and runs async
+  callables (the :class:`~webex_byova.storage.TokenStorage` protocol is async) on a private
+  background event loop (:class:`Portal`), so sync methods work even when called from inside a
+  running event loop — no ``asyncio.run`` anywhere.
+
+Exceptions raised by an effect are thrown back into the flow at its ``yield``, so flows handle
+errors (e.g. refresh once on 401) in one place.
+
+Example::
+
+    def refresh_flow(...) -> Flow[Token]:
+        stored = yield Call(lambda: storage.get_integration_token())
+        response = yield Http(spec)
+        ...
+        return token
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ._http import HttpClient, RequestSpec
+
+__all__ = ["Call", "Flow", "Http", "Portal", "Sleep", "default_portal", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Http:
+    """Effect: send ``spec`` through the :class:`HttpClient`; result is a ``Response``."""
+
+    spec: RequestSpec
+
+
+@dataclass(frozen=True)
+class Call:
+    """Effect: await ``fn()``; result is its return value."""
+
+    fn: Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Effect: wait ``seconds`` (``time.sleep`` or ``asyncio.sleep``)."""
+
+    seconds: float
+
+
+Effect = Http | Call | Sleep
+Flow = Generator[Effect, Any, T]
+
+
+class Portal:
+    """A private event loop on a daemon thread, for running async callables from sync code."""
+
+    def __init__(self, name: str = "webex-byova-portal") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def _run() -> None:
+                    asyncio.set_event_loop(loop)
+                    ready.set()
+                    loop.run_forever()
+
+                thread = threading.Thread(target=_run, name=self._name, daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The portal's loop (started on first use)."""
+        return self._ensure()
+
+    def call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run ``fn()`` on the portal loop and block until it finishes."""
+        loop = self._ensure()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("Portal.call() cannot be used from the portal's own loop")
+
+        async def _wrapped() -> T:
+            return await fn()
+
+        coro: Coroutine[Any, Any, T] = _wrapped()
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        """Stop the loop and join the thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()
+
+
+_default_portal = Portal()
+
+
+def default_portal() -> Portal:
+    """The process-wide portal used when none is given."""
+    return _default_portal
+
+
+def run_sync(flow: Flow[T], http: HttpClient, portal: Portal | None = None) -> T:
+    """Drive ``flow`` with blocking I/O."""
+    portal = portal or _default_portal
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send, error = None, None
+        try:
+            if isinstance(effect, Http):
+                send = http.request(effect.spec)
+            elif isinstance(effect, Call):
+                send = portal.call(effect.fn)
+            elif isinstance(effect, Sleep):
+                time.sleep(effect.seconds)
+            else:  # pragma: no cover - programming error
+                raise TypeError(f"unknown effect {effect!r}")
+        except Exception as exc:
+            error = exc
+
+
+async def run_async(flow: Flow[T], http: HttpClient) -> T:
+    """Drive ``flow`` on the running event loop."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send, error = None, None
+        try:
+            if isinstance(effect, Http):
+                send = await http.arequest(effect.spec)
+            elif isinstance(effect, Call):
+                send = await effect.fn()
+            elif isinstance(effect, Sleep):
+                await asyncio.sleep(effect.seconds)
+            else:  # pragma: no cover - programming error
+                raise TypeError(f"unknown effect {effect!r}")
+        except Exception as exc:
+            error = exc
