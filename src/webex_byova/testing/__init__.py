@@ -1,0 +1,44 @@
+"""Testing tools: a local Webex emulator (and, with the ``media`` extra, a Webex-side caller).
+
+Names are imported lazily so ``import webex_byova.testing`` stays cheap and optional extras
+are only needed for the names that use them. To add a name, add one line to ``_LAZY``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._emulator import (
+        Delivery,
+        EmulatorClock,
+        EmulatorError,
+        RequestRecord,
+        WebexEmulator,
+    )
+
+__all__ = ["Delivery", "EmulatorClock", "EmulatorError", "RequestRecord", "WebexEmulator"]
+
+# public name -> (module relative to this package, attribute)
+_LAZY: dict[str, tuple[str, str]] = {
+    "WebexEmulator": ("._emulator", "WebexEmulator"),
+    "EmulatorClock": ("._emulator", "EmulatorClock"),
+    "EmulatorError": ("._emulator", "EmulatorError"),
+    "RequestRecord": ("._emulator", "RequestRecord"),
+    "Delivery": ("._emulator", "Delivery"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module_name, __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
