@@ -177,8 +177,8 @@ def parse_token(token: str) -> ParsedToken:
     try:
         header = json.loads(_b64decode(parts[0]))
         claims = json.loads(_b64decode(parts[1]))
-    except (binascii.Error, ValueError) as exc:
-        raise JWSVerificationError("malformed", "undecodable header or payload") from exc
+    except (binascii.Error, ValueError):
+        raise JWSVerificationError("malformed", "undecodable header or payload") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise JWSVerificationError("malformed", "header and payload must be JSON objects")
     alg = header.get("alg")
@@ -348,7 +348,9 @@ def verify_signature(parsed: ParsedToken, key: RSAKey) -> None:
     try:
         _jose_jws.deserialize_compact(parsed.token, key, algorithms=[ALGORITHM])
     except (JoseError, ValueError, TypeError) as exc:
-        raise JWSVerificationError("bad_signature", "signature verification failed") from exc
+        raise JWSVerificationError(
+            "bad_signature", f"signature verification failed ({type(exc).__name__})"
+        ) from None
 
 
 # --------------------------------------------------------------------------- sans-IO: key cache
@@ -553,6 +555,11 @@ class JWSVerifier:
     def jwks_fetches(self) -> int:
         """Key-set fetch attempts made so far (all issuers)."""
         return sum(entry.fetches for entry in self._issuers.values())
+
+    @property
+    def cached_tokens(self) -> int:
+        """Number of verified tokens currently cached."""
+        return len(self._cache)
 
     def clear_cache(self) -> None:
         """Forget verified tokens (key sets are kept)."""
