@@ -13,6 +13,11 @@ their results. Two small drivers execute the effects:
 Exceptions raised by an effect are thrown back into the flow at its ``yield``, so flows handle
 errors (e.g. refresh once on 401) in one place.
 
+:class:`Locked` runs a sub-flow while holding a named lock (single-flight token refresh): an
+``asyncio.Lock`` per key and per loop under :func:`run_async`, a ``threading.Lock`` per key under
+:func:`run_sync`, optionally nested with a store-provided cross-process lock. The driver owns
+acquire/release, so a cancelled task or a failing effect never leaves a lock held.
+
 Example::
 
     def refresh_flow(...) -> Flow[Token]:
@@ -25,16 +30,29 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import Future
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._http import HttpClient, RequestSpec
 
-__all__ = ["Call", "Flow", "Http", "Portal", "Sleep", "default_portal", "run_async", "run_sync"]
+__all__ = [
+    "Call",
+    "Flow",
+    "Http",
+    "Locked",
+    "Portal",
+    "Sleep",
+    "default_portal",
+    "run_async",
+    "run_sync",
+]
 
 T = TypeVar("T")
 
@@ -60,8 +78,48 @@ class Sleep:
     seconds: float
 
 
-Effect = Http | Call | Sleep
+@dataclass(frozen=True)
+class Locked:
+    """Effect: run the sub-flow ``flow`` while holding the lock named ``key``; result is its value.
+
+    ``key`` names a process-local lock (``asyncio.Lock`` per loop in :func:`run_async`,
+    ``threading.Lock`` in :func:`run_sync`). ``store_lock``, when given, is entered inside it
+    (on the caller's loop, or on the portal loop for sync callers) to exclude other processes
+    sharing a token store. Locks are not re-entrant: a sub-flow must not lock ``key`` again.
+    """
+
+    key: str
+    flow: Generator[Any, Any, Any]
+    store_lock: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+
+
+Effect = Http | Call | Sleep | Locked
 Flow = Generator[Effect, Any, T]
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+_async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _thread_lock(key: str) -> threading.Lock:
+    with _thread_locks_guard:
+        lock = _thread_locks.get(key)
+        if lock is None:
+            lock = _thread_locks[key] = threading.Lock()
+        return lock
+
+
+def _async_lock(key: str) -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    locks = _async_locks.get(loop)
+    if locks is None:
+        locks = _async_locks[loop] = {}
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
 
 
 class Portal:
@@ -152,10 +210,38 @@ def run_sync(flow: Flow[T], http: HttpClient, portal: Portal | None = None) -> T
                 send = portal.call(effect.fn)
             elif isinstance(effect, Sleep):
                 time.sleep(effect.seconds)
+            elif isinstance(effect, Locked):
+                send = _run_locked_sync(effect, http, portal)
             else:  # pragma: no cover - programming error
                 raise TypeError(f"unknown effect {effect!r}")
         except Exception as exc:
             error = exc
+
+
+def _run_locked_sync(effect: Locked, http: HttpClient, portal: Portal) -> Any:
+    with _thread_lock(effect.key):
+        if effect.store_lock is None:
+            return run_sync(effect.flow, http, portal)
+        manager = portal.call(_enter_store_lock(effect.store_lock))
+        try:
+            result = run_sync(effect.flow, http, portal)
+        except BaseException:
+            exc_type, exc, tb = sys.exc_info()
+            portal.call(lambda: manager.__aexit__(exc_type, exc, tb))
+            raise
+        portal.call(lambda: manager.__aexit__(None, None, None))
+        return result
+
+
+def _enter_store_lock(
+    factory: Callable[[], AbstractAsyncContextManager[Any]],
+) -> Callable[[], Awaitable[AbstractAsyncContextManager[Any]]]:
+    async def _enter() -> AbstractAsyncContextManager[Any]:
+        manager = factory()
+        await manager.__aenter__()
+        return manager
+
+    return _enter
 
 
 async def run_async(flow: Flow[T], http: HttpClient) -> T:
@@ -175,6 +261,13 @@ async def run_async(flow: Flow[T], http: HttpClient) -> T:
                 send = await effect.fn()
             elif isinstance(effect, Sleep):
                 await asyncio.sleep(effect.seconds)
+            elif isinstance(effect, Locked):
+                async with _async_lock(effect.key):
+                    if effect.store_lock is None:
+                        send = await run_async(effect.flow, http)
+                    else:
+                        async with effect.store_lock():
+                            send = await run_async(effect.flow, http)
             else:  # pragma: no cover - programming error
                 raise TypeError(f"unknown effect {effect!r}")
         except Exception as exc:

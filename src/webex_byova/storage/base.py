@@ -1,0 +1,156 @@
+"""The :class:`TokenStorage` protocol and the key/value base class of the bundled backends.
+
+Token stores are async (every method is a coroutine) and **loop-agnostic**: the SDK calls them
+from the user's event loop in async code and from a private portal loop in sync code, so a
+backend must not bind connections to one loop.
+
+Keys: the Integration token lives under ``integration``; a Service App token for an org
+under ``org:<uuid>`` (org ids are normalised to their bare lower-case UUID, so the UUID and
+the Hydra form of one org address the same entry).
+"""
+
+from __future__ import annotations
+
+import abc
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, runtime_checkable
+
+from .._ids import org_uuid
+from ..tokens import OAuthToken
+
+__all__ = [
+    "INTEGRATION_KEY",
+    "ORG_PREFIX",
+    "KeyValueTokenStorage",
+    "LockingTokenStorage",
+    "TokenStorage",
+    "org_key",
+]
+
+INTEGRATION_KEY = "integration"
+ORG_PREFIX = "org:"
+
+
+def org_key(org_id: str) -> str:
+    """Storage key of an org (UUID or Hydra id accepted)."""
+    return f"{ORG_PREFIX}{org_uuid(org_id)}"
+
+
+@runtime_checkable
+class TokenStorage(Protocol):
+    """Async persistence of the Integration token and per-org Service App tokens."""
+
+    async def get_integration_token(self) -> OAuthToken | None:
+        """The stored Integration token, or ``None``."""
+        ...
+
+    async def set_integration_token(self, token: OAuthToken) -> None:
+        """Store (replace) the Integration token atomically."""
+        ...
+
+    async def delete_integration_token(self) -> None:
+        """Remove the Integration token (no error if absent)."""
+        ...
+
+    async def get_org_token(self, org_id: str) -> OAuthToken | None:
+        """The stored Service App token of ``org_id`` (UUID or Hydra), or ``None``."""
+        ...
+
+    async def set_org_token(self, org_id: str, token: OAuthToken) -> None:
+        """Store (replace) the Service App token of ``org_id`` atomically."""
+        ...
+
+    async def delete_org_token(self, org_id: str) -> None:
+        """Remove the token of ``org_id`` (no error if absent)."""
+        ...
+
+    async def list_orgs(self) -> list[str]:
+        """UUIDs of the orgs that have a stored token, sorted."""
+        ...
+
+    async def clear(self) -> None:
+        """Remove every stored token."""
+        ...
+
+
+@runtime_checkable
+class LockingTokenStorage(TokenStorage, Protocol):
+    """A store that can also exclude other processes during a refresh."""
+
+    def lock(self, key: str, ttl: float = 30.0) -> AbstractAsyncContextManager[None]:
+        """Hold the store-wide lock ``key`` for at most ``ttl`` seconds."""
+        ...
+
+
+class KeyValueTokenStorage(abc.ABC):
+    """Base of the bundled backends: tokens as JSON bytes under string keys.
+
+    Subclasses implement five byte-level coroutines; :class:`EncryptedTokenStorage` wraps any
+    subclass and encrypts the values.
+    """
+
+    # -- byte level (implemented by backends)
+    @abc.abstractmethod
+    async def get_value(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or ``None``."""
+
+    @abc.abstractmethod
+    async def set_value(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` atomically (all or nothing)."""
+
+    @abc.abstractmethod
+    async def delete_value(self, key: str) -> None:
+        """Remove ``key`` (no error if absent)."""
+
+    @abc.abstractmethod
+    async def list_keys(self, prefix: str = "") -> list[str]:
+        """Keys starting with ``prefix``, sorted."""
+
+    @abc.abstractmethod
+    async def clear_values(self) -> None:
+        """Remove every key."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (the store stays usable: it reconnects on demand)."""
+
+    # -- encoding (overridden by the encrypting wrapper)
+    def _encode(self, token: OAuthToken) -> bytes:
+        return token.to_json().encode()
+
+    def _decode(self, data: bytes) -> OAuthToken:
+        return OAuthToken.from_json(data)
+
+    # -- TokenStorage
+    async def get_integration_token(self) -> OAuthToken | None:
+        """The stored Integration token, or ``None``."""
+        data = await self.get_value(INTEGRATION_KEY)
+        return None if data is None else self._decode(data)
+
+    async def set_integration_token(self, token: OAuthToken) -> None:
+        """Store (replace) the Integration token atomically."""
+        await self.set_value(INTEGRATION_KEY, self._encode(token))
+
+    async def delete_integration_token(self) -> None:
+        """Remove the Integration token."""
+        await self.delete_value(INTEGRATION_KEY)
+
+    async def get_org_token(self, org_id: str) -> OAuthToken | None:
+        """The stored Service App token of ``org_id``, or ``None``."""
+        data = await self.get_value(org_key(org_id))
+        return None if data is None else self._decode(data)
+
+    async def set_org_token(self, org_id: str, token: OAuthToken) -> None:
+        """Store (replace) the Service App token of ``org_id`` atomically."""
+        await self.set_value(org_key(org_id), self._encode(token))
+
+    async def delete_org_token(self, org_id: str) -> None:
+        """Remove the token of ``org_id``."""
+        await self.delete_value(org_key(org_id))
+
+    async def list_orgs(self) -> list[str]:
+        """UUIDs of the orgs that have a stored token, sorted."""
+        return sorted(k[len(ORG_PREFIX) :] for k in await self.list_keys(ORG_PREFIX))
+
+    async def clear(self) -> None:
+        """Remove every stored token."""
+        await self.clear_values()

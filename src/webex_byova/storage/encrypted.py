@@ -1,0 +1,126 @@
+"""Encrypting wrapper: Fernet (AES-128-CBC + HMAC-SHA256) around any bundled backend.
+
+Values are encrypted before they reach the inner store; keys (``integration``,
+``org:<uuid>``) stay readable so orgs can be listed. Several keys may be given for rotation:
+the first encrypts, all of them decrypt (``MultiFernet``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from ..errors import WebexBYOVAError
+from ..tokens import OAuthToken
+from .base import KeyValueTokenStorage
+
+__all__ = ["EncryptedTokenStorage", "TokenDecryptionError", "generate_key"]
+
+
+class TokenDecryptionError(WebexBYOVAError):
+    """A stored value could not be decrypted (wrong key, or the data was tampered with)."""
+
+
+def generate_key() -> str:
+    """A new random Fernet key (url-safe base64 text) for ``WEBEX_TOKEN_STORE_KEY``."""
+    return Fernet.generate_key().decode("ascii")
+
+
+def _fernet(key: str | bytes | Sequence[str | bytes]) -> MultiFernet:
+    keys: list[str | bytes] = [key] if isinstance(key, str | bytes) else list(key)
+    if not keys:
+        raise ValueError("at least one encryption key is required")
+    fernets: list[Fernet] = []
+    for item in keys:
+        try:
+            fernets.append(Fernet(item))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                "encryption key must be 32 url-safe base64-encoded bytes "
+                "(create one with webex_byova.storage.generate_key())"
+            ) from exc
+    return MultiFernet(fernets)
+
+
+class EncryptedTokenStorage(KeyValueTokenStorage):
+    """Encrypts every stored token with Fernet before handing it to ``inner``.
+
+    Args:
+        inner: Any bundled backend (memory, SQLite, Redis).
+        key: A Fernet key, or several (first encrypts, all decrypt) for key rotation.
+    """
+
+    def __init__(
+        self, inner: KeyValueTokenStorage, key: str | bytes | Sequence[str | bytes]
+    ) -> None:
+        if not isinstance(inner, KeyValueTokenStorage):
+            raise TypeError("EncryptedTokenStorage wraps a KeyValueTokenStorage backend")
+        self.inner = inner
+        self._fernet = _fernet(key)
+
+    def _encode(self, token: OAuthToken) -> bytes:
+        return self._fernet.encrypt(token.to_json().encode())
+
+    def _decode(self, data: bytes) -> OAuthToken:
+        try:
+            plain = self._fernet.decrypt(data)
+        except InvalidToken as exc:
+            raise TokenDecryptionError(
+                "a stored token could not be decrypted: wrong WEBEX_TOKEN_STORE_KEY or "
+                "tampered data"
+            ) from exc
+        return OAuthToken.from_json(plain)
+
+    async def rotate(self) -> int:
+        """Re-encrypt every value with the first key; returns how many were rewritten."""
+        keys = await self.inner.list_keys()
+        for key in keys:
+            data = await self.inner.get_value(key)
+            if data is not None:
+                await self.inner.set_value(key, self._fernet.rotate(data))
+        return len(keys)
+
+    async def get_value(self, key: str) -> bytes | None:
+        """Ciphertext under ``key`` (decryption happens when tokens are read)."""
+        return await self.inner.get_value(key)
+
+    async def set_value(self, key: str, value: bytes) -> None:
+        """Store ciphertext ``value`` under ``key``."""
+        await self.inner.set_value(key, value)
+
+    async def delete_value(self, key: str) -> None:
+        """Remove ``key``."""
+        await self.inner.delete_value(key)
+
+    async def list_keys(self, prefix: str = "") -> list[str]:
+        """Keys starting with ``prefix``."""
+        return await self.inner.list_keys(prefix)
+
+    async def clear_values(self) -> None:
+        """Remove every key."""
+        await self.inner.clear_values()
+
+    @asynccontextmanager
+    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[None]:
+        """The inner store's lock, or nothing when it has none (process locks still apply)."""
+        inner_lock = getattr(self.inner, "lock", None)
+        if inner_lock is None:
+            yield
+            return
+        async with inner_lock(key, ttl):
+            yield
+
+    async def aclose(self) -> None:
+        """Close the inner store."""
+        await self.inner.aclose()
+
+    def close(self) -> None:
+        """Blocking close of the inner store, when it supports one."""
+        closer = getattr(self.inner, "close", None)
+        if closer is not None:
+            closer()
+
+    def __repr__(self) -> str:
+        return f"EncryptedTokenStorage({self.inner!r})"
