@@ -32,13 +32,17 @@ class KeyRing:
 
     The newest key signs; the JWKS lists every key still kept (old keys stay published after
     a rotation while ``keep_old`` is true, as a real broker keeps them during a rollover).
+    The first key is generated lazily, so emulators that never sign start fast.
     """
 
     def __init__(self, key_size: int = 2048) -> None:
         self._lock = threading.Lock()
         self._key_size = key_size
         self._keys: list[RSAKey] = []
-        self._new_key()
+
+    def _ensure(self) -> None:
+        if not self._keys:
+            self._new_key()
 
     def _new_key(self) -> RSAKey:
         kid = str(uuid.uuid4())
@@ -54,6 +58,7 @@ class KeyRing:
     def current(self) -> RSAKey:
         """The key that signs new tokens."""
         with self._lock:
+            self._ensure()
             return self._keys[-1]
 
     @property
@@ -64,6 +69,7 @@ class KeyRing:
     def rotate(self, *, keep_old: bool = True) -> str:
         """Generate a new signing key and return its ``kid``; drop the old ones unless kept."""
         with self._lock:
+            self._ensure()
             key = self._new_key()
             if not keep_old:
                 self._keys = [key]
@@ -73,12 +79,14 @@ class KeyRing:
         """Stop publishing the given keys (the signing key cannot be dropped)."""
         remove = set(kids)
         with self._lock:
+            self._ensure()
             keep = [k for k in self._keys[:-1] if k.kid not in remove]
             self._keys = [*keep, self._keys[-1]]
 
     def jwks(self) -> dict[str, Any]:
         """Public JWK set ``{"keys": [...]}`` (oldest first)."""
         with self._lock:
+            self._ensure()
             return {"keys": [dict(k.as_dict(private=False)) for k in self._keys]}
 
     def public_pem(self) -> bytes:
