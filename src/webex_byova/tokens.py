@@ -55,6 +55,16 @@ class OAuthToken:
         """True when the access token expires within ``skew`` seconds of ``now``."""
         return now + skew >= self.expires_at
 
+    def should_refresh(self, now: float, margin: float) -> bool:
+        """True when the access token is within ``margin`` seconds of expiry.
+
+        The margin is capped at half the token's lifetime (when known), so short-lived tokens
+        are not refreshed on every use.
+        """
+        if self.obtained_at is not None and self.expires_at > self.obtained_at:
+            margin = min(margin, (self.expires_at - self.obtained_at) / 2)
+        return self.is_expired(now, margin)
+
     def refresh_token_expired(self, now: float, skew: float = 0.0) -> bool:
         """True when there is no refresh token or it expires within ``skew`` seconds."""
         if not self.refresh_token:

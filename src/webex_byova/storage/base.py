@@ -12,8 +12,9 @@ the Hydra form of one org address the same entry).
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .._ids import org_uuid
 from ..tokens import OAuthToken
@@ -25,6 +26,7 @@ __all__ = [
     "LockingTokenStorage",
     "TokenStorage",
     "org_key",
+    "store_lock",
 ]
 
 INTEGRATION_KEY = "integration"
@@ -34,6 +36,16 @@ ORG_PREFIX = "org:"
 def org_key(org_id: str) -> str:
     """Storage key of an org (UUID or Hydra id accepted)."""
     return f"{ORG_PREFIX}{org_uuid(org_id)}"
+
+
+def store_lock(
+    storage: object, key: str, ttl: float
+) -> Callable[[], AbstractAsyncContextManager[Any]] | None:
+    """A factory entering ``storage.lock(key, ttl)``, or ``None`` when the store has no lock."""
+    lock = getattr(storage, "lock", None)
+    if lock is None or not callable(lock):
+        return None
+    return lambda: lock(key, ttl)
 
 
 @runtime_checkable
