@@ -198,8 +198,10 @@ class KeeperSchedule:
             next_run = now + self.min_interval
         else:
             next_run = expires - self.lead_time
-            if next_run <= now:  # lifetime shorter than the lead time
-                next_run = now + max(self.min_interval, (expires - now) / 2)
+            if next_run <= now:
+                # Already inside the lead time. Right after a renewal that means the lifetime
+                # is shorter than the lead time: renew at half-life instead of in a loop.
+                next_run = now + max(self.min_interval, (expires - now) / 2) if renewed else now
         entry.state = replace(
             entry.state,
             status="scheduled",

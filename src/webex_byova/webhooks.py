@@ -37,6 +37,8 @@ __all__ = [
     "WebhookManager",
     "WebhookSignatureError",
     "parse_service_app_event",
+    "read_service_app_delivery",
+    "same_application",
     "verify_webhook_signature",
 ]
 
@@ -210,6 +212,47 @@ def parse_service_app_event(payload: Any) -> ServiceAppEvent:
     )
 
 
+def read_service_app_delivery(
+    payload: Mapping[str, Any] | None,
+    *,
+    raw_body: bytes | None = None,
+    headers: Any = None,
+    secret: str | None = None,
+) -> ServiceAppEvent:
+    """Verify (when ``secret`` is set) and parse one ``serviceApp`` delivery (no I/O).
+
+    With a ``secret`` the delivery must come with ``raw_body`` and ``headers`` and a valid
+    signature; the event is then read from the verified bytes, and ``payload`` (if given)
+    must equal them, so an unverified dict can never be processed.
+
+    Raises:
+        WebhookSignatureError: A secret is configured and the signature is missing, malformed
+            or wrong (an :class:`~webex_byova.errors.AuthenticationError`; answer 401).
+        ValidationError: Anything else is wrong: no body to verify, undecodable JSON, not a
+            ``serviceApp`` ``authorized``/``deauthorized`` event, no usable org id.
+    """
+    data: Any = payload
+    if raw_body is not None:
+        if not isinstance(raw_body, bytes | bytearray | memoryview):
+            raise ValidationError("raw_body must be the raw request bytes")
+        if secret and not verify_webhook_signature(bytes(raw_body), headers or {}, secret):
+            raise WebhookSignatureError("webhook signature missing or invalid", status_code=401)
+        try:
+            data = json.loads(bytes(raw_body))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError("webhook body is not valid JSON") from exc
+        if payload is not None and dict(payload) != data:
+            raise ValidationError("payload does not match raw_body")
+    elif secret:
+        raise ValidationError(
+            "a webhook secret is configured: pass raw_body (the exact request bytes) and "
+            "headers so the signature can be verified"
+        )
+    if data is None:
+        raise ValidationError("no webhook payload given")
+    return parse_service_app_event(data)
+
+
 def _plain_app_id(app_id: str | None) -> str | None:
     """The client id inside an application id (Hydra or plain), lowercased for comparison."""
     if not app_id:
@@ -305,7 +348,7 @@ class WebhookManager:
     def __init__(self, integration: Any, http: HttpClient, *, portal: Portal | None = None) -> None:
         self._integration = integration
         self._http = http
-        self._portal = portal
+        self._portal = portal if portal is not None else getattr(integration, "portal", None)
         self._token_flow = integration_token_flow(integration)
 
     # -- flows (written once)
