@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ async def _no_sleep(_: float) -> None:
 
 
 @pytest.fixture
-def http(emu: WebexEmulator) -> Iterator[HttpClient]:
+async def http(emu: WebexEmulator) -> AsyncIterator[HttpClient]:
     """The SDK HTTP client with the JWKS retry policy and no real waits between retries."""
     client = HttpClient(
         emu.config(),
@@ -35,7 +35,7 @@ def http(emu: WebexEmulator) -> Iterator[HttpClient]:
         asleep=_no_sleep,
     )
     yield client
-    client.close()
+    await client.aclose()
 
 
 @pytest.fixture
