@@ -35,10 +35,15 @@ async def test_async_crud_roundtrip(asdk: BYOVA, emu: WebexEmulator) -> None:
         subject="callAudioData",
         token_lifetime_minutes=60,
     )
-    assert ds.id and ds.status == "active" and ds.jws_token and ds.token_expiry_time
-    assert ds.expires_at is not None and ds.org_id == emu.org.org_id
+    assert ds.id
+    assert ds.status == "active"
+    assert ds.jws_token
+    assert ds.token_expiry_time
+    assert ds.expires_at is not None
+    assert ds.org_id == emu.org.org_id
     got = await client.data_sources.aget(ds.id)
-    assert got.id == ds.id and got.url == DS_URL
+    assert got.id == ds.id
+    assert got.url == DS_URL
     listed = [d.id async for d in client.data_sources.alist()]
     assert listed == [ds.id]
     updated = await client.data_sources.aupdate(
@@ -51,7 +56,8 @@ async def test_async_crud_roundtrip(asdk: BYOVA, emu: WebexEmulator) -> None:
         status="disabled",
         error_message="maintenance",
     )
-    assert updated.audience == "Other" and updated.status == "disabled"
+    assert updated.audience == "Other"
+    assert updated.status == "disabled"
     assert updated.nonce != ds.nonce  # fresh nonce on every PUT
     body = [r for r in emu.requests if r.method == "PUT"][-1].json
     assert set(body) >= {"schemaId", "url", "audience", "subject", "nonce", "tokenLifetimeMinutes"}
@@ -77,7 +83,8 @@ async def test_extend_gets_then_puts_full_object(asdk: BYOVA, emu: WebexEmulator
         ("PUT", "dataSources"),
     ]
     put = emu.requests[-1].json
-    assert put["nonce"] != ds.nonce and put["tokenLifetimeMinutes"] == 120
+    assert put["nonce"] != ds.nonce
+    assert put["tokenLifetimeMinutes"] == 120
     assert (put["url"], put["audience"], put["subject"], put["schemaId"]) == (
         DS_URL,
         "A",
@@ -88,7 +95,8 @@ async def test_extend_gets_then_puts_full_object(asdk: BYOVA, emu: WebexEmulator
     assert extended.jws_token != ds.jws_token
     # default: keep the current lifetime
     again = await client.data_sources.aextend(ds.id)
-    assert emu.requests[-1].json["tokenLifetimeMinutes"] == 120 and again.nonce != extended.nonce
+    assert emu.requests[-1].json["tokenLifetimeMinutes"] == 120
+    assert again.nonce != extended.nonce
 
 
 async def test_register_or_update_never_duplicates(asdk: BYOVA, emu: WebexEmulator) -> None:
@@ -99,8 +107,10 @@ async def test_register_or_update_never_duplicates(asdk: BYOVA, emu: WebexEmulat
     second = await client.data_sources.aregister_or_update(
         DS_URL, audience="B", subject="S", token_lifetime_minutes=90
     )
-    assert second.id == first.id and second.audience == "B"
-    assert second.token_lifetime_minutes == 90 and second.status == "active"
+    assert second.id == first.id
+    assert second.audience == "B"
+    assert second.token_lifetime_minutes == 90
+    assert second.status == "active"
     # the URL is matched exactly: ":443" is another data source
     other = await client.data_sources.aregister_or_update(
         "https://dap.example.com:443/byova", audience="A", subject="S"

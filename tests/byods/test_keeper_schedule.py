@@ -43,22 +43,26 @@ def test_known_expiry_schedules_lead_time_before() -> None:
     assert state.next_run_at == NOW + 3600 - 600
     assert s.take_due(NOW) == []
     due = s.take_due(NOW + 3000)
-    assert [d[0] for d in due] == ["ds-1"] and due[0][3] is False  # a renewal, not a lookup
+    assert [d[0] for d in due] == ["ds-1"]
+    assert due[0][3] is False
     assert s.states()["ds-1"].status == "renewing"
     assert s.take_due(NOW + 3000) == []  # in flight: not handed out twice
     after = s.on_renewed("ds-1", due[0][1], _ds(NOW + 3000 + 3600), NOW + 3000)
-    assert after.renewals == 1 and after.next_run_at == NOW + 3000 + 3000
+    assert after.renewals == 1
+    assert after.next_run_at == NOW + 3000 + 3000
     assert after.last_renewed_at == NOW + 3000
 
 
 def test_id_only_is_looked_up_first() -> None:
     s = _schedule()
     state = s.add(_client(), "ds-1", None, NOW)
-    assert state.status == "pending" and state.next_run_at == NOW
+    assert state.status == "pending"
+    assert state.next_run_at == NOW
     (item,) = s.take_due(NOW)
     assert item[3] is True
     looked = s.on_lookup("ds-1", item[1], _ds(NOW + 3600), NOW)
-    assert looked.status == "scheduled" and looked.next_run_at == NOW + 3000
+    assert looked.status == "scheduled"
+    assert looked.next_run_at == NOW + 3000
     # already inside the lead time: renew at once
     s.add(_client(), "ds-1", None, NOW)
     (item,) = s.take_due(NOW)
@@ -94,7 +98,9 @@ def test_failures_back_off_then_expire() -> None:
     assert s.on_failure("ds-1", item[1], ServerError("x"), NOW + 800).status == "expired"
     (item,) = s.take_due(NOW + 2000)
     ok = s.on_renewed("ds-1", item[1], _ds(NOW + 9000), NOW + 2000)
-    assert ok.status == "scheduled" and ok.consecutive_failures == 0 and ok.last_error is None
+    assert ok.status == "scheduled"
+    assert ok.consecutive_failures == 0
+    assert ok.last_error is None
 
 
 def test_not_found_forgets_the_source() -> None:
@@ -102,7 +108,8 @@ def test_not_found_forgets_the_source() -> None:
     s.add(_client(), _ds(NOW + 100), None, NOW)
     (item,) = s.take_due(NOW)
     assert s.on_failure("ds-1", item[1], NotFoundError("gone"), NOW).status == "gone"
-    assert s.states() == {} and s.next_wake() is None
+    assert s.states() == {}
+    assert s.next_wake() is None
 
 
 def test_stale_outcome_after_reregistration_is_ignored() -> None:
@@ -127,6 +134,7 @@ def test_keeper_validates_arguments() -> None:
     with pytest.raises(ValidationError):
         keeper.register(_client(), "ds-1", token_lifetime_minutes=1441)
     state = keeper.register(_client(), _ds(NOW + 7200))
-    assert keeper.state("ds-1") == state and state.expires_at_datetime is not None
+    assert keeper.state("ds-1") == state
+    assert state.expires_at_datetime is not None
     assert keeper.unregister("ds-1").status == "stopped"
     assert not keeper.running

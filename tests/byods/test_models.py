@@ -45,13 +45,15 @@ def test_full_item_parses_and_keeps_extras() -> None:
     assert ds.expires_at == ds.token_expiry_time  # tokenExpiryTime wins over the JWS exp
     assert ds.model_extra == {"DataSource": "", "futureField": {"x": 1}}
     wire = ds.to_wire()
-    assert wire["futureField"] == {"x": 1} and wire["tokenLifetimeMinutes"] == 1440
+    assert wire["futureField"] == {"x": 1}
+    assert wire["tokenLifetimeMinutes"] == 1440
     assert ds.is_active
 
 
 def test_secret_fields_not_in_repr() -> None:
     ds = DataSource.model_validate(SPEC_ITEM)
-    assert "jwsToken" not in repr(ds) and SPEC_ITEM["jwsToken"] not in repr(ds)
+    assert "jwsToken" not in repr(ds)
+    assert SPEC_ITEM["jwsToken"] not in repr(ds)
     hook = Webhook.model_validate({"id": "w", "secret": "topsecret-123456"})
     assert "topsecret" not in repr(hook)
 
@@ -73,7 +75,8 @@ def test_sparse_list_item_filled_from_jws_claims() -> None:
         "schema-1",
         "org-1",
     )
-    assert ds.status == "inactive" and not ds.is_active
+    assert ds.status == "inactive"
+    assert not ds.is_active
     assert ds.expires_at == datetime.fromtimestamp(1700000000, tz=UTC)
     # explicit values are never overwritten by claims
     ds2 = DataSource.model_validate({"id": "1", "jwsToken": _jws(claims), "url": "https://o"})
@@ -84,7 +87,8 @@ def test_field_name_drift() -> None:
     ds = DataSource.model_validate(
         {"id": "1", "tokenLifeMinutes": "60", "schemaId": ["s-1", "s-2"]}
     )
-    assert ds.token_lifetime_minutes == 60 and ds.schema_id == "s-1"
+    assert ds.token_lifetime_minutes == 60
+    assert ds.schema_id == "s-1"
     assert DataSource.model_validate({"id": "1"}).expires_at is None
 
 
@@ -111,9 +115,12 @@ def test_schema_and_webhook() -> None:
             "createdAt": "2024-01-01T00:00:00.000Z",
         }
     )
-    assert schema.protocol == "gRPC" and schema.app_type == "serviceApp"
+    assert schema.protocol == "gRPC"
+    assert schema.app_type == "serviceApp"
     hook = Webhook.model_validate(
         {"id": "w", "targetUrl": "https://t", "status": "inactive", "ownedBy": "org"}
     )
-    assert hook.target_url == "https://t" and not hook.is_active and hook.owned_by == "org"
+    assert hook.target_url == "https://t"
+    assert not hook.is_active
+    assert hook.owned_by == "org"
     assert Webhook.model_validate({"id": "w"}).is_active
