@@ -62,8 +62,13 @@ __all__ = [
     "JWKS_RETRY_POLICY",
     "WEBEX_ISSUERS",
     "Expectations",
+    "FetchFailed",
+    "FetchOk",
+    "IssuerKeys",
     "JWSVerificationError",
     "JWSVerifier",
+    "ParsedToken",
+    "Plan",
     "check_claims",
     "jwks_fetch_flow",
     "jwks_url_for",
@@ -116,7 +121,7 @@ class JWSVerificationError(ValueError):
     """
 
     def __init__(self, reason: str, message: str | None = None) -> None:
-        super().__init__(message or reason)
+        super().__init__(f"{reason}: {message}" if message else reason)
         self.reason = reason
 
     def __repr__(self) -> str:
