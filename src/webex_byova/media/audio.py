@@ -209,14 +209,15 @@ _ALAW_VALUES: Final = tuple(_alaw_decode_code(c) for c in range(256))
 _ULAW_LO, _ULAW_HI = _planes(_ulaw_decode_code)
 _ALAW_LO, _ALAW_HI = _planes(_alaw_decode_code)
 #: Squared decoded value per µ-law code: frame energy straight from the codes.
-_ULAW_SQUARES: Final = tuple(v * v for v in _ULAW_VALUES)
+#: (Lists, not tuples or bytes: ``list.__getitem__`` is the fastest ``map`` callable.)
+_ULAW_SQUARES: Final = [v * v for v in _ULAW_VALUES]
 
 
 @cache
-def _encode_table(alaw: bool) -> bytes:
+def _encode_table(alaw: bool) -> list[int]:
     """65,536-entry table indexed by the unsigned view of a PCM16 sample."""
     fn = _alaw_encode_sample if alaw else _ulaw_encode_sample
-    return bytes(fn(u - 0x10000 if u & 0x8000 else u) for u in range(0x10000))
+    return [fn(u - 0x10000 if u & 0x8000 else u) for u in range(0x10000)]
 
 
 @cache
@@ -226,7 +227,7 @@ def _np_decode_table(alaw: bool) -> Any:
 
 @cache
 def _np_encode_table(alaw: bool) -> Any:
-    return _np.frombuffer(_encode_table(alaw), dtype=_np.uint8)
+    return _np.array(_encode_table(alaw), dtype=_np.uint8)
 
 
 def _as_bytes(data: BytesLike) -> bytes:
@@ -329,9 +330,12 @@ def ulaw_frame_energy(ulaw: BytesLike) -> int:
 
 
 def pcm16_frame_energy(pcm: BytesLike, *, use_numpy: bool | None = None) -> int:
-    """Sum of squared samples of LINEAR16 little-endian bytes."""
+    """Sum of squared samples of LINEAR16 little-endian bytes.
+
+    Automatic mode uses numpy even for single frames: it is ~4x faster here.
+    """
     n = len(pcm) // 2
-    if _want_numpy(use_numpy, 2 * n):
+    if _want_numpy(use_numpy, _NUMPY_MIN_BYTES if n >= 32 else 0):
         x = _np.frombuffer(pcm, dtype="<i2", count=n).astype(_np.int64)
         return int(_np.dot(x, x))
     samples = _pcm_samples(pcm)
