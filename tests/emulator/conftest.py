@@ -20,7 +20,7 @@ from webex_byova.testing.pytest_plugin import webex_emulator  # noqa: F401  (fix
 
 
 @pytest.fixture
-def emu(webex_emulator: WebexEmulator) -> WebexEmulator:
+def emu(webex_emulator: WebexEmulator) -> WebexEmulator:  # noqa: F811
     return webex_emulator
 
 

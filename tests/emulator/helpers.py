@@ -23,8 +23,10 @@ def org_token(emu: WebexEmulator, org_id: str | None = None) -> str:
 def assert_webex_error(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     body = resp.json()
-    assert isinstance(body["message"], str) and body["message"]
-    assert body["errors"] and all(isinstance(e["description"], str) for e in body["errors"])
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    assert body["errors"]
+    assert all(isinstance(e["description"], str) for e in body["errors"])
     assert body["trackingId"] == resp.headers["TrackingID"]
     assert body["trackingId"].startswith("EMU_")
     return body

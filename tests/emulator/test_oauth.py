@@ -90,7 +90,8 @@ def test_authorize_redirects_with_code_and_state(emu: WebexEmulator, http: httpx
 
 def test_authorize_without_state_omits_it(emu: WebexEmulator, http: httpx.Client) -> None:
     _, params = authorize(http, emu, state="<omit>")
-    assert "code" in params and "state" not in params
+    assert "code" in params
+    assert "state" not in params
 
 
 def test_authorize_accepts_any_loopback_redirect(emu: WebexEmulator, http: httpx.Client) -> None:
@@ -355,9 +356,7 @@ def test_revoked_and_unknown_refresh_tokens(emu: WebexEmulator, http: httpx.Clie
     assert emu.revoke_refresh_token("unknown") is False
 
 
-def test_refresh_with_other_client_is_invalid_grant(
-    emu: WebexEmulator, http: httpx.Client
-) -> None:
+def test_refresh_with_other_client_is_invalid_grant(emu: WebexEmulator, http: httpx.Client) -> None:
     pair = emu.issue_integration_token()
     resp = refresh(http, emu, pair["refresh_token"], client=emu.service_app)
     assert_oauth_error(resp, 400, "invalid_grant")

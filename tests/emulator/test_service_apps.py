@@ -50,7 +50,8 @@ def test_seeded_identities(emu: WebexEmulator) -> None:
     assert emu.integration.redirect_uri == "http://localhost:8765/callback"
     assert "spark:applications_token" in emu.integration.scopes
     assert not emu.is_authorized(emu.org.org_id)
-    assert "client_secret" not in repr(app) and app.client_secret not in repr(app)
+    assert "client_secret" not in repr(app)
+    assert app.client_secret not in repr(app)
     assert emu.integration.client_secret not in repr(emu.integration)
 
 
@@ -151,9 +152,7 @@ def test_client_id_mismatch_is_400(
     assert_webex_error(resp, 400)
 
 
-def test_bad_client_secret_is_401(
-    emu: WebexEmulator, http: httpx.Client, integ_token: str
-) -> None:
+def test_bad_client_secret_is_401(emu: WebexEmulator, http: httpx.Client, integ_token: str) -> None:
     emu.authorize_service_app(emu.org.org_id)
     assert_webex_error(app_token(http, emu, integ_token, clientSecret="nope"), 401)
 
@@ -199,7 +198,8 @@ def test_deauthorize_revokes_tokens(
             "refresh_token": pair["refresh_token"],
         },
     )
-    assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "invalid_grant"
     assert emu.deauthorize_service_app(emu.org.org_id) == []  # already deauthorized: no-op
 
 

@@ -466,6 +466,9 @@ class WebexEmulator:
 
             def setup(self) -> None:
                 super().setup()
+                # headers and body are two writes: without this, Nagle + delayed ACK
+                # add ~40 ms to every keep-alive response
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 srv = self.server
                 assert isinstance(srv, _Server)
                 with srv.sockets_lock:

@@ -115,6 +115,10 @@ class KeyRing:
         header["typ"] = "JWT"
         header["alg"] = alg
         if alg in RSA_ALGORITHMS:
+            if alg != key.get("alg"):
+                # the published key says RS256; sign other RSA algs with an unlabeled copy
+                params = {k: v for k, v in key.as_dict(private=True).items() if k != "alg"}
+                key = RSAKey.import_key(params)
             return jwt.encode(header, dict(claims), key, algorithms=[alg])
         signing_input = f"{_segment(header)}.{_segment(claims)}"
         if alg == "none":

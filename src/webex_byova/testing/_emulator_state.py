@@ -112,10 +112,10 @@ class EmulatorClock:
         self._lock = threading.Lock()
         self._frozen: float | None = None
         self._offset = 0.0
-        if start is not None:
-            self._offset = float(start) - time.time()
         if frozen:
-            self._frozen = time.time() + self._offset
+            self._frozen = float(start) if start is not None else time.time()
+        elif start is not None:
+            self._offset = float(start) - time.time()
 
     def now(self) -> float:
         """Current emulated time in epoch seconds."""
