@@ -6,18 +6,105 @@ Public names are imported lazily so ``import webex_byova.media.audio`` does not 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__: list[str] = []
+if TYPE_CHECKING:
+    from ._connector import MediaConnector
+    from ._model import ConversationRecord, InputSettings
+    from ._responses import TextSpec
+    from .config import MediaServerConfig
+    from .events import (
+        EVENT_NAMES,
+        AudioInput,
+        BargeIn,
+        CustomEvent,
+        DtmfInput,
+        ErrorEvent,
+        MediaEvent,
+        NoInput,
+        SessionEnd,
+        SessionStart,
+        StartOfDtmf,
+        StartOfInput,
+        TurnEnded,
+        TurnStarted,
+        Utterance,
+    )
+    from .server import BYOVAMediaServer, VirtualAgent
+    from .session import Session, SessionEndedError, Turn, TurnFinishedError
+    from .store import ConversationStore, InMemoryConversationStore
 
-_LAZY: dict[str, str] = {}
+__all__ = [
+    "EVENT_NAMES",
+    "AudioInput",
+    "BYOVAMediaServer",
+    "BargeIn",
+    "ConversationRecord",
+    "ConversationStore",
+    "CustomEvent",
+    "DtmfInput",
+    "ErrorEvent",
+    "InMemoryConversationStore",
+    "InputSettings",
+    "MediaConnector",
+    "MediaEvent",
+    "MediaServerConfig",
+    "NoInput",
+    "Session",
+    "SessionEnd",
+    "SessionEndedError",
+    "SessionStart",
+    "StartOfDtmf",
+    "StartOfInput",
+    "TextSpec",
+    "Turn",
+    "TurnEnded",
+    "TurnFinishedError",
+    "TurnStarted",
+    "Utterance",
+    "VirtualAgent",
+]
+
+# public name -> module (relative to this package)
+_LAZY: dict[str, str] = {
+    "BYOVAMediaServer": ".server",
+    "VirtualAgent": ".server",
+    "MediaServerConfig": ".config",
+    "Session": ".session",
+    "SessionEndedError": ".session",
+    "Turn": ".session",
+    "TurnFinishedError": ".session",
+    "ConversationStore": ".store",
+    "InMemoryConversationStore": ".store",
+    "ConversationRecord": "._model",
+    "InputSettings": "._model",
+    "TextSpec": "._responses",
+    "MediaConnector": "._connector",
+    "EVENT_NAMES": ".events",
+    "AudioInput": ".events",
+    "BargeIn": ".events",
+    "CustomEvent": ".events",
+    "DtmfInput": ".events",
+    "ErrorEvent": ".events",
+    "MediaEvent": ".events",
+    "NoInput": ".events",
+    "SessionEnd": ".events",
+    "SessionStart": ".events",
+    "StartOfDtmf": ".events",
+    "StartOfInput": ".events",
+    "TurnEnded": ".events",
+    "TurnStarted": ".events",
+    "Utterance": ".events",
+}
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

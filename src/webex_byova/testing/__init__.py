@@ -27,6 +27,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "EmulatorError": ("._emulator", "EmulatorError"),
     "RequestRecord": ("._emulator", "RequestRecord"),
     "Delivery": ("._emulator", "Delivery"),
+    "WebexCaller": ("._caller", "WebexCaller"),
 }
 
 

@@ -1,0 +1,86 @@
+"""Token check for every RPC: a gRPC aio interceptor around :class:`~webex_byova.jws.JWSVerifier`.
+
+Any failure answers ``UNAUTHENTICATED`` with a reason (never an OK stream). The rejection is
+built with the same cardinality as the real method, so it works for unary and streaming RPCs
+alike. ``grpc.health.v1`` is exempt by default (load balancers send no token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from .._logging import get_logger
+from ..jws import JWSVerificationError, JWSVerifier
+
+__all__ = ["HEALTH_PREFIX", "TokenAuthInterceptor", "token_from_metadata"]
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+_log = get_logger("webex_byova.media.auth")
+
+
+def token_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    """The ``authorization`` value (case-insensitive key), or None when absent or blank."""
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            return text.strip() or None
+    return None
+
+
+def _rejecting(
+    handler: grpc.RpcMethodHandler[Any, Any], details: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    async def abort(_request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, details)
+
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+
+
+class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Verify the ``authorization`` metadata (raw or ``Bearer``) of every RPC."""
+
+    def __init__(self, verifier: JWSVerifier, *, exempt_health: bool = True) -> None:
+        self._verifier = verifier
+        self._exempt = (HEALTH_PREFIX,) if exempt_health else ()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        method = handler_call_details.method
+        if method.startswith(self._exempt):
+            return await continuation(handler_call_details)
+        token = token_from_metadata(handler_call_details.invocation_metadata)
+        if token is None:
+            details = "missing token in authorization metadata"
+        else:
+            try:
+                await self._verifier.averify(token)
+                return await continuation(handler_call_details)
+            except JWSVerificationError as exc:
+                details = f"token rejected: {exc.reason}"
+            except Exception as exc:  # key fetch failures etc.: still never an OK stream
+                _log.warning("token verification failed unexpectedly: %s", type(exc).__name__)
+                details = "token verification failed"
+        _log.info("%s rejected: %s", method, details)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler  # unknown method: gRPC answers UNIMPLEMENTED
+        return _rejecting(handler, details)

@@ -1,0 +1,204 @@
+"""Server-wide settings of the BYOVA media server (:class:`MediaServerConfig`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["DEFAULT_SCHEMA_ID", "ENV_PREFIX", "MediaServerConfig"]
+
+ENV_PREFIX = "WEBEX_MEDIA_"
+DEFAULT_SCHEMA_ID = "5397013b-7920-4ffc-807c-e8a3e0a18f43"
+MIN_CHUNK_BYTES = 100
+MAX_CHUNK_BYTES = 64 * 1024
+DTMF_KEYS = "0123456789*#ABCD"
+
+
+class MediaServerConfig(BaseModel):
+    """Validated server-wide settings for the BYOVA media server.
+
+    Every field can be set from an environment variable named ``WEBEX_MEDIA_<FIELD>`` (upper
+    case), e.g. ``WEBEX_MEDIA_PORT=50051`` or ``WEBEX_MEDIA_AUDIO_MODE=chunk``; list fields take
+    comma-separated values. See :meth:`from_env`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # -- network ------------------------------------------------------------------------------
+    host: str = Field("0.0.0.0", description="Interface to bind.")
+    port: int = Field(50051, ge=0, le=65535, description="TCP port; 0 picks a free port.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain (enables TLS).")
+    tls_key_file: Path | None = Field(None, description="PEM private key for tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle for client certificates (mutual TLS)."
+    )
+    tls_require_client_cert: bool = Field(False, description="Reject clients without a cert.")
+    reflection: bool = Field(False, description="Serve gRPC server reflection.")
+    health_requires_auth: bool = Field(
+        False, description="Also require a token for grpc.health.v1 (load balancers send none)."
+    )
+
+    # -- audio ---------------------------------------------------------------------------------
+    audio_mode: Literal["wav", "chunk"] = Field(
+        "wav", description="wav: one FINAL with a WAV per reply; chunk: paced raw CHUNKs + FINAL."
+    )
+    sample_rate: int = Field(8000, description="Output sample rate in Hz.")
+    chunk_ms: int = Field(80, ge=10, le=4000, description="Audio per outbound CHUNK in ms.")
+    realtime_pacing: bool = Field(True, description="Pace CHUNKs at playback speed.")
+    pacing_lead_ms: int = Field(
+        200, ge=0, le=5000, description="How far CHUNK streaming may run ahead of playback."
+    )
+    input_sample_rate: int = Field(
+        8000, description="Assumed caller sample rate when a frame does not say."
+    )
+    min_frame_bytes: int = Field(15, ge=0, description="Caller frames shorter than this dropped.")
+
+    # -- caller input defaults (sent in input_handling_config) ------------------------------------
+    input_mode: Literal["voice", "dtmf", "voice_dtmf"] = Field("voice_dtmf")
+    barge_in: bool = Field(False, description="Default per-prompt barge-in.")
+    dtmf_input_length: int = Field(1, ge=1, le=64)
+    dtmf_inter_digit_timeout_ms: int = Field(3000, ge=0, le=60000)
+    dtmf_terminator: str = Field("#", description="Key that ends DTMF collection ('' = none).")
+    complete_timeout_ms: int = Field(
+        800, ge=50, le=60000, description="Silence after speech that ends the utterance."
+    )
+    incomplete_timeout_ms: int = Field(0, ge=0, le=60000)
+    max_speech_timeout_ms: int = Field(30000, ge=500, le=600000)
+    no_input_timeout_ms: int = Field(5000, ge=0, le=600000, description="0 = no timeout.")
+    vad: Literal["energy", "webrtc"] = Field("energy", description="Speech detector.")
+    min_speech_ms: int = Field(80, ge=0, le=2000, description="Speech needed to start input.")
+    boundary_response_type: Literal["CHUNK", "PARTIAL"] = Field(
+        "CHUNK",
+        description="response_type of START_OF_INPUT/END_OF_INPUT (the FINAL stays unique).",
+    )
+
+    # -- auth ----------------------------------------------------------------------------------
+    verify_tokens: bool = Field(True, description="Verify every RPC's authorization JWS.")
+    expected_url: str | None = Field(None, description="Required data-source URL claim.")
+    expected_schema_id: str = Field(DEFAULT_SCHEMA_ID)
+    expected_audience: str | None = None
+    expected_org_id: str | None = None
+    region: Literal["us", "eu"] = "us"
+    extra_issuers: tuple[str, ...] = ()
+    token_leeway_s: float = Field(30.0, ge=0, le=600)
+
+    # -- agents & errors -------------------------------------------------------------------------
+    agents: tuple[str, ...] = Field((), description="Virtual agent ids ('id' or 'id=Name').")
+    error_response: Literal["prompt", "custom_event"] = "prompt"
+    error_prompt_text: str = "Sorry, something went wrong. Please try again."
+    end_call_on_error: bool = False
+
+    # -- limits & lifecycle ----------------------------------------------------------------------
+    max_conversations: int = Field(1000, ge=1)
+    max_rpcs_per_conversation: int = Field(4, ge=1, le=64)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    max_utterance_ms: int = Field(60000, ge=1000, description="Utterance audio kept per turn.")
+    response_queue_size: int = Field(64, ge=4, le=10000)
+    idle_timeout_s: float = Field(900.0, gt=0, description="Idle conversations expire.")
+    half_close_timeout_s: float = Field(
+        15.0, gt=0, description="After its FINAL, an RPC waits this long for the half-close."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("sample_rate", "input_sample_rate")
+    @classmethod
+    def _rate(cls, value: int) -> int:
+        if value not in (8000, 16000):
+            raise ValueError(f"must be 8000 or 16000 Hz, got {value}")
+        return value
+
+    @field_validator("dtmf_terminator")
+    @classmethod
+    def _terminator(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value and (len(value) != 1 or value not in DTMF_KEYS):
+            raise ValueError(f"must be one DTMF key of {DTMF_KEYS!r} or empty, got {value!r}")
+        return value
+
+    @field_validator("expected_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MediaServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
+        if self.tls_require_client_cert and self.tls_client_ca_file is None:
+            raise ValueError("tls_require_client_cert needs tls_client_ca_file")
+        if not MIN_CHUNK_BYTES <= self.chunk_bytes <= MAX_CHUNK_BYTES:
+            raise ValueError(
+                f"chunk_ms={self.chunk_ms} gives {self.chunk_bytes} bytes per chunk; Webex "
+                f"accepts {MIN_CHUNK_BYTES}..{MAX_CHUNK_BYTES}"
+            )
+        return self
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Raw µ-law bytes per outbound chunk (one byte per sample at ``sample_rate``)."""
+        return self.sample_rate * self.chunk_ms // 1000
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server listens with TLS."""
+        return self.tls_cert_file is not None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> MediaServerConfig:
+        """Build configuration from ``WEBEX_MEDIA_*`` environment variables.
+
+        ``overrides`` win over the environment. Invalid values raise :class:`ValueError` naming
+        the environment variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for name, info in cls.model_fields.items():
+            key = ENV_PREFIX + name.upper()
+            raw = env.get(key)
+            if raw is None:
+                continue
+            sources[name] = key
+            if info.annotation == tuple[str, ...]:
+                values[name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            elif raw.strip() == "" and name in _NULLABLE:
+                values[name] = None
+            else:
+                values[name] = raw.strip()
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else ""
+                where = sources.get(field, field) if field not in overrides else field
+                problems.append(f"{where or 'config'}: {err['msg']}")
+            raise ValueError("invalid media server configuration: " + "; ".join(problems)) from None
+
+
+_NULLABLE = frozenset(
+    {
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_client_ca_file",
+        "expected_url",
+        "expected_audience",
+        "expected_org_id",
+    }
+)

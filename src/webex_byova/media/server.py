@@ -1,0 +1,745 @@
+"""The BYOVA gRPC media server (:class:`BYOVAMediaServer`).
+
+Webex Contact Center connects to this server for every call. The servicer is a thin shell:
+conversation/turn state lives in :mod:`webex_byova.media.session`, responses are built by
+:mod:`webex_byova.media._responses`, end-pointing by :mod:`webex_byova.media.vad`.
+
+Example::
+
+    server = BYOVAMediaServer(MediaServerConfig(port=50051, verify_tokens=False))
+
+    @server.on("session_start")
+    async def welcome(event):
+        event.turn.say("Hello! How can I help?", wav=WELCOME_WAV)
+
+    @server.on("utterance")
+    async def reply(event):
+        text = await my_asr(event.pcm16)
+        event.turn.say(f"You said {text}")
+
+    @server.on("dtmf_input")
+    def keys(event):
+        if event.digits == "0":
+            event.turn.transfer_to_agent("Connecting you to an agent.")
+
+    await server.serve()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import signal
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from grpc import aio
+
+from .._logging import get_logger
+from ._model import ConversationRecord, InputSettings
+from ._proto import byova_common_pb2 as common
+from ._proto import voicevirtualagent_pb2 as vva
+from ._proto import voicevirtualagent_pb2_grpc as vva_grpc
+from .config import MediaServerConfig
+from .events import EVENT_NAMES, ErrorEvent, MediaEvent, SessionEnd, TurnEnded, TurnStarted
+from .session import Session, Turn, turn_kind
+from .store import ConversationStore, InMemoryConversationStore
+from .vad import EnergyVAD, SpeechDetector, WebRtcVAD
+
+if TYPE_CHECKING:
+    from ..jws import JWSVerifier
+    from ._connector import MediaConnector
+
+__all__ = ["SERVICE_NAME", "BYOVAMediaServer", "Handler", "VirtualAgent"]
+
+SERVICE_NAME = "com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent"
+_log = get_logger("webex_byova.media")
+
+Handler = Callable[[Any], Any]
+_Context = aio.ServicerContext[Any, Any]
+H = TypeVar("H", bound=Handler)
+AgentProvider = Callable[
+    [str], "Iterable[VirtualAgent | str] | Awaitable[Iterable[VirtualAgent | str]]"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualAgent:
+    """A virtual agent offered to Webex by ``ListVirtualAgents``.
+
+    ``VirtualAgent.parse("id=Display name")`` builds one from a config string.
+    """
+
+    virtual_agent_id: str
+    name: str = ""
+    is_default: bool = False
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.virtual_agent_id:
+            raise ValueError("virtual_agent_id must not be empty")
+
+    @classmethod
+    def parse(cls, value: VirtualAgent | str) -> VirtualAgent:
+        """Accept a :class:`VirtualAgent`, ``"id"`` or ``"id=Name"``."""
+        if isinstance(value, VirtualAgent):
+            return value
+        agent_id, _, name = value.partition("=")
+        return cls(agent_id.strip(), name.strip() or agent_id.strip())
+
+    def to_proto(self, *, default: bool) -> common.VirtualAgentInfo:
+        """Wire form."""
+        return common.VirtualAgentInfo(
+            virtual_agent_id=self.virtual_agent_id,
+            virtual_agent_name=self.name or self.virtual_agent_id,
+            is_default=default,
+            attributes=dict(self.attributes),
+        )
+
+
+class _Reject(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class BYOVAMediaServer:
+    """Developer-hosted BYOVA gRPC media server.
+
+    Args:
+        config: Server settings (default: :class:`MediaServerConfig` defaults).
+        agents: Virtual agents to offer (strings ``"id"``/``"id=Name"`` or
+            :class:`VirtualAgent`); added to ``config.agents``. With none configured and no
+            provider, one agent ``"default"`` is offered.
+        verifier: A :class:`~webex_byova.jws.JWSVerifier` for ``verify_tokens`` (default:
+            built from the config).
+        store: Where conversation records are kept (default in memory).
+        detector_factory: ``(sample_rate, settings) -> SpeechDetector`` for end-pointing.
+        clock: Monotonic clock in seconds (tests inject one).
+    """
+
+    def __init__(
+        self,
+        config: MediaServerConfig | None = None,
+        *,
+        agents: Iterable[VirtualAgent | str] = (),
+        verifier: JWSVerifier | None = None,
+        store: ConversationStore | None = None,
+        detector_factory: Callable[[int, InputSettings], SpeechDetector] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or MediaServerConfig()
+        self._clock = clock
+        self._agents: list[VirtualAgent] = [
+            VirtualAgent.parse(a) for a in (*self.config.agents, *agents)
+        ]
+        self._agent_provider: AgentProvider | None = None
+        self._handlers: dict[tuple[str, str | None], list[Handler]] = {}
+        self._wanted: set[str] = set()
+        self._connector: MediaConnector | None = None
+        self._verifier = verifier
+        self._owns_verifier = False
+        self._store: ConversationStore = store or InMemoryConversationStore()
+        self._detector_factory = detector_factory
+        self._live: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: aio.Server | None = None
+        self._health: Any = None
+        self._port = 0
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._open_rpcs = 0
+        self._rpcs_idle = asyncio.Event()
+        self._default_settings = InputSettings(
+            mode=self.config.input_mode,
+            dtmf_input_length=self.config.dtmf_input_length,
+            dtmf_inter_digit_timeout_ms=self.config.dtmf_inter_digit_timeout_ms,
+            dtmf_terminator=self.config.dtmf_terminator,
+            complete_timeout_ms=self.config.complete_timeout_ms,
+            incomplete_timeout_ms=self.config.incomplete_timeout_ms,
+            max_speech_timeout_ms=self.config.max_speech_timeout_ms,
+            no_input_timeout_ms=self.config.no_input_timeout_ms,
+        )
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> BYOVAMediaServer:
+        """Construct server from ``WEBEX_MEDIA_*`` environment variables."""
+        return cls(MediaServerConfig.from_env(), **kwargs)
+
+    # ------------------------------------------------------------------ registration
+
+    def on(self, event: str, *, virtual_agent_id: str | None = None) -> Callable[[H], H]:
+        """Decorator to register an async or sync event handler.
+
+        The handler is called with the event object (see :mod:`webex_byova.media.events`).
+        With ``virtual_agent_id`` it only runs for conversations of that agent, and replaces
+        the agent-independent handlers of that event for them. Unknown names raise
+        :class:`ValueError`. Sync handlers run on the event loop: keep them short.
+        """
+        if event not in EVENT_NAMES:
+            raise ValueError(f"unknown event {event!r}; expected one of {sorted(EVENT_NAMES)}")
+
+        def register(func: H) -> H:
+            if not callable(func):
+                raise TypeError("a handler must be callable")
+            self._handlers.setdefault((event, virtual_agent_id), []).append(func)
+            self._wanted.add(event)
+            return func
+
+        return register
+
+    def handler(self, event: str, *, virtual_agent_id: str | None = None) -> Callable[[H], H]:
+        """Alias for :meth:`on`."""
+        return self.on(event, virtual_agent_id=virtual_agent_id)
+
+    def use_proxy(self, connector: Any) -> None:
+        """Attach a proxy connector (:class:`~webex_byova.media._connector.MediaConnector`).
+
+        It receives every event after the local handlers, and acts on the same objects.
+        """
+        if not callable(getattr(connector, "on_event", None)):
+            raise TypeError("a connector needs an async on_event(event) method")
+        self._connector = connector
+
+    def add_agent(
+        self,
+        virtual_agent_id: str,
+        name: str = "",
+        *,
+        is_default: bool = False,
+        attributes: Mapping[str, str] | None = None,
+    ) -> VirtualAgent:
+        """Offer another virtual agent in ``ListVirtualAgents``."""
+        agent = VirtualAgent(virtual_agent_id, name, is_default, dict(attributes or {}))
+        self._agents.append(agent)
+        return agent
+
+    def agent_provider(self, func: AgentProvider) -> AgentProvider:
+        """Decorator: ``func(customer_org_id)`` (sync or async) lists the agents dynamically."""
+        self._agent_provider = func
+        return func
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for clients (``127.0.0.1`` when bound to all interfaces)."""
+        host = self.config.host
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = "127.0.0.1"
+        return f"{host}:{self._port}"
+
+    @property
+    def sessions(self) -> Mapping[str, Session]:
+        """Live conversations by id (read-only view)."""
+        return dict(self._live)
+
+    # ------------------------------------------------------------------ hub interface
+
+    def clock(self) -> float:
+        """Monotonic time in seconds."""
+        return self._clock()
+
+    def wants(self, event_name: str, virtual_agent_id: str) -> bool:
+        """Whether anyone (handler or connector) receives ``event_name``."""
+        return self._connector is not None or event_name in self._wanted
+
+    def make_detector(self, sample_rate: int, settings: InputSettings) -> SpeechDetector:
+        """A fresh end-pointer for one audio turn."""
+        if self._detector_factory is not None:
+            return self._detector_factory(sample_rate, settings)
+        kwargs: dict[str, Any] = {
+            "sample_rate": sample_rate,
+            "min_speech_ms": self.config.min_speech_ms,
+            "complete_timeout_ms": settings.complete_timeout_ms,
+            "max_speech_ms": settings.max_speech_timeout_ms,
+        }
+        if self.config.vad == "webrtc":
+            return WebRtcVAD(**kwargs)
+        return EnergyVAD(**kwargs)
+
+    def _handlers_for(self, name: str, agent_id: str) -> list[Handler]:
+        specific = self._handlers.get((name, agent_id))
+        if specific:
+            return specific
+        return self._handlers.get((name, None), [])
+
+    def dispatch(self, event: MediaEvent) -> None:
+        """Run the handlers (and connector) of ``event`` in a task of their own."""
+        if not self._handlers_for(event.name, event.session.virtual_agent_id) and (
+            self._connector is None
+        ):
+            return
+        task = asyncio.get_running_loop().create_task(self.run_handlers(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if event.turn is not None and not event.turn.closed:
+            event.turn._track(task)
+
+    async def run_handlers(self, event: MediaEvent) -> None:
+        """Call each handler of ``event`` in order, then the connector."""
+        handlers = list(self._handlers_for(event.name, event.session.virtual_agent_id))
+        connector = self._connector
+        for handler in handlers:
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                await self._handler_failed(event, exc)
+                return
+        if connector is not None:
+            try:
+                await connector.on_event(event)
+            except Exception as exc:
+                await self._handler_failed(event, exc)
+
+    async def _handler_failed(self, event: MediaEvent, exc: Exception) -> None:
+        """Log, dispatch ``error`` once, and answer Webex so the call continues."""
+        session = event.session
+        session_log = _log.getChild("handler")
+        session_log.error(
+            "[%s] %s handler raised %s: %s",
+            session.conversation_id,
+            event.name,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra={"conversation_id": session.conversation_id, "trackingid": session.tracking_id},
+        )
+        if not isinstance(event, ErrorEvent):
+            error = ErrorEvent(session=session, turn=event.turn, exception=exc, source=event)
+            targets: list[Handler] = list(self._handlers_for("error", session.virtual_agent_id))
+            if self._connector is not None:
+                targets.append(self._connector.on_event)
+            for target in targets:
+                try:
+                    result = target(error)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    session_log.exception("[%s] error handler raised", session.conversation_id)
+        if session.ended or isinstance(event, SessionEnd | TurnEnded):
+            return
+        turn = event.turn
+        if turn is None or turn.finished or turn.closed:
+            turn = session.current_turn
+        if turn is None:
+            return
+        cfg = self.config
+        text = cfg.error_prompt_text if cfg.error_response == "prompt" else None
+        if cfg.end_call_on_error:
+            turn.end_session(text, name="error_occurred")
+            return
+        if text:
+            turn.say(text, barge_in=False)
+        else:
+            turn.custom_event("error_occurred", {"error": type(exc).__name__})
+        turn.finish()
+
+    def session_ended(self, session: Session, reason: str, event: SessionEnd | None) -> None:
+        """Drop an ended conversation and dispatch ``session_end``."""
+        if self._live.get(session.conversation_id) is session:
+            del self._live[session.conversation_id]
+        self._spawn(self._store.delete(session.conversation_id))
+        _log.info(
+            "[%s] session ended: %s",
+            session.conversation_id,
+            reason,
+            extra={"conversation_id": session.conversation_id, "trackingid": session.tracking_id},
+        )
+        self.dispatch(event or SessionEnd(session=session, reason=reason))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                _log.exception("background task failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ agents
+
+    async def list_agents(self, customer_org_id: str = "") -> list[VirtualAgent]:
+        """The agents offered to ``customer_org_id`` (provider first, then configured)."""
+        if self._agent_provider is not None:
+            result = self._agent_provider(customer_org_id)
+            if inspect.isawaitable(result):
+                result = await result
+            return [VirtualAgent.parse(a) for a in result]
+        if self._agents:
+            return list(self._agents)
+        return [VirtualAgent("default", "Default virtual agent", is_default=True)]
+
+    @staticmethod
+    def _default_index(agents: list[VirtualAgent]) -> int:
+        for i, agent in enumerate(agents):
+            if agent.is_default:
+                return i
+        return 0
+
+    async def _resolve_agent(self, agent_id: str, org_id: str) -> str:
+        agents = await self.list_agents(org_id)
+        if not agents:
+            raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "No virtual agents available")
+        if not agent_id:
+            return agents[self._default_index(agents)].virtual_agent_id
+        if any(a.virtual_agent_id == agent_id for a in agents):
+            return agent_id
+        raise _Reject(grpc.StatusCode.NOT_FOUND, f"Agent not found: {agent_id}")
+
+    # ------------------------------------------------------------------ RPC plumbing
+
+    async def _attach(self, first: vva.VoiceVARequest) -> Session:
+        cid = first.conversation_id
+        if not cid:
+            raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "conversation_id is required")
+        agent_id = first.virtual_agent_id
+        session = self._live.get(cid)
+        if session is None:
+            record = await self._store.get(cid)
+            resolved = await self._resolve_agent(agent_id, first.customer_org_id)
+            if record is not None and agent_id and record.virtual_agent_id != resolved:
+                raise _Reject(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "virtual_agent_id does not match the existing conversation",
+                )
+            session = self._live.get(cid)  # another RPC may have created it meanwhile
+            if session is None:
+                if len(self._live) >= self.config.max_conversations:
+                    raise _Reject(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"too many conversations (max {self.config.max_conversations})",
+                    )
+                now = self.clock()
+                if record is None:
+                    record = ConversationRecord(
+                        conversation_id=cid,
+                        virtual_agent_id=resolved,
+                        customer_org_id=first.customer_org_id,
+                        created_at=now,
+                        last_active=now,
+                        settings=self._default_settings,
+                    )
+                session = Session(self, record)
+                self._live[cid] = session
+                self._spawn(self._store.put(record))
+                return session
+        if agent_id and agent_id != session.virtual_agent_id:
+            raise _Reject(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "virtual_agent_id does not match the existing conversation",
+            )
+        if len(session.turns) >= self.config.max_rpcs_per_conversation:
+            raise _Reject(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many concurrent RPCs for conversation {cid}",
+            )
+        return session
+
+    async def _process(
+        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
+    ) -> AsyncGenerator[vva.VoiceVAResponse, None]:
+        if self._stopping:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        iterator = aiter(request_iterator)
+        try:
+            first = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+        tracking = str(metadata.get("trackingid", ""))
+        try:
+            session = await self._attach(first)
+        except _Reject as reject:
+            _log.info("[%s] rejected: %s", first.conversation_id, reject.details)
+            await context.abort(reject.code, reject.details)
+            return
+        turn = session._open_turn(turn_kind(first), tracking)
+        self._open_rpcs += 1
+        self._rpcs_idle.clear()
+        turn.log.debug("%s RPC started", turn.kind)
+        self.dispatch(TurnStarted(session=session, turn=turn, kind=turn.kind))
+        reader = asyncio.get_running_loop().create_task(self._read(turn, first, iterator))
+        try:
+            async with contextlib.aclosing(turn._responses()) as responses:
+                async for response in responses:
+                    yield response
+        finally:
+            if not reader.done():
+                reader.cancel()
+            turn._close()
+            self._open_rpcs -= 1
+            if not self._open_rpcs:
+                self._rpcs_idle.set()
+            turn.log.debug("%s RPC %s", turn.kind, turn.outcome)
+            self.dispatch(
+                TurnEnded(session=session, turn=None, kind=turn.kind, outcome=turn.outcome)
+            )
+            if not session.ended:
+                session.record.last_active = self.clock()
+                self._spawn(self._store.put(session.record))
+
+    async def _read(
+        self, turn: Turn, first: vva.VoiceVARequest, iterator: AsyncIterator[vva.VoiceVARequest]
+    ) -> None:
+        try:
+            turn._handle(first)
+            if turn._pending_audio:
+                await turn._flush_audio()
+            async for request in iterator:
+                if turn.closed:
+                    return
+                turn._handle(request)
+                if turn._pending_audio:
+                    await turn._flush_audio()
+            await turn._reader_done()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # transport errors when the client goes away
+            turn.log.debug("request stream ended: %s", exc)
+
+    async def _list_virtual_agents(
+        self, request: common.ListVARequest, context: _Context
+    ) -> common.ListVAResponse:
+        try:
+            agents = await self.list_agents(request.customer_org_id)
+        except Exception as exc:
+            _log.exception("agent provider failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"agent provider failed: {exc}")
+            raise  # pragma: no cover - abort raises
+        default = self._default_index(agents)
+        return common.ListVAResponse(
+            virtual_agents=[a.to_proto(default=i == default) for i, a in enumerate(agents)]
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind and start the gRPC server."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        cfg = self.config
+        _log.setLevel(cfg.log_level)
+        interceptors: list[Any] = []
+        if cfg.verify_tokens:
+            from ._auth import TokenAuthInterceptor
+
+            if self._verifier is None:
+                self._verifier = self._build_verifier()
+                self._owns_verifier = True
+            interceptors.append(
+                TokenAuthInterceptor(self._verifier, exempt_health=not cfg.health_requires_auth)
+            )
+        server = aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_message_bytes),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        vva_grpc.add_VoiceVirtualAgentServicer_to_server(_Servicer(self), server)  # type: ignore[arg-type]
+        self._health = _add_health(server)
+        if cfg.reflection:
+            from grpc_reflection.v1alpha import reflection
+
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
+            )
+        bind = f"{cfg.host}:{cfg.port}"
+        if cfg.tls:
+            self._port = server.add_secure_port(bind, _server_credentials(cfg))
+        else:
+            self._port = server.add_insecure_port(bind)
+        if not self._port:
+            raise OSError(f"could not bind {bind}")
+        await server.start()
+        self._server = server
+        self._stopping = False
+        self._stopped.clear()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        _log.info(
+            "BYOVA media server listening on %s:%d (%s, %s mode, tokens %s)",
+            cfg.host,
+            self._port,
+            "TLS" if cfg.tls else "plaintext",
+            cfg.audio_mode,
+            "verified" if cfg.verify_tokens else "NOT verified",
+        )
+
+    def _build_verifier(self) -> JWSVerifier:
+        from ..config import BYOVAConfig
+        from ..jws import JWSVerifier
+
+        cfg = self.config
+        return JWSVerifier(
+            BYOVAConfig(region=cfg.region),
+            extra_issuers=cfg.extra_issuers,
+            expected_url=cfg.expected_url,
+            expected_schema_id=cfg.expected_schema_id,
+            expected_audience=cfg.expected_audience,
+            expected_org_id=cfg.expected_org_id,
+            leeway=cfg.token_leeway_s,
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Gracefully stop the server: refuse new RPCs, let live turns finish for ``grace``."""
+        server = self._server
+        if server is None:
+            return
+        self._stopping = True
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        deadline = self.clock() + max(0.0, grace)
+        if self._open_rpcs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
+        await server.stop(max(0.0, deadline - self.clock()))
+        for session in list(self._live.values()):
+            if not session.ended:
+                session._end("server_stop", None)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(0.1, deadline - self.clock()))
+            for task in pending:
+                task.cancel()
+        if self._connector is not None:
+            with contextlib.suppress(Exception):
+                await self._connector.aclose()
+        if self._owns_verifier and self._verifier is not None:
+            with contextlib.suppress(Exception):
+                await self._verifier.aclose()
+            self._verifier = None
+        self._server = None
+        self._stopped.set()
+        _log.info("BYOVA media server stopped")
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`stop` has finished."""
+        await self._stopped.wait()
+
+    async def serve(self) -> None:
+        """Start the server and wait until interrupted (SIGINT/SIGTERM), then stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+                pass
+        try:
+            waiter = loop.create_task(stop.wait())
+            closed = loop.create_task(self._stopped.wait())
+            await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            closed.cancel()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def __aenter__(self) -> BYOVAMediaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ expiry
+
+    async def expire_idle(self) -> int:
+        """End conversations without an open RPC idle for ``idle_timeout_s``; return count."""
+        now = self.clock()
+        limit = self.config.idle_timeout_s
+        expired = [
+            s
+            for s in self._live.values()
+            if not s.turns and now - s.record.last_active >= limit and not s.ended
+        ]
+        for session in expired:
+            session._end("idle_timeout", None)
+        return len(expired)
+
+    async def _sweep(self) -> None:
+        interval = min(30.0, self.config.idle_timeout_s / 2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_idle()
+            except Exception:  # pragma: no cover - defensive
+                _log.exception("idle sweep failed")
+
+
+class _Servicer:
+    """Thin gRPC shell delegating to the server."""
+
+    def __init__(self, server: BYOVAMediaServer) -> None:
+        self._server = server
+
+    async def ProcessCallerInput(
+        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
+    ) -> AsyncIterator[vva.VoiceVAResponse]:
+        # gRPC needs an async generator function here to stream responses.
+        async with contextlib.aclosing(self._server._process(request_iterator, context)) as it:
+            async for response in it:
+                yield response
+
+    async def ListVirtualAgents(
+        self, request: common.ListVARequest, context: _Context
+    ) -> common.ListVAResponse:
+        return await self._server._list_virtual_agents(request, context)
+
+
+def _add_health(server: aio.Server) -> Any:
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    serving = health_pb2.HealthCheckResponse.SERVING
+
+    class _Health:
+        async def set_all(self, status: int) -> None:
+            for name in ("", SERVICE_NAME):
+                await servicer.set(name, status)
+
+        async def enter_graceful_shutdown(self) -> None:
+            await servicer.enter_graceful_shutdown()
+
+    handle = _Health()
+    # HealthServicer.set is a coroutine in the aio flavour; seed statuses synchronously.
+    for name in ("", SERVICE_NAME):
+        servicer._server_status[name] = serving
+    return handle
+
+
+def _server_credentials(cfg: MediaServerConfig) -> grpc.ServerCredentials:
+    assert cfg.tls_cert_file is not None
+    assert cfg.tls_key_file is not None
+    cert = cfg.tls_cert_file.read_bytes()
+    key = cfg.tls_key_file.read_bytes()
+    ca = cfg.tls_client_ca_file.read_bytes() if cfg.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=cfg.tls_require_client_cert
+    )

@@ -1,0 +1,1093 @@
+"""Conversations (:class:`Session`) and their RPCs (:class:`Turn`): what a handler acts on.
+
+A Webex call is one *session* (keyed by ``conversation_id``) served over many
+``ProcessCallerInput`` RPCs, one per step: session start, each audio turn, start of DTMF, each
+DTMF entry, client events, session end. Each RPC is a :class:`Turn`.
+
+A turn answers with exactly one FINAL response. Prompts added with :meth:`Turn.say` (and
+friends) are collected and sent in that FINAL (WAV mode) or streamed as paced CHUNK responses
+followed by one empty FINAL (CHUNK mode). The FINAL goes out when the handlers dealing with the
+turn's input have returned (or when :meth:`Turn.finish`, :meth:`Turn.collect_input`,
+:meth:`Turn.transfer_to_agent` or :meth:`Turn.end_session` is called); the RPC is completed
+once Webex has half-closed its side, or at once after a terminal response.
+
+Action methods are usable from sync and async handlers: the ones that send audio return an
+awaitable :class:`asyncio.Future` (``True`` when fully played, ``False`` when cut by barge-in or
+the call went away) that async handlers may await and sync handlers may ignore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Mapping,
+)
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .._logging import get_logger
+from . import audio as _audio
+from ._model import ConversationRecord, InputSettings, digits_from_enums
+from ._proto import byova_common_pb2 as common
+from ._proto import voicevirtualagent_pb2 as vva
+from ._responses import PromptSpec, TextSpec, boundary_response, final_response, output_event
+from .events import (
+    AudioInput,
+    BargeIn,
+    CustomEvent,
+    DtmfInput,
+    MediaEvent,
+    NoInput,
+    SessionEnd,
+    SessionStart,
+    StartOfDtmf,
+    StartOfInput,
+    TurnKind,
+    Utterance,
+)
+from .vad import SpeechDetector, SpeechEnded, SpeechStarted
+
+if TYPE_CHECKING:
+    from .config import MediaServerConfig
+
+__all__ = ["Session", "SessionEndedError", "Turn", "TurnFinishedError"]
+
+_log = get_logger("webex_byova.media")
+_MAX_FRAME = 64 * 1024
+_PREROLL_MS = 300
+
+InputEvent = Utterance | DtmfInput | NoInput | CustomEvent
+_REPLY_KINDS = frozenset({"session_start", "audio", "dtmf", "no_input", "custom_event"})
+_EVENT_KINDS: dict[int, TurnKind] = {
+    common.EventInput.SESSION_START: "session_start",
+    common.EventInput.SESSION_END: "session_end",
+    common.EventInput.NO_INPUT: "no_input",
+    common.EventInput.START_OF_DTMF: "start_of_dtmf",
+    common.EventInput.CUSTOM_EVENT: "custom_event",
+}
+
+
+def turn_kind(request: vva.VoiceVARequest) -> TurnKind:
+    """What kind of step an RPC is, from its first message."""
+    which = request.WhichOneof("voice_va_input_type")
+    if which == "audio_input":
+        return "audio"
+    if which == "dtmf_input":
+        return "dtmf"
+    if which == "event_input":
+        return _EVENT_KINDS.get(request.event_input.event_type, "other")
+    return "other"
+
+
+class TurnFinishedError(RuntimeError):
+    """The turn already sent (or queued) its FINAL response; answer on a later turn."""
+
+
+class SessionEndedError(RuntimeError):
+    """The conversation ended while a handler was waiting for caller input."""
+
+
+class _Hub(Protocol):
+    """What sessions need from the server (implemented by ``BYOVAMediaServer``)."""
+
+    config: MediaServerConfig
+
+    def clock(self) -> float: ...
+
+    def dispatch(self, event: MediaEvent) -> None: ...
+
+    async def run_handlers(self, event: MediaEvent) -> None: ...
+
+    def wants(self, event_name: str, virtual_agent_id: str) -> bool: ...
+
+    def make_detector(self, sample_rate: int, settings: InputSettings) -> SpeechDetector: ...
+
+    def session_ended(self, session: Session, reason: str, event: SessionEnd | None) -> None: ...
+
+
+def _text_spec(value: str | TextSpec | None) -> TextSpec | None:
+    if value is None or isinstance(value, TextSpec):
+        return value
+    return TextSpec(text=value)
+
+
+def _completed(value: bool) -> asyncio.Future[bool]:
+    fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
+
+
+@dataclass(slots=True)
+class _Stream:
+    source: bytes | AsyncIterable[bytes] | Iterable[bytes]
+    barge_in: bool
+    done: asyncio.Future[bool]
+
+
+class _Log(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{extra.get('conversation_id')} #{extra.get('turn')}] {msg}", kwargs
+
+
+class Turn:
+    """One ``ProcessCallerInput`` RPC of a conversation and the reply it will send.
+
+    Attributes:
+        session: The conversation this RPC belongs to.
+        index: 1-based number of this RPC within the conversation.
+        kind: What the RPC's first message carried (``session_start``, ``audio``, ``dtmf`` …).
+        tracking_id: Webex ``trackingid`` metadata of the RPC, if sent.
+    """
+
+    def __init__(
+        self, session: Session, index: int, kind: TurnKind, *, tracking_id: str = ""
+    ) -> None:
+        self.session = session
+        self.index = index
+        self.kind: TurnKind = kind
+        self.tracking_id = tracking_id
+        hub = session._hub
+        self._hub = hub
+        self._config = hub.config
+        self.log = _Log(
+            _log,
+            {
+                "conversation_id": session.conversation_id,
+                "trackingid": tracking_id,
+                "turn": index,
+            },
+        )
+        # reply
+        self._prompts: list[PromptSpec] = []
+        self._events: list[common.OutputEvent] = []
+        self._transcript: TextSpec | None = None
+        self._summary: TextSpec | None = None
+        self._sensitive = False
+        self._requires_reply = kind in _REPLY_KINDS
+        self._final_requested = False
+        self._final_sent = False
+        self._terminal = False
+        self._complete_requested = False
+        self._closed = False
+        self._outcome = "completed"
+        # output pipeline (consumed by the RPC writer)
+        self._urgent: deque[vva.VoiceVAResponse] = deque()
+        self._ops: deque[_Stream | Literal["final", "complete"]] = deque()
+        self._wakeup = asyncio.Event()
+        self._cut = False
+        self._streaming_barge_in = False
+        self._play_origin: float | None = None
+        self._play_sent_s = 0.0
+        # input
+        self._half_closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._half_close_timer: asyncio.TimerHandle | None = None
+        self._detector: SpeechDetector | None = None
+        self._encoding = _audio.AudioEncoding.MULAW
+        self._rate = 0
+        self._language = ""
+        self._offset_ms = 0.0
+        self._speaking = False
+        self._input_ended = False
+        self._preroll: deque[bytes] = deque()
+        self._preroll_bytes = 0
+        self._utterance: list[bytes] = []
+        self._utterance_bytes = 0
+        self._dropped = {"small": 0, "large": 0, "empty": 0, "bad": 0}
+        self._pending_audio: list[AudioInput] = []
+        self._audio_q: asyncio.Queue[AudioInput | None] | None = None
+        self._audio_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation (call) id."""
+        return self.session.conversation_id
+
+    @property
+    def finished(self) -> bool:
+        """True once the FINAL response was sent or queued (no more prompts allowed)."""
+        return self._final_requested
+
+    @property
+    def closed(self) -> bool:
+        """True once the RPC is over (completed or cancelled)."""
+        return self._closed
+
+    @property
+    def outcome(self) -> str:
+        """``completed``, ``terminal``, ``cancelled`` or ``error`` (meaningful once closed)."""
+        return self._outcome
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The conversation's user state (same as ``session.state``)."""
+        return self.session.state
+
+    @property
+    def settings(self) -> InputSettings:
+        """The input settings the next FINAL will carry."""
+        return self.session.settings
+
+    def __repr__(self) -> str:
+        return (
+            f"Turn(conversation_id={self.conversation_id!r}, index={self.index}, "
+            f"kind={self.kind!r}, finished={self.finished})"
+        )
+
+    # ------------------------------------------------------------------ prompts
+
+    def _check_open(self) -> bool:
+        """Raise if the FINAL is already queued; False if the RPC is gone (call the no-op)."""
+        if self._final_requested:
+            raise TurnFinishedError(
+                f"turn #{self.index} of {self.conversation_id} already sent its FINAL; answer "
+                "on the next turn (e.g. the event returned by collect_input())"
+            )
+        return not self._closed
+
+    def say(
+        self,
+        text: str | None = None,
+        *,
+        audio: bytes | None = None,
+        wav: bytes | None = None,
+        ssml: str | None = None,
+        audio_uri: str | None = None,
+        barge_in: bool | None = None,
+    ) -> asyncio.Future[bool]:
+        """Play a prompt: text (Webex TTS), SSML markup, raw 8 kHz µ-law ``audio`` or a ``wav``.
+
+        A WAV in any supported format is converted to what Webex plays (8 kHz µ-law);
+        a malformed one raises :class:`~webex_byova.media.audio.WavFormatError` here.
+        ``barge_in`` defaults to the server's ``barge_in`` setting. In WAV mode the prompt is
+        sent with the turn's FINAL; in CHUNK mode audio is streamed now, paced near real time
+        so caller speech can cut it. Returns a future: ``True`` when played, ``False`` if cut.
+        """
+        if text is not None and ssml is not None:
+            raise ValueError("pass text= or ssml=, not both")
+        if audio is not None and wav is not None:
+            raise ValueError("pass audio= (raw µ-law) or wav=, not both")
+        if not self._check_open():
+            return _completed(False)
+        rate = self._config.sample_rate
+        ulaw = audio
+        if wav is not None:
+            ulaw = _audio.wav_to_webex(wav, target_rate=rate)
+        barge = self._config.barge_in if barge_in is None else bool(barge_in)
+        label = ssml if ssml is not None else (text or "")
+        if not ulaw:
+            if not label and not audio_uri:
+                raise ValueError("a prompt needs text, ssml, audio, wav or audio_uri")
+            self._prompts.append(PromptSpec(text=label, audio_uri=audio_uri or "", barge_in=barge))
+            return _completed(True)
+        if self._config.audio_mode == "wav":
+            payload = _audio.make_wav(ulaw, sample_rate=rate)
+            self._prompts.append(
+                PromptSpec(text=label, audio=payload, audio_uri=audio_uri or "", barge_in=barge)
+            )
+            return _completed(True)
+        if label or audio_uri:
+            # Text on audio chunks makes Webex speak it as well; keep it on the FINAL only as
+            # a label is not possible, so text with streamed audio is dropped deliberately.
+            self.log.debug("CHUNK mode: prompt text not sent alongside streamed audio")
+        return self._enqueue_stream(ulaw, barge)
+
+    def play_audio(self, ulaw: bytes, *, barge_in: bool | None = None) -> asyncio.Future[bool]:
+        """Play raw 8 kHz µ-law audio (see :meth:`say`)."""
+        return self.say(audio=ulaw, barge_in=barge_in)
+
+    def play_wav(self, wav: bytes, *, barge_in: bool | None = None) -> asyncio.Future[bool]:
+        """Play a WAV file, converting it to 8 kHz µ-law (see :meth:`say`)."""
+        return self.say(wav=wav, barge_in=barge_in)
+
+    def play_ssml(self, ssml: str, *, barge_in: bool | None = None) -> asyncio.Future[bool]:
+        """Send SSML markup as the prompt text for Webex to synthesise (see :meth:`say`)."""
+        return self.say(ssml=ssml, barge_in=barge_in)
+
+    def stream(
+        self,
+        source: bytes | AsyncIterable[bytes] | Iterable[bytes],
+        *,
+        barge_in: bool | None = None,
+    ) -> asyncio.Future[bool]:
+        """Stream raw 8 kHz µ-law audio from ``source`` (e.g. a TTS generator).
+
+        CHUNK mode: re-cut into ``chunk_bytes`` pieces and paced near real time; a
+        barge-in-enabled stream stops when the caller speaks. WAV mode: collected into one WAV
+        prompt sent with the FINAL.
+        """
+        if not self._check_open():
+            return _completed(False)
+        barge = self._config.barge_in if barge_in is None else bool(barge_in)
+        if self._config.audio_mode == "wav" and isinstance(source, bytes | bytearray):
+            return self.say(audio=bytes(source), barge_in=barge)
+        return self._enqueue_stream(source, barge)
+
+    def _enqueue_stream(
+        self, source: bytes | AsyncIterable[bytes] | Iterable[bytes], barge_in: bool
+    ) -> asyncio.Future[bool]:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._ops.append(_Stream(source, barge_in, done))
+        self._wakeup.set()
+        return done
+
+    # ------------------------------------------------------------------ settings & events
+
+    def set_input(
+        self,
+        mode: Literal["voice", "dtmf", "voice_dtmf"] | None = None,
+        *,
+        sensitive: bool | None = None,
+        **timers: Any,
+    ) -> InputSettings:
+        """Set what Webex collects next (kept for later turns of the conversation).
+
+        Keywords as :meth:`Session.set_input`; ``sensitive`` marks only this turn's reply
+        (``input_sensitive``, e.g. while the caller enters a card number).
+        """
+        if sensitive is not None:
+            self._sensitive = bool(sensitive)
+        return self.session.set_input(mode, **timers)
+
+    def send_event(
+        self,
+        kind: Literal["custom_event", "no_match", "no_input"],
+        name: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add an output event to the FINAL (Webex honours only the first one)."""
+        if kind not in ("custom_event", "no_match", "no_input"):
+            raise ValueError("use transfer_to_agent()/end_session() for terminal events")
+        if self._check_open():
+            self._events.append(output_event(kind, name, metadata))
+
+    def custom_event(self, name: str, metadata: Mapping[str, Any] | None = None) -> None:
+        """Send a ``CUSTOM_EVENT`` with ``name`` and ``metadata`` in the FINAL."""
+        self.send_event("custom_event", name, metadata)
+
+    def no_match(self, name: str = "no_match") -> None:
+        """Tell Webex the input matched nothing (``NO_MATCH``)."""
+        self.send_event("no_match", name)
+
+    def set_transcript(self, value: str | TextSpec) -> None:
+        """Session transcript (honoured by Webex only in the call's last response)."""
+        self._transcript = _text_spec(value)
+
+    def set_summary(self, value: str | TextSpec) -> None:
+        """Session summary (honoured by Webex only in the call's last response)."""
+        self._summary = _text_spec(value)
+
+    # ------------------------------------------------------------------ ending
+
+    def finish(self) -> asyncio.Future[bool]:
+        """Send the FINAL now (after any queued audio). Idempotent."""
+        if self._final_requested or self._closed:
+            return _completed(self._final_sent)
+        return self._request_final()
+
+    def _request_final(self) -> asyncio.Future[bool]:
+        self._final_requested = True
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._final_done = done
+        self._ops.append("final")
+        self._wakeup.set()
+        return done
+
+    def _terminal_response(
+        self,
+        kind: Literal["transfer_to_agent", "session_end"],
+        text: str | None,
+        audio: bytes | None,
+        wav: bytes | None,
+        name: str,
+        metadata: Mapping[str, Any] | None,
+        transcript: str | TextSpec | None,
+        summary: str | TextSpec | None,
+    ) -> asyncio.Future[bool]:
+        if not self._check_open():
+            return _completed(False)
+        if text is not None or audio is not None or wav is not None:
+            self.say(text, audio=audio, wav=wav, barge_in=False)
+        self._events.insert(0, output_event(kind, name, metadata))
+        if transcript is not None:
+            self.set_transcript(transcript)
+        if summary is not None:
+            self.set_summary(summary)
+        self._terminal = True
+        return self._request_final()
+
+    def transfer_to_agent(
+        self,
+        text: str | None = None,
+        *,
+        audio: bytes | None = None,
+        wav: bytes | None = None,
+        name: str = "transfer_requested",
+        metadata: Mapping[str, Any] | None = None,
+        transcript: str | TextSpec | None = None,
+        summary: str | TextSpec | None = None,
+    ) -> asyncio.Future[bool]:
+        """Escalate to a human agent (``TRANSFER_TO_AGENT``), optionally with a last prompt.
+
+        The RPC completes right after and the conversation is dropped.
+        """
+        return self._terminal_response(
+            "transfer_to_agent", text, audio, wav, name, metadata, transcript, summary
+        )
+
+    def end_session(
+        self,
+        text: str | None = None,
+        *,
+        audio: bytes | None = None,
+        wav: bytes | None = None,
+        name: str = "session_ended",
+        metadata: Mapping[str, Any] | None = None,
+        transcript: str | TextSpec | None = None,
+        summary: str | TextSpec | None = None,
+    ) -> asyncio.Future[bool]:
+        """End the virtual-agent session (``SESSION_END``), optionally with a goodbye prompt."""
+        return self._terminal_response(
+            "session_end", text, audio, wav, name, metadata, transcript, summary
+        )
+
+    def end_input(self) -> None:
+        """End the caller's input now (sends ``END_OF_INPUT``; dispatches ``utterance``)."""
+        if self.kind != "audio" or self._input_ended or self._closed:
+            return
+        self._end_input("handler")
+
+    async def collect_input(self, timeout: float | None = None) -> InputEvent:  # noqa: ASYNC109
+        """Send this turn's FINAL, then wait for the caller's next input on a later RPC.
+
+        Returns the next :class:`Utterance`, :class:`DtmfInput`, :class:`NoInput` or
+        :class:`CustomEvent` (delivered here instead of to the event handlers); answer on its
+        ``.turn``. Raises :class:`TimeoutError` or :class:`SessionEndedError`.
+        """
+        self.finish()
+        return await self.session.collect_input(timeout)
+
+    # ------------------------------------------------------------------ writer side
+
+    async def _responses(self) -> AsyncGenerator[vva.VoiceVAResponse, None]:
+        """The RPC's response stream (consumed by the servicer)."""
+        try:
+            while True:
+                while self._urgent:
+                    yield self._urgent.popleft()
+                if not self._ops:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                op = self._ops.popleft()
+                if op == "complete":
+                    return
+                if op == "final":
+                    while self._urgent:
+                        yield self._urgent.popleft()
+                    response = self._build_final()
+                    yield response
+                    self._after_final(response)
+                    continue
+                assert isinstance(op, _Stream)
+                played = True
+                async for item in self._stream_chunks(op):
+                    if item is None:
+                        played = False
+                        break
+                    yield item
+                if not op.done.done():
+                    op.done.set_result(played and not self._cut)
+        finally:
+            self._close()
+
+    async def _stream_chunks(self, op: _Stream) -> AsyncIterator[vva.VoiceVAResponse | None]:
+        """Paced CHUNK responses of one stream op; yields None when cut."""
+        if self._cut and op.barge_in:
+            yield None
+            return
+        self._streaming_barge_in = op.barge_in
+        self.session._playing = self
+        chunk_bytes = self._config.chunk_bytes
+        rate = self._config.sample_rate
+        pending = b""
+        try:
+            async for piece in _aiter_bytes(op.source):
+                pending += piece
+                while len(pending) >= chunk_bytes:
+                    out, pending = pending[:chunk_bytes], pending[chunk_bytes:]
+                    async for item in self._paced(out, rate, op.barge_in):
+                        yield item
+                        if item is None:
+                            return
+            if pending:
+                for out in _audio.iter_chunks(pending, chunk_bytes=max(100, len(pending))):
+                    async for item in self._paced(out, rate, op.barge_in):
+                        yield item
+                        if item is None:
+                            return
+        finally:
+            self._streaming_barge_in = False
+            if self.session._playing is self:
+                self.session._playing = None
+
+    async def _paced(
+        self, chunk: bytes, rate: int, barge_in: bool
+    ) -> AsyncIterator[vva.VoiceVAResponse | None]:
+        from ._responses import chunk_response
+
+        clock = self._hub.clock
+        if self._play_origin is None:
+            self._play_origin = clock()
+        if self._config.realtime_pacing:
+            while True:
+                delay = _audio.pace_delay(
+                    self._play_sent_s,
+                    clock() - self._play_origin,
+                    lead_s=self._config.pacing_lead_ms / 1000,
+                )
+                while self._urgent:
+                    yield self._urgent.popleft()
+                if (self._cut and barge_in) or self._closed:
+                    yield None
+                    return
+                if delay <= 0:
+                    break
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
+        else:
+            while self._urgent:
+                yield self._urgent.popleft()
+            await asyncio.sleep(0)
+        if (self._cut and barge_in) or self._closed:
+            yield None
+            return
+        self._play_sent_s += len(chunk) / rate
+        yield chunk_response(chunk)
+
+    def _build_final(self) -> vva.VoiceVAResponse:
+        return final_response(
+            prompts=self._prompts,
+            events=self._events,
+            settings=self.session.settings,
+            transcript=self._transcript,
+            summary=self._summary,
+            sensitive=self._sensitive,
+        )
+
+    def _after_final(self, response: vva.VoiceVAResponse) -> None:
+        self._final_sent = True
+        done = getattr(self, "_final_done", None)
+        if done is not None and not done.done():
+            done.set_result(True)
+        self.session._note_playback(self)
+        if self._terminal:
+            self._outcome = "terminal"
+            first = self._events[0].event_type
+            transfer = first == common.OutputEvent.TRANSFER_TO_AGENT
+            kind = "transfer_to_agent" if transfer else "session_end"
+            self.session._terminate(kind)
+            self._request_complete()
+            return
+        self._maybe_complete()
+        if not self._complete_requested and self._half_close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._half_close_timer = loop.call_later(
+                self._config.half_close_timeout_s, self._half_close_timed_out
+            )
+
+    def _half_close_timed_out(self) -> None:
+        self.log.info(
+            "no half-close %.1fs after FINAL; completing", self._config.half_close_timeout_s
+        )
+        self._request_complete()
+
+    def _request_complete(self) -> None:
+        if not self._complete_requested:
+            self._complete_requested = True
+            self._ops.append("complete")
+            self._wakeup.set()
+
+    def _maybe_complete(self) -> None:
+        """Complete when the FINAL is out and Webex half-closed; auto-finish idle turns."""
+        if self._complete_requested or self._closed:
+            return
+        if self._final_sent and self._half_closed:
+            self._request_complete()
+            return
+        if not self._half_closed or self._final_requested or self._tasks:
+            return
+        if self._ops:
+            return
+        has_content = bool(self._prompts or self._events or self._transcript or self._summary)
+        if self._requires_reply or has_content:
+            self._request_final()
+        else:
+            self._request_complete()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._complete_requested:
+            self._outcome = "cancelled"
+        if self._half_close_timer is not None:
+            self._half_close_timer.cancel()
+        if self._audio_task is not None:
+            self._audio_task.cancel()
+        for op in self._ops:
+            if isinstance(op, _Stream) and not op.done.done():
+                op.done.set_result(False)
+        self._ops.clear()
+        done = getattr(self, "_final_done", None)
+        if done is not None and not done.done():
+            done.set_result(False)
+        if any(self._dropped.values()):
+            self.log.debug("dropped frames: %s", self._dropped)
+        self.session._turn_closed(self)
+
+    # ------------------------------------------------------------------ reader side
+
+    def _send_urgent(self, response: vva.VoiceVAResponse) -> None:
+        if not self._closed and not self._complete_requested:
+            self._urgent.append(response)
+            self._wakeup.set()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Keep the turn open (no auto-FINAL) until ``task`` is done."""
+        if task.done():
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._maybe_complete()
+
+    def _handle(self, request: vva.VoiceVARequest) -> None:
+        """Process one request of this RPC (called by the reader, never blocks)."""
+        which = request.WhichOneof("voice_va_input_type")
+        if self.kind == "other" and which is not None:
+            self.kind = turn_kind(request)
+            self._requires_reply = self.kind in _REPLY_KINDS
+        if which == "audio_input":
+            self._on_audio(request.audio_input)
+        elif which == "dtmf_input":
+            digits = digits_from_enums(list(request.dtmf_input.dtmf_events))
+            self.session._deliver(DtmfInput(session=self.session, turn=self, digits=digits))
+        elif which == "event_input":
+            self._on_event(request.event_input)
+        else:
+            self._dropped["empty"] += 1
+
+    def _on_event(self, event: common.EventInput) -> None:
+        params = _struct_dict(event) if event.HasField("parameters") else {}
+        session = self.session
+        et = event.event_type
+        if et == common.EventInput.SESSION_START:
+            if session.record.started:
+                self.log.info("duplicate SESSION_START ignored")
+                if self.kind == "session_start":
+                    self._requires_reply = False
+                return
+            session.record.started = True
+            self._hub.dispatch(
+                SessionStart(session=session, turn=self, event_name=event.name, parameters=params)
+            )
+        elif et == common.EventInput.SESSION_END:
+            session._caller_ended(self, event.name, params)
+        elif et == common.EventInput.NO_INPUT:
+            session._deliver(
+                NoInput(session=session, turn=self, event_name=event.name, parameters=params)
+            )
+        elif et == common.EventInput.START_OF_DTMF:
+            session._caller_input_started("dtmf", self)
+            self._hub.dispatch(StartOfDtmf(session=session, turn=self))
+        elif et == common.EventInput.CUSTOM_EVENT:
+            session._deliver(
+                CustomEvent(session=session, turn=self, event_name=event.name, parameters=params)
+            )
+        else:
+            self._dropped["empty"] += 1
+
+    def _on_audio(self, voice: vva.VoiceInput) -> None:
+        data = voice.caller_audio
+        if self._input_ended:
+            return
+        if len(data) < self._config.min_frame_bytes:
+            self._dropped["small"] += 1
+            return
+        if len(data) > _MAX_FRAME:
+            if not self._dropped["large"]:
+                self.log.warning("caller audio frame of %d bytes dropped (max 64 KiB)", len(data))
+            self._dropped["large"] += 1
+            return
+        if voice.encoding:
+            try:
+                self._encoding = _audio.AudioEncoding.coerce(int(voice.encoding))
+            except ValueError:
+                self._dropped["bad"] += 1
+                return
+        rate = voice.sample_rate_hertz or self._rate or self._config.input_sample_rate
+        if rate not in (8000, 16000):
+            self._dropped["bad"] += 1
+            return
+        if voice.language_code:
+            self._language = voice.language_code
+        if self._detector is None:
+            self._rate = rate
+            self._detector = self._hub.make_detector(rate, self.session.settings)
+        elif rate != self._rate:
+            self._dropped["bad"] += 1
+            return
+        pcm = _audio.decode(data, self._encoding)
+        offset = self._offset_ms
+        self._offset_ms += len(pcm) / 2 / rate * 1000
+        self._buffer(pcm)
+        if self._hub.wants("audio_input", self.session.virtual_agent_id):
+            self._pending_audio.append(
+                AudioInput(
+                    session=self.session,
+                    turn=self,
+                    pcm16=pcm,
+                    audio=bytes(data),
+                    encoding=self._encoding.name,
+                    sample_rate=rate,
+                    offset_ms=offset,
+                    language_code=self._language,
+                )
+            )
+        for vad_event in self._detector.feed(pcm):
+            if isinstance(vad_event, SpeechStarted) and not self._speaking:
+                self._speech_started(vad_event.onset_ms)
+            elif isinstance(vad_event, SpeechEnded):
+                self._end_input(
+                    "silence" if vad_event.reason == "complete_timeout" else "max_speech"
+                )
+                return
+
+    def _buffer(self, pcm: bytes) -> None:
+        if self._speaking:
+            limit = self._config.max_utterance_ms * self._rate * 2 // 1000
+            if self._utterance_bytes < limit:
+                self._utterance.append(pcm)
+                self._utterance_bytes += len(pcm)
+            return
+        self._preroll.append(pcm)
+        self._preroll_bytes += len(pcm)
+        limit = _PREROLL_MS * self._rate * 2 // 1000
+        while self._preroll_bytes - len(self._preroll[0]) >= limit:
+            self._preroll_bytes -= len(self._preroll.popleft())
+
+    def _speech_started(self, onset_ms: float) -> None:
+        self._speaking = True
+        self._utterance = list(self._preroll)
+        self._utterance_bytes = self._preroll_bytes
+        self._preroll.clear()
+        self._preroll_bytes = 0
+        self._send_urgent(
+            boundary_response("start_of_input", response_type=self._config.boundary_response_type)
+        )
+        self.session._caller_input_started("speech", self)
+        self._hub.dispatch(StartOfInput(session=self.session, turn=self, offset_ms=onset_ms))
+
+    def _end_input(self, reason: str) -> None:
+        self._input_ended = True
+        if not self._speaking and reason != "handler":
+            return
+        self._speaking = False
+        self._send_urgent(
+            boundary_response(
+                "end_of_input",
+                response_type=self._config.boundary_response_type,
+                name="end_of_input",
+            )
+        )
+        pcm = b"".join(self._utterance)
+        self._utterance = []
+        self.session._deliver(
+            Utterance(
+                session=self.session,
+                turn=self,
+                pcm16=pcm,
+                sample_rate=self._rate or self._config.input_sample_rate,
+                reason=reason,
+                language_code=self._language,
+            )
+        )
+
+    async def _flush_audio(self) -> None:
+        """Hand queued ``audio_input`` events to the per-turn consumer (bounded: awaits)."""
+        if self._audio_q is None:
+            self._audio_q = asyncio.Queue(maxsize=self._config.response_queue_size)
+            self._audio_task = asyncio.get_running_loop().create_task(self._audio_consumer())
+            self._track(self._audio_task)
+        events, self._pending_audio = self._pending_audio, []
+        for event in events:
+            await self._audio_q.put(event)
+
+    async def _audio_consumer(self) -> None:
+        assert self._audio_q is not None
+        while (event := await self._audio_q.get()) is not None:
+            await self._hub.run_handlers(event)
+
+    async def _reader_done(self) -> None:
+        """Webex half-closed its side of the RPC."""
+        if self._pending_audio:
+            await self._flush_audio()
+        if self._audio_q is not None:
+            await self._audio_q.put(None)
+        self._on_half_close()
+
+    def _on_half_close(self) -> None:
+        self._half_closed = True
+        if self.kind == "audio" and self._speaking and not self._input_ended:
+            self._end_input("half_close")
+        self._maybe_complete()
+
+
+async def _aiter_bytes(
+    source: bytes | AsyncIterable[bytes] | Iterable[bytes],
+) -> AsyncIterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        yield bytes(source)
+    elif isinstance(source, AsyncIterable):
+        async for piece in source:
+            yield bytes(piece)
+    else:
+        for piece in source:
+            yield bytes(piece)
+
+
+def _struct_dict(event: common.EventInput) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(event.parameters)
+
+
+class Session:
+    """One conversation (a Webex call), shared by all its RPCs.
+
+    Attributes:
+        conversation_id: Webex conversation id.
+        virtual_agent_id: The agent this conversation is bound to.
+        customer_org_id: Webex org id of the caller's tenant.
+        record: The persistent :class:`~webex_byova.media._model.ConversationRecord`.
+    """
+
+    def __init__(self, hub: _Hub, record: ConversationRecord) -> None:
+        self._hub = hub
+        self.record = record
+        self.conversation_id = record.conversation_id
+        self.virtual_agent_id = record.virtual_agent_id
+        self.customer_org_id = record.customer_org_id
+        self.tracking_id = ""
+        self.turns: list[Turn] = []
+        self._ended = False
+        self.end_reason = ""
+        self._waiter: tuple[asyncio.Future[InputEvent], asyncio.Task[Any] | None] | None = None
+        self._playing: Turn | None = None
+        self._wav_playback: tuple[Turn, float] | None = None
+        self._idle_since = hub.clock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(conversation_id={self.conversation_id!r}, "
+            f"virtual_agent_id={self.virtual_agent_id!r}, turns={self.record.turns}, "
+            f"ended={self._ended})"
+        )
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Per-conversation user data, kept across RPCs until the call ends."""
+        return self.record.user_state
+
+    @property
+    def settings(self) -> InputSettings:
+        """Current input settings (mode, DTMF, speech timers) sent with every FINAL."""
+        return self.record.settings
+
+    @property
+    def ended(self) -> bool:
+        """True once the conversation is over."""
+        return self._ended
+
+    @property
+    def current_turn(self) -> Turn | None:
+        """The newest open turn that can still answer, if any."""
+        for turn in reversed(self.turns):
+            if not turn.finished and not turn.closed:
+                return turn
+        return None
+
+    def _reply_turn(self) -> Turn:
+        turn = self.current_turn
+        if turn is None:
+            raise TurnFinishedError(
+                f"conversation {self.conversation_id} has no open turn to answer on"
+            )
+        return turn
+
+    def say(self, text: str | None = None, **kwargs: Any) -> asyncio.Future[bool]:
+        """:meth:`Turn.say` on the current turn."""
+        return self._reply_turn().say(text, **kwargs)
+
+    def set_input(
+        self,
+        mode: Literal["voice", "dtmf", "voice_dtmf"] | None = None,
+        *,
+        dtmf_length: int | None = None,
+        inter_digit_timeout_ms: int | None = None,
+        terminator: str | None = None,
+        complete_timeout_ms: int | None = None,
+        incomplete_timeout_ms: int | None = None,
+        max_speech_timeout_ms: int | None = None,
+        no_input_timeout_ms: int | None = None,
+    ) -> InputSettings:
+        """Change what Webex collects next; sent with every later FINAL of the conversation.
+
+        ``mode``: ``voice``, ``dtmf`` or ``voice_dtmf``; DTMF: ``dtmf_length`` (max digits),
+        ``inter_digit_timeout_ms``, ``terminator`` (one key or ``""``); speech timers in ms
+        (``complete_timeout_ms`` is also the server's end-of-speech silence).
+        """
+        changes: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "mode": mode,
+                "dtmf_input_length": dtmf_length,
+                "dtmf_inter_digit_timeout_ms": inter_digit_timeout_ms,
+                "dtmf_terminator": terminator.upper() if terminator is not None else None,
+                "complete_timeout_ms": complete_timeout_ms,
+                "incomplete_timeout_ms": incomplete_timeout_ms,
+                "max_speech_timeout_ms": max_speech_timeout_ms,
+                "no_input_timeout_ms": no_input_timeout_ms,
+            }.items()
+            if v is not None
+        }
+        if changes:
+            self.record.settings = self.record.settings.updated(**changes)
+        return self.record.settings
+
+    def transfer_to_agent(self, text: str | None = None, **kwargs: Any) -> asyncio.Future[bool]:
+        """:meth:`Turn.transfer_to_agent` on the current turn."""
+        return self._reply_turn().transfer_to_agent(text, **kwargs)
+
+    def end_session(self, text: str | None = None, **kwargs: Any) -> asyncio.Future[bool]:
+        """:meth:`Turn.end_session` on the current turn."""
+        return self._reply_turn().end_session(text, **kwargs)
+
+    async def collect_input(self, timeout: float | None = None) -> InputEvent:  # noqa: ASYNC109
+        """Wait for the caller's next input (utterance, DTMF, no-input or custom event).
+
+        The input is delivered here instead of to the event handlers. Only one waiter per
+        conversation. Raises :class:`TimeoutError` or :class:`SessionEndedError`.
+        """
+        if self._ended:
+            raise SessionEndedError(f"conversation {self.conversation_id} has ended")
+        if self._waiter is not None and not self._waiter[0].done():
+            raise RuntimeError("another handler is already waiting in collect_input()")
+        fut: asyncio.Future[InputEvent] = asyncio.get_running_loop().create_future()
+        self._waiter = (fut, asyncio.current_task())
+        # The waiting handler no longer holds its turn open.
+        task = asyncio.current_task()
+        for turn in self.turns:
+            if task in turn._tasks:
+                turn._tasks.discard(task)
+                turn._maybe_complete()
+        try:
+            if timeout is None:
+                return await fut
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            if self._waiter is not None and self._waiter[0] is fut:
+                self._waiter = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _open_turn(self, kind: TurnKind, tracking_id: str) -> Turn:
+        self.record.turns += 1
+        if tracking_id:
+            self.tracking_id = tracking_id
+        turn = Turn(self, self.record.turns, kind, tracking_id=tracking_id)
+        self.turns.append(turn)
+        self.record.last_active = self._hub.clock()
+        return turn
+
+    def _turn_closed(self, turn: Turn) -> None:
+        with contextlib.suppress(ValueError):
+            self.turns.remove(turn)
+        self.record.last_active = self._hub.clock()
+        if self._playing is turn:
+            self._playing = None
+
+    def _deliver(self, event: InputEvent) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter[0].done():
+            fut, task = waiter
+            self._waiter = None
+            fut.set_result(event)
+            if task is not None and event.turn is not None:
+                event.turn._track(task)
+            return
+        self._hub.dispatch(event)
+
+    def _caller_input_started(self, source: str, by: Turn) -> None:
+        """Barge-in: cut a barge-in-enabled CHUNK stream, note an interrupted WAV prompt."""
+        playing = self._playing
+        if playing is not None and playing is not by and playing._streaming_barge_in:
+            playing._cut = True
+            playing._wakeup.set()
+            self._hub.dispatch(BargeIn(session=self, turn=by, source=source, interrupted=playing))
+            return
+        wav = self._wav_playback
+        if wav is not None and wav[0] is not by and self._hub.clock() < wav[1]:
+            self._wav_playback = None
+            self._hub.dispatch(BargeIn(session=self, turn=by, source=source, interrupted=wav[0]))
+
+    def _note_playback(self, turn: Turn) -> None:
+        barge = [p for p in turn._prompts if p.barge_in and p.audio]
+        if barge:
+            seconds = sum(max(0, len(p.audio) - 44) for p in turn._prompts) / (
+                self._hub.config.sample_rate
+            )
+            self._wav_playback = (turn, self._hub.clock() + seconds)
+
+    def _caller_ended(self, turn: Turn, name: str, params: dict[str, Any]) -> None:
+        if self._ended:
+            return
+        event = SessionEnd(
+            session=self, turn=turn, reason="caller_ended", event_name=name, parameters=params
+        )
+        self._end("caller_ended", event)
+
+    def _terminate(self, kind: str) -> None:
+        if not self._ended:
+            self._end(kind, SessionEnd(session=self, turn=None, reason=kind))
+
+    def _end(self, reason: str, event: SessionEnd | None) -> None:
+        """Mark ended, fail a waiting collect_input, let the hub drop and notify."""
+        self._ended = True
+        self.end_reason = reason
+        waiter = self._waiter
+        if waiter is not None and not waiter[0].done():
+            waiter[0].set_exception(SessionEndedError(f"conversation ended: {reason}"))
+            waiter[0].exception()  # retrieved by the waiter; avoid "never retrieved" noise
+        self._waiter = None
+        for turn in self.turns:
+            if turn._streaming_barge_in or turn._ops:
+                turn._cut = True
+                turn._wakeup.set()
+        self._hub.session_ended(self, reason, event)
