@@ -67,7 +67,8 @@ def test_hmac_signature_under_an_rs256_header_fails_the_signature(
 ) -> None:
     """Algorithm confusion with a truthful-looking header: the key is only used for RS256."""
     header, payload, _ = mint().split(".")
-    pem = emu._keys.public_pem()
+    published = next(k for k in emu.jwks()["keys"] if k["kid"] == emu.current_kid)
+    pem = RSAKey.import_key(published).as_pem(private=False)
     mac = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     _reject(verifier, f"{header}.{payload}.{_b64(mac)}", "bad_signature")
 
