@@ -44,7 +44,8 @@ async def test_encrypted_memory_holds_no_plaintext() -> None:
     await store.set_integration_token(token)
     raw = await inner.get_value("integration")
     assert raw is not None
-    assert ACCESS.encode() not in raw and REFRESH.encode() not in raw
+    assert ACCESS.encode() not in raw
+    assert REFRESH.encode() not in raw
     assert await store.get_integration_token() == token
 
 
@@ -56,7 +57,8 @@ async def test_encrypted_sqlite_file_holds_no_plaintext(tmp_path: Path) -> None:
     await store.set_org_token(org, _secret_token())
     await store.aclose()
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("enc.db"))
-    assert ACCESS.encode() not in blob and REFRESH.encode() not in blob
+    assert ACCESS.encode() not in blob
+    assert REFRESH.encode() not in blob
     assert org.encode() in blob  # keys stay readable so orgs can be listed
     # Control: the plain backend does store plaintext bytes (so the check above can fail).
     plain = SQLiteTokenStorage(tmp_path / "plain.db")
@@ -78,7 +80,9 @@ async def test_encrypted_redis_holds_no_plaintext(redis_url: str, tmp_path: Path
     finally:
         await client.aclose()
         await store.aclose()
-    assert raw is not None and ACCESS.encode() not in raw and REFRESH.encode() not in raw
+    assert raw is not None
+    assert ACCESS.encode() not in raw
+    assert REFRESH.encode() not in raw
 
 
 async def test_wrong_key_is_a_typed_error_and_rotation_works() -> None:
@@ -91,7 +95,8 @@ async def test_wrong_key_is_a_typed_error_and_rotation_works() -> None:
     assert (await rotating.get_integration_token()) is not None
     assert await rotating.rotate() == 1
     got = await EncryptedTokenStorage(inner, new_key).get_integration_token()
-    assert got is not None and got.access_token == ACCESS
+    assert got is not None
+    assert got.access_token == ACCESS
     with pytest.raises(ValueError, match="32 url-safe base64"):
         EncryptedTokenStorage(inner, "not-a-key")
 
@@ -99,13 +104,17 @@ async def test_wrong_key_is_a_typed_error_and_rotation_works() -> None:
 async def test_from_url(tmp_path: Path, redis_url: str) -> None:
     assert isinstance(from_url("memory"), InMemoryTokenStorage)
     rel = from_url("sqlite:///tokens.db")
-    assert isinstance(rel, SQLiteTokenStorage) and rel.path == Path("tokens.db")
+    assert isinstance(rel, SQLiteTokenStorage)
+    assert rel.path == Path("tokens.db")
     absolute = from_url(f"sqlite:///{tmp_path}/a.db")
-    assert isinstance(absolute, SQLiteTokenStorage) and absolute.path == tmp_path / "a.db"
+    assert isinstance(absolute, SQLiteTokenStorage)
+    assert absolute.path == tmp_path / "a.db"
     default = from_url("sqlite://")
-    assert isinstance(default, SQLiteTokenStorage) and default.path.name == "tokens.db"
+    assert isinstance(default, SQLiteTokenStorage)
+    assert default.path.name == "tokens.db"
     red = from_url(f"{redis_url}?prefix=myapp:")
-    assert isinstance(red, RedisTokenStorage) and red.prefix == "myapp:"
+    assert isinstance(red, RedisTokenStorage)
+    assert red.prefix == "myapp:"
     enc = from_url("memory", encryption_key=generate_key())
     assert isinstance(enc, EncryptedTokenStorage)
     for bad in ("postgres://x", "sqlite:relative.db", "nope"):
@@ -134,7 +143,8 @@ def test_missing_redis_extra_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("MISSING") == 2 and "[redis]" in out.stdout
+    assert out.stdout.count("MISSING") == 2
+    assert "[redis]" in out.stdout
     assert issubclass(MissingExtraError, ImportError)
 
 
@@ -190,11 +200,13 @@ async def test_sqlite_survives_kill_9_mid_write(tmp_path: Path) -> None:
         assert await store.integrity_check() == "ok"
         org_token = await store.get_org_token(org)
         integration = await store.get_integration_token()
-        assert org_token is not None and integration is not None
+        assert org_token is not None
+        assert integration is not None
         # Every acknowledged write is durable; the killed one is either fully there or absent.
         org_n, integ_n = int(org_token.access_token[1:9]), int(integration.access_token[1:9])
-        assert org_n >= acknowledged and integ_n >= acknowledged
-        assert org_token.refresh_token == "r%08d" % org_n + "y" * 4000
+        assert org_n >= acknowledged
+        assert integ_n >= acknowledged
+        assert org_token.refresh_token == f"r{org_n:08d}" + "y" * 4000
         assert integ_n in (org_n, org_n - 1)
         # And the file is still writable.
         await store.set_integration_token(_secret_token())

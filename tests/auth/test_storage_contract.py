@@ -14,7 +14,6 @@ from webex_byova.tokens import OAuthToken
 
 from .conftest import StoreFactory, unique_org
 
-
 NOW = time.time()
 LOCKING = ["sqlite", "redis", "encrypted-sqlite", "encrypted-redis"]
 
@@ -87,7 +86,8 @@ async def test_concurrent_writes_stay_consistent(store: KeyValueTokenStorage) ->
     assert await store.list_orgs() == sorted(orgs)
     for org in orgs:
         got = await store.get_org_token(org)
-        assert got is not None and got.access_token.startswith(f"access-{org}-")
+        assert got is not None
+        assert got.access_token.startswith(f"access-{org}-")
 
 
 async def test_data_survives_reopen(store_factory: StoreFactory) -> None:
@@ -106,10 +106,12 @@ async def test_usable_from_two_loops(store: KeyValueTokenStorage) -> None:
     org = unique_org()
     await store.set_org_token(org, _token("loop1"))
     got = default_portal().call(lambda: store.get_org_token(org))
-    assert got is not None and got.access_token.startswith("access-loop1-")
+    assert got is not None
+    assert got.access_token.startswith("access-loop1-")
     default_portal().call(lambda: store.set_org_token(org, _token("loop2")))
     again = await store.get_org_token(org)
-    assert again is not None and again.access_token.startswith("access-loop2-")
+    assert again is not None
+    assert again.access_token.startswith("access-loop2-")
 
 
 @pytest.mark.parametrize("store_factory", LOCKING, indirect=True)
