@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -140,6 +142,11 @@ def test_forged_tokens_fail_rs256_verification(emu: WebexEmulator, http: httpx.C
     keys = served_keys(emu, http)
     forged = emu.mint_data_source_token(url="https://x", alg="HS256")
     assert header_of(forged)["alg"] == "HS256"
+    # the forgery really is an HMAC keyed with the public PEM (what a confused verifier uses)
+    signing_input, _, sig = forged.rpartition(".")
+    mac = hmac.new(emu.public_key_pem(), signing_input.encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64encode(mac).decode().rstrip("=") == sig
+    assert emu.public_key_pem().startswith(b"-----BEGIN PUBLIC KEY-----")
     with pytest.raises(JoseError):
         jwt.decode(forged, keys, algorithms=["RS256"])
     unsigned = emu.mint_data_source_token(url="https://x", alg="none")
