@@ -1,7 +1,7 @@
 """pytest plugin providing a ``webex_emulator`` fixture.
 
-Enable it with ``pytest_plugins = ["webex_byova.testing.pytest_plugin"]`` in your root
-``conftest.py`` (or ``-p webex_byova.testing.pytest_plugin``), then::
+It is registered as a ``pytest11`` entry point, so installing the SDK makes the fixture
+available in every pytest run (disable with ``-p no:webex_byova``)::
 
     def test_something(webex_emulator):
         cfg = webex_emulator.config()
