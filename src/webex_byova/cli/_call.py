@@ -1,0 +1,403 @@
+"""Placing scripted calls with :class:`~webex_byova.testing.WebexCaller` and measuring them.
+
+Shared by ``byova demo`` (one call, checked against expectations) and ``byova simulate``
+(one call or a load test). The pieces that compute (latency, percentiles, lateness, the
+summary) are pure functions over :class:`~webex_byova.testing._caller.TurnResult` data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..media import audio as _audio
+from ..testing._caller import TurnResult, WebexCaller
+
+__all__ = [
+    "CallReport",
+    "CallScript",
+    "LoadStats",
+    "TurnReport",
+    "late_frames",
+    "percentile",
+    "run_call",
+    "run_load",
+    "summarize_turn",
+    "turn_latency",
+]
+
+Observer = Callable[["TurnReport"], None]
+
+
+@dataclass(frozen=True)
+class CallScript:
+    """What the simulated caller does.
+
+    ``utterances`` audio turns (each the same WAV), then one ``press`` per entry of
+    ``dtmf`` (``["0", "5"]`` presses 0 then 5), then a caller hang-up unless the server
+    ended or transferred the call first.
+    """
+
+    wav: bytes
+    utterances: int = 1
+    dtmf: tuple[str, ...] = ()
+    hang_up: bool = True
+    trailing_silence_ms: int = 2500
+
+
+@dataclass
+class TurnReport:
+    """One RPC of a call, summarised for display and JSON."""
+
+    index: int
+    kind: str
+    sent: str
+    started_at: float  # seconds since the call started
+    ok: bool
+    code: str
+    details: str
+    latency_ms: float | None
+    duration_ms: float
+    events: list[str]
+    texts: list[str]
+    audio_ms: float
+    frames_sent: int
+    late_frames: int
+    terminal: bool
+    result: TurnResult = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (no protobufs)."""
+        return {
+            "index": self.index,
+            "kind": self.kind,
+            "sent": self.sent,
+            "started_at_ms": round(self.started_at * 1000, 1),
+            "ok": self.ok,
+            "code": self.code,
+            "details": self.details,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+            "duration_ms": round(self.duration_ms, 1),
+            "events": self.events,
+            "texts": self.texts,
+            "audio_ms": round(self.audio_ms, 1),
+            "frames_sent": self.frames_sent,
+            "late_frames": self.late_frames,
+            "terminal": self.terminal,
+        }
+
+
+@dataclass
+class CallReport:
+    """A whole call."""
+
+    conversation_id: str
+    turns: list[TurnReport] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Every RPC completed with OK and nothing raised."""
+        return self.error is None and all(t.ok for t in self.turns)
+
+    @property
+    def outcome(self) -> str:
+        """``transferred``, ``ended_by_agent``, ``caller_hung_up``, ``error`` or ``open``."""
+        if not self.ok:
+            return "error"
+        for turn in self.turns:
+            if "TRANSFER_TO_AGENT" in turn.events:
+                return "transferred"
+            if "SESSION_END" in turn.events and turn.kind != "session_end":
+                return "ended_by_agent"
+        if self.turns and self.turns[-1].kind == "session_end":
+            return "caller_hung_up"
+        return "open"
+
+    @property
+    def bot_audio(self) -> bytes:
+        """Every prompt's audio of the call as raw 8 kHz µ-law, in order."""
+        return b"".join(t.result.audio for t in self.turns)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        latencies = [t.latency_ms for t in self.turns if t.latency_ms is not None]
+        return {
+            "conversation_id": self.conversation_id,
+            "ok": self.ok,
+            "outcome": self.outcome,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "turns": [t.to_json() for t in self.turns],
+            "bot_audio_ms": round(len(self.bot_audio) / 8, 1),
+            "max_latency_ms": round(max(latencies), 1) if latencies else None,
+            "late_frames": sum(t.late_frames for t in self.turns),
+        }
+
+
+# --------------------------------------------------------------------------- pure measurements
+
+
+def turn_latency(result: TurnResult) -> float | None:
+    """Seconds from the caller's end of input to the server's first reply.
+
+    The end of input is ``END_OF_INPUT`` for audio turns (the server decided the caller
+    finished) and the half-close for event/DTMF turns. The reply is the first response with a
+    prompt or a non-boundary event (time to first audio in CHUNK mode), else the FINAL.
+    ``None`` when the server sent no reply at all.
+    """
+    start = result.event_time("END_OF_INPUT") if result.kind == "audio" else None
+    if start is None:
+        start = result.half_closed_at or 0.0
+    reply_at = None
+    for rec in result.responses:
+        boundary = all(e in _BOUNDARY for e in rec.event_types)
+        if rec.at >= start and (rec.response.prompts or not boundary):
+            reply_at = rec.at
+            break
+        if rec.response_type == "FINAL" and not boundary:
+            reply_at = rec.at
+    if reply_at is None:
+        finals = [r.at for r in result.responses if r.response_type == "FINAL"]
+        if not finals or result.kind == "audio":
+            return None
+        reply_at = finals[-1]
+    return max(0.0, reply_at - start)
+
+
+_BOUNDARY = ("START_OF_INPUT", "END_OF_INPUT")
+
+
+def late_frames(frame_times: Sequence[float], frame_s: float, *, tolerance_s: float = 0.02) -> int:
+    """Caller frames sent more than ``tolerance_s`` behind their real-time schedule.
+
+    Frame ``i`` is due at ``first + i * frame_s``; lateness means the event loop (caller or
+    server side, both share the machine) could not keep up with real time.
+    """
+    if not frame_times:
+        return 0
+    first = frame_times[0]
+    return sum(1 for i, t in enumerate(frame_times) if t - (first + i * frame_s) > tolerance_s)
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile (``pct`` in 0..100); ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summarize_turn(
+    index: int, sent: str, started_at: float, result: TurnResult, *, frame_s: float, realtime: bool
+) -> TurnReport:
+    """Build a :class:`TurnReport` from a caller's :class:`TurnResult`."""
+    latency = turn_latency(result)
+    audio = result.audio
+    return TurnReport(
+        index=index,
+        kind=result.kind,
+        sent=sent,
+        started_at=started_at,
+        ok=result.ok,
+        code=result.code.name,
+        details=result.details,
+        latency_ms=None if latency is None else latency * 1000,
+        duration_ms=result.duration * 1000,
+        events=result.event_types,
+        texts=result.texts,
+        audio_ms=len(audio) / 8,
+        frames_sent=result.frames_sent,
+        late_frames=late_frames(result.frame_times, frame_s) if realtime else 0,
+        terminal=result.terminal,
+        result=result,
+    )
+
+
+# --------------------------------------------------------------------------- running a call
+
+
+async def run_call(
+    caller: WebexCaller,
+    script: CallScript,
+    *,
+    observe: Observer | None = None,
+    on_send: Callable[[str, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> CallReport:
+    """Play ``script`` through ``caller``; never raises for server misbehaviour.
+
+    ``on_send(what, seconds_since_call_start)`` runs as each RPC starts, ``observe(turn)``
+    when it completes.
+    """
+    report = CallReport(conversation_id=caller.conversation_id)
+    t0 = clock()
+    frame_s = caller.frame_ms / 1000
+
+    def begin(sent: str) -> float:
+        now = clock()
+        if on_send is not None:
+            on_send(sent, now - t0)
+        return now
+
+    def add(sent: str, started: float, result: TurnResult) -> TurnReport:
+        turn = summarize_turn(
+            len(report.turns) + 1,
+            sent,
+            started - t0,
+            result,
+            frame_s=frame_s,
+            realtime=caller.realtime,
+        )
+        report.turns.append(turn)
+        if observe is not None:
+            observe(turn)
+        return turn
+
+    try:
+        started = begin("SESSION_START")
+        turn = add("SESSION_START", started, await caller.start_session())
+        steps: list[tuple[str, str]] = [("say", "") for _ in range(script.utterances)]
+        steps += [("press", d) for d in script.dtmf]
+        for what, digits in steps:
+            if turn.terminal or not turn.ok:
+                break
+            started = begin("caller speech" if what == "say" else "START_OF_DTMF")
+            if what == "say":
+                result = await caller.say(
+                    wav=script.wav, trailing_silence_ms=script.trailing_silence_ms
+                )
+                turn = add("caller speech", started, result)
+            else:
+                start_result = await caller.start_dtmf()
+                add("START_OF_DTMF", started, start_result)
+                started = begin(f"DTMF {digits}")
+                turn = add(f"DTMF {digits}", started, await caller.send_dtmf(digits))
+        if script.hang_up and turn.ok and not turn.terminal:
+            started = begin("SESSION_END (hang up)")
+            add("SESSION_END (hang up)", started, await caller.end_session())
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+    report.duration_s = clock() - t0
+    return report
+
+
+def wav_duration_ms(wav: bytes) -> float:
+    """Length of a WAV file in milliseconds."""
+    return _audio.read_wav(wav).duration * 1000
+
+
+# --------------------------------------------------------------------------- load test
+
+
+@dataclass
+class LoadStats:
+    """Aggregate of a load test."""
+
+    calls: int = 0
+    completed: int = 0
+    failed: int = 0
+    active: int = 0
+    peak_concurrency: int = 0
+    turns: int = 0
+    turn_errors: int = 0
+    late_frames: int = 0
+    frames_sent: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def add(self, report: CallReport) -> None:
+        """Fold one finished call in."""
+        self.completed += 1
+        if not report.ok:
+            self.failed += 1
+            key = report.error or next(
+                (f"{t.code}: {t.details}" for t in report.turns if not t.ok), "unknown"
+            )
+            self.errors[key[:200]] = self.errors.get(key[:200], 0) + 1
+        self.outcomes[report.outcome] = self.outcomes.get(report.outcome, 0) + 1
+        for turn in report.turns:
+            self.turns += 1
+            self.turn_errors += 0 if turn.ok else 1
+            self.late_frames += turn.late_frames
+            self.frames_sent += turn.frames_sent
+            if turn.latency_ms is not None and turn.kind in ("audio", "dtmf", "session_start"):
+                self.latencies_ms.append(turn.latency_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form with p50/p95/p99 of turn latency."""
+
+        def pct(p: float) -> float | None:
+            v = percentile(self.latencies_ms, p)
+            return None if v is None else round(v, 1)
+
+        return {
+            "calls": self.calls,
+            "completed": self.completed,
+            "failed": self.failed,
+            "peak_concurrency": self.peak_concurrency,
+            "turns": self.turns,
+            "turn_errors": self.turn_errors,
+            "latency_ms": {
+                "p50": pct(50),
+                "p95": pct(95),
+                "p99": pct(99),
+                "max": round(max(self.latencies_ms), 1) if self.latencies_ms else None,
+                "samples": len(self.latencies_ms),
+            },
+            "frames_sent": self.frames_sent,
+            "late_frames": self.late_frames,
+            "outcomes": self.outcomes,
+            "errors": self.errors,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+async def run_load(
+    make_caller: Callable[[int], WebexCaller],
+    script: CallScript,
+    *,
+    calls: int,
+    rate: float,
+    on_update: Callable[[LoadStats], None] | None = None,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> LoadStats:
+    """Start ``calls`` calls at ``rate`` calls per second (open loop) and aggregate them."""
+    if calls < 1 or rate <= 0:
+        raise ValueError("calls must be >= 1 and rate > 0")
+    stats = LoadStats(calls=calls)
+    t0 = clock()
+
+    async def one(i: int) -> None:
+        caller = make_caller(i)
+        stats.active += 1
+        stats.peak_concurrency = max(stats.peak_concurrency, stats.active)
+        try:
+            report = await run_call(caller, script)
+        finally:
+            stats.active -= 1
+            await caller.aclose()
+        stats.add(report)
+        if on_update is not None:
+            on_update(stats)
+
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(calls):
+        delay = t0 + i / rate - clock()
+        if delay > 0:
+            await sleep(delay)
+        tasks.append(asyncio.get_running_loop().create_task(one(i)))
+        if on_update is not None:
+            on_update(stats)
+    await asyncio.gather(*tasks)
+    stats.duration_s = clock() - t0
+    return stats
