@@ -184,6 +184,7 @@ class Turn:
         self._ops: deque[_Stream | Literal["final", "complete"]] = deque()
         self._wakeup = asyncio.Event()
         self._cut = False
+        self._current_stream: _Stream | None = None
         self._streaming_barge_in = False
         self._play_origin: float | None = None
         self._play_sent_s = 0.0
@@ -501,6 +502,7 @@ class Turn:
                     self._after_final(response)
                     continue
                 assert isinstance(op, _Stream)
+                self._current_stream = op
                 played = True
                 async for item in self._stream_chunks(op):
                     if item is None:
@@ -647,7 +649,7 @@ class Turn:
             self._half_close_timer.cancel()
         if self._audio_task is not None:
             self._audio_task.cancel()
-        for op in self._ops:
+        for op in (self._current_stream, *self._ops):
             if isinstance(op, _Stream) and not op.done.done():
                 op.done.set_result(False)
         self._ops.clear()

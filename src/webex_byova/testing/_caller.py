@@ -19,10 +19,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -172,15 +171,46 @@ class TurnResult:
 class CallerTurn:
     """One open RPC under manual control (for concurrent RPCs and hostile input tests)."""
 
-    def __init__(self, call: Any, kind: str, clock: Callable[[], float]) -> None:
-        self._call = call
+    def __init__(
+        self,
+        open_call: Callable[[AsyncIterator[vva.VoiceVARequest]], Any],
+        kind: str,
+        clock: Callable[[], float],
+        queue_size: int = 64,
+    ) -> None:
+        # Requests go through a bounded queue consumed by gRPC (not call.write()), so a server
+        # that ends the RPC early is reported with its own status, never a local write error.
+        self._queue: asyncio.Queue[vva.VoiceVARequest | None] = asyncio.Queue(queue_size)
+        self._call = open_call(self._requests())
         self._clock = clock
         self._t0 = clock()
         self.result = TurnResult(kind)
         self.end_of_input = asyncio.Event()
         self.first_response = asyncio.Event()
+        self._finished = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._closed_writing = False
+
+    async def _requests(self) -> AsyncIterator[vva.VoiceVARequest]:
+        while (request := await self._queue.get()) is not None:
+            yield request
+
+    async def _put(self, item: vva.VoiceVARequest | None) -> bool:
+        if self._finished.is_set():
+            return False
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except asyncio.QueueFull:
+            pass
+        put = asyncio.ensure_future(self._queue.put(item))
+        finished = asyncio.ensure_future(self._finished.wait())
+        await asyncio.wait({put, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finished.cancel()
+        if not put.done():
+            put.cancel()
+            return False
+        return True
 
     def elapsed(self) -> float:
         """Seconds since the RPC started."""
@@ -200,17 +230,16 @@ class CallerTurn:
         except aio.AioRpcError:
             pass  # the status is read in wait()
         except asyncio.CancelledError:
-            raise
+            if not self._call.cancelled():
+                raise  # our task was cancelled, not the RPC
+        finally:
+            self._finished.set()
 
     async def send(self, request: vva.VoiceVARequest) -> bool:
-        """Send one request; False if the RPC is already over."""
-        if self._closed_writing or self._call.done():
+        """Queue one request (waits while the bounded queue is full); False if the RPC is over."""
+        if self._closed_writing:
             return False
-        try:
-            await self._call.write(request)
-        except (aio.AioRpcError, asyncio.InvalidStateError, RuntimeError):
-            return False
-        return True
+        return await self._put(request)
 
     async def half_close(self) -> None:
         """Half-close (no more requests)."""
@@ -218,8 +247,7 @@ class CallerTurn:
             return
         self._closed_writing = True
         self.result.half_closed_at = self.elapsed()
-        with contextlib.suppress(aio.AioRpcError, asyncio.InvalidStateError, RuntimeError):
-            await self._call.done_writing()
+        await self._put(None)
 
     def cancel(self) -> None:
         """Cancel the RPC (like a caller that hangs up mid-prompt)."""
@@ -365,10 +393,14 @@ class WebexCaller:
 
     def open(self, kind: str = "manual") -> CallerTurn:
         """Open an RPC under manual control (send/half_close/wait)."""
-        call = self.stub.ProcessCallerInput(  # type: ignore[call-arg]
-            metadata=self.metadata(), timeout=self.rpc_timeout
-        )
-        return CallerTurn(call, kind, self._clock)
+        metadata = self.metadata()
+
+        def open_call(requests: AsyncIterator[vva.VoiceVARequest]) -> Any:
+            return self.stub.ProcessCallerInput(
+                requests, metadata=metadata, timeout=self.rpc_timeout
+            )
+
+        return CallerTurn(open_call, kind, self._clock)
 
     async def _simple(self, kind: str, requests: Sequence[vva.VoiceVARequest]) -> TurnResult:
         turn = self.open(kind)

@@ -1,0 +1,91 @@
+"""Token verification on every RPC with tokens minted by the Webex emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from webex_byova.jws import JWSVerifier
+from webex_byova.media._auth import token_from_metadata
+from webex_byova.testing import WebexEmulator
+
+URL = "https://byova.example.test/grpc"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[WebexEmulator]:
+    with WebexEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+async def auth_server(media_server: Any, emulator: WebexEmulator) -> Any:
+    verifier = JWSVerifier(emulator.config(), expected_url=URL)
+    server = await media_server(verify_tokens=True, expected_url=URL, verifier=verifier)
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.say("authorised")
+
+    await server.start()
+    yield server
+    await verifier.aclose()
+
+
+async def test_valid_token_passes_raw_and_bearer(auth_server, caller_factory, emulator):
+    token = emulator.mint_data_source_token(url=URL)
+    for bearer in (False, True):
+        caller = caller_factory(auth_server, token=token, bearer=bearer)
+        result = await caller.start_session()
+        assert result.ok, result.details
+        assert result.texts == ["authorised"]
+        assert [a.virtual_agent_id for a in await caller.list_agents()] == ["default"]
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("missing", "missing token"),
+        ("expired", "expired"),
+        ("forged", "token rejected"),
+        ("wrong_url", "url"),
+        ("garbage", "malformed"),
+    ],
+)
+async def test_bad_tokens_are_unauthenticated(auth_server, caller_factory, emulator, case, reason):
+    tokens = {
+        "missing": None,
+        "expired": lambda: emulator.mint_data_source_token(url=URL, lifetime_minutes=-10),
+        "forged": lambda: emulator.mint_data_source_token(url=URL, alg="HS256"),
+        "wrong_url": lambda: emulator.mint_data_source_token(url=URL + ":443"),
+        "garbage": lambda: "not-a-jwt",
+    }
+    maker = tokens[case]
+    caller = caller_factory(auth_server, token=maker() if maker else None)
+    result = await caller.start_session()
+    assert result.code == grpc.StatusCode.UNAUTHENTICATED
+    assert reason in result.details.lower()
+    assert result.responses == []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await caller.list_agents()
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert auth_server.sessions == {}
+
+
+async def test_audio_rpc_with_bad_token_never_streams(auth_server, caller_factory, emulator):
+    token = emulator.mint_data_source_token(url="https://x")
+    # paced like Webex (20 ms per frame), so the status arrives before the next write
+    caller = caller_factory(auth_server, token=token, realtime=True)
+    result = await caller.stream_frames([b"\xff" * 160] * 10)
+    assert result.code == grpc.StatusCode.UNAUTHENTICATED
+    assert result.responses == []
+
+
+def test_token_from_metadata() -> None:
+    assert token_from_metadata([("Authorization", "Bearer abc")]) == "Bearer abc"
+    assert token_from_metadata([("trackingid", "x"), ("authorization", b"tok")]) == "tok"
+    assert token_from_metadata([("authorization", "  ")]) is None
+    assert token_from_metadata(None) is None
