@@ -78,7 +78,7 @@ class TurnReport:
             "sent": self.sent,
             "started_at_ms": round(self.started_at * 1000, 1),
             "ok": self.ok,
-            "code": self.code,
+            "status": self.code,
             "details": self.details,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
             "duration_ms": round(self.duration_ms, 1),

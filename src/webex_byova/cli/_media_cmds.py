@@ -245,7 +245,7 @@ def serve(
     from ._serve import apply_overrides, load_app
 
     server = load_app(target)
-    config = apply_overrides(
+    apply_overrides(
         server,
         {
             "host": host,
@@ -255,12 +255,24 @@ def serve(
             "tls_client_ca_file": tls_client_ca,
         },
     )
-    Console(stderr=True, highlight=False).print(
-        f"serving {target} on {config.host}:{config.port} "
-        f"({'TLS' if config.tls else 'plaintext'}, tokens "
-        f"{'verified' if config.verify_tokens else 'NOT verified'}); Ctrl-C to stop"
-    )
-    _run(server.serve())
+    _run(_serve_app(server, target))
+
+
+async def _serve_app(server: Any, target: str) -> None:
+    await server.start()
+    config = server.config
+    try:
+        # One parseable line on stderr: tools (and our tests) read the bound address from it.
+        Console(stderr=True, highlight=False).print(
+            f"serving {target} on {server.address} "
+            f"({'TLS' if config.tls else 'plaintext'}, tokens "
+            f"{'verified' if config.verify_tokens else 'NOT verified'}); Ctrl-C to stop",
+            markup=False,
+            soft_wrap=True,
+        )
+        await _until_signalled(server)
+    finally:
+        await server.stop()
 
 
 # --------------------------------------------------------------------------- simulate

@@ -115,10 +115,11 @@ class Renderer:
         title: str | None = None,
     ) -> None:
         """Render rows as a table (or a JSON list with ``--json``)."""
-        data = [scrub(r, show_tokens=self.show_tokens) for r in rows]
+        rows = list(rows)
         if self.as_json:
-            self.json(data)
+            self.json(rows)
             return
+        data = [scrub(r, show_tokens=self.show_tokens) for r in rows]
         cols = list(columns) if columns else list(data[0]) if data else []
         table = Table(title=title, show_lines=False)
         for col in cols:
@@ -132,10 +133,10 @@ class Renderer:
 
     def record(self, data: Mapping[str, Any], *, title: str | None = None) -> None:
         """Render one object as a two-column key/value table (or JSON)."""
-        clean = scrub(data, show_tokens=self.show_tokens)
         if self.as_json:
-            self.json(clean)
+            self.json(data)
             return
+        clean = scrub(data, show_tokens=self.show_tokens)
         table = Table(title=title, show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
