@@ -1,0 +1,189 @@
+"""Media server load: N concurrent real-time calls from a separate process; prints figures.
+
+Run: ``.venv/bin/python bench/bench_media.py [N ...]`` (default ``50 100 200``).
+
+For each N a fresh server process is started (``bench_media.py server``); this process drives
+N calls: SESSION_START, then an audio turn of 160-byte µ-law frames every 20 ms (1 s of a
+voiced tone, then silence) until END_OF_INPUT, then SESSION_END. Figures:
+
+* END_OF_INPUT delay: from sending the frame that completes the end-of-speech silence (known
+  exactly by running the same deterministic VAD on the same audio) to receiving END_OF_INPUT;
+  p50/p99/max in ms;
+* late frames: frames the caller process sent > 20 ms behind schedule (caller overload makes
+  the run invalid rather than the server slow);
+* server CPU per call (% of one core while the calls stream) and RSS per live conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+FRAME = 160
+COMPLETE_TIMEOUT_MS = 800
+
+
+def tone_call_audio() -> bytes:
+    """1 s of a 220 Hz voiced tone at -12 dBFS then 1.5 s of silence, as 8 kHz µ-law."""
+    from webex_byova.media import audio
+
+    amp = 32767 * 10 ** (-12 / 20)
+    pcm = b"".join(
+        struct.pack("<h", int(amp * math.sin(2 * math.pi * 220 * i / 8000))) for i in range(8000)
+    )
+    pcm = b"\x00\x00" * 1600 + pcm + b"\x00\x00" * 12000
+    return audio.pcm16_to_ulaw(pcm)
+
+
+def deciding_frame(ulaw: bytes) -> int:
+    """Index of the frame whose processing ends the utterance (same VAD as the server)."""
+    from webex_byova.media.vad import EnergyVAD, SpeechEnded
+
+    vad = EnergyVAD(complete_timeout_ms=COMPLETE_TIMEOUT_MS)
+    for i in range(0, len(ulaw), FRAME):
+        for event in vad.feed_ulaw(ulaw[i : i + FRAME]):
+            if isinstance(event, SpeechEnded):
+                return i // FRAME
+    raise RuntimeError("the bench audio never ends an utterance")
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(cpu seconds, rss bytes) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+    return cpu, rss
+
+
+async def run_server() -> None:
+    from webex_byova.media import BYOVAMediaServer, MediaServerConfig
+
+    server = BYOVAMediaServer(
+        MediaServerConfig(
+            host="127.0.0.1",
+            port=0,
+            verify_tokens=False,
+            complete_timeout_ms=COMPLETE_TIMEOUT_MS,
+            max_conversations=10000,
+            log_level="WARNING",
+        )
+    )
+
+    @server.on("session_start")
+    def welcome(event: object) -> None:
+        event.turn.say("welcome")  # type: ignore[attr-defined]
+
+    @server.on("utterance")
+    def reply(event: object) -> None:
+        event.turn.say("reply")  # type: ignore[attr-defined]
+
+    await server.start()
+    print(server.port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await server.stop(1.0)
+
+
+async def one_call(address: str, ulaw: bytes, decide: int, start_delay: float) -> dict[str, float]:
+    from webex_byova.testing import WebexCaller
+
+    await asyncio.sleep(start_delay)
+    frames = [ulaw[i : i + FRAME] for i in range(0, len(ulaw), FRAME)]
+    async with WebexCaller(address, realtime=True, rpc_timeout=60) as caller:
+        await caller.start_session()
+        turn = caller.open("audio")
+        t0 = time.monotonic()
+        late = 0
+        for i, frame in enumerate(frames):
+            if turn.end_of_input.is_set():
+                break
+            delay = t0 + i * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.02:
+                late += 1
+            await turn.send(caller.audio_request(frame))
+            turn.result.frame_times.append(turn.elapsed())
+        await turn.half_close()
+        result = await turn.wait(30)
+        end_at = result.event_time("END_OF_INPUT")
+        await caller.end_session()
+    if end_at is None or len(result.frame_times) <= decide:
+        return {"delay": float("nan"), "late": late}
+    return {"delay": (end_at - result.frame_times[decide]) * 1000, "late": late}
+
+
+async def drive(address: str, n: int, server_pid: int) -> None:
+    ulaw = tone_call_audio()
+    decide = deciding_frame(ulaw)
+    cpu0, rss0 = proc_stats(server_pid)
+    t0 = time.monotonic()
+    results = await asyncio.gather(
+        *(one_call(address, ulaw, decide, start_delay=i / n) for i in range(n))
+    )
+    wall = time.monotonic() - t0
+    cpu1, _rss1 = proc_stats(server_pid)
+    delays = sorted(r["delay"] for r in results if not math.isnan(r["delay"]))
+    late = sum(int(r["late"]) for r in results)
+    missing = n - len(delays)
+    p99 = delays[min(len(delays) - 1, math.ceil(0.99 * len(delays)) - 1)] if delays else math.nan
+    busy = (cpu1 - cpu0) / wall
+    print(
+        f"N={n:4d}  END_OF_INPUT delay ms p50={statistics.median(delays):6.1f} "
+        f"p99={p99:6.1f} max={delays[-1]:6.1f}  missing={missing}  late frames={late}  "
+        f"server CPU {busy * 100:5.1f}% of a core ({busy * 100 / n:.3f}%/call)",
+        flush=True,
+    )
+    # memory per live conversation: open n sessions and hold them
+    from webex_byova.testing import WebexCaller
+
+    callers = [WebexCaller(address, realtime=False) for _ in range(n)]
+    _, before = proc_stats(server_pid)
+    await asyncio.gather(*(c.start_session() for c in callers))
+    _, after = proc_stats(server_pid)
+    for c in callers:
+        await c.end_session()
+        await c.aclose()
+    print(
+        f"        RSS {rss0 / 2**20:.0f} MiB at start; {(after - before) / n / 1024:.1f} KiB "
+        f"per idle conversation ({n} sessions)",
+        flush=True,
+    )
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["server"]:
+        asyncio.run(run_server())
+        return
+    counts = [int(a) for a in argv] or [50, 100, 200]
+    print(f"{os.cpu_count()} CPUs; frames 160 B / 20 ms; complete timeout {COMPLETE_TIMEOUT_MS} ms")
+    for n in counts:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdin is not None
+            port = int(proc.stdout.readline())
+            asyncio.run(drive(f"127.0.0.1:{port}", n, proc.pid))
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
