@@ -18,7 +18,7 @@ def as_json(runner, env, *args: str, code: int = 0):
 
 
 def test_commands_need_credentials(runner) -> None:
-    empty = {k: "" for k in ("WEBEX_INTEGRATION_CLIENT_ID", "WEBEX_SA_CLIENT_ID")}
+    empty = dict.fromkeys(("WEBEX_INTEGRATION_CLIENT_ID", "WEBEX_SA_CLIENT_ID"), "")
     result = runner.invoke(app, ["orgs", "list"], env=empty)
     assert result.exit_code == 1
     assert "WEBEX_INTEGRATION_CLIENT_ID" in result.output

@@ -1,0 +1,74 @@
+"""Packaging proof: a fresh virtualenv from the BUILT WHEEL (not the source tree) runs `byova`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from .conftest import ROOT
+
+
+def test_fresh_venv_from_wheel_runs_byova_demo(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = dist.glob("*.whl")
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    # PyPI is reachable from CI; the pip cache makes the dependencies quick to install.
+    subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{wheel}[media,cli]",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    work = tmp_path / "work"  # away from the source tree: nothing can import src/
+    work.mkdir()
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import webex_byova; print(webex_byova.__file__)"],
+        cwd=work,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert str(env_dir) in where.stdout
+    helped = subprocess.run(
+        [str(bin_dir / "byova"), "--help"],
+        cwd=work,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "demo" in helped.stdout
+    demo = subprocess.run(
+        [str(bin_dir / "byova"), "demo"],
+        cwd=work,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "call OK" in demo.stdout
+    assert (work / "demo-output" / "bot_audio.wav").stat().st_size > 40_000
