@@ -93,6 +93,8 @@ class IntegrationTokenManager:
         self._pending: OrderedDict[str, AuthorizationRequest] = OrderedDict()
         self._pending_guard = threading.Lock()
         self._lock_key = f"webex_byova:{id(self._storage)}:integration"
+        # Last token seen, served without a store read while it is not due for refresh.
+        self._hot: OAuthToken | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -211,6 +213,7 @@ class IntegrationTokenManager:
             raise
         token = parse_token_response(response, now=self._clock())
         yield Call(lambda: self._storage.set_integration_token(token))
+        self._hot = token
         log.info("Integration authorized; token stored (expires %s)", token.expires_at_datetime)
         return token
 
@@ -222,18 +225,20 @@ class IntegrationTokenManager:
         Raises:
             ReauthorizationRequiredError: No token is stored, or the refresh token is dead.
         """
-        token: OAuthToken | None = yield Call(self._storage.get_integration_token)
-        if token is None:
-            raise ReauthorizationRequiredError(
-                "no Integration token is stored; run authorize() (or `byova auth login`) first"
-            )
+        token = self._hot
+        if token is None:  # nothing in hand: read the store (a due refresh re-reads it locked)
+            token = yield Call(self._storage.get_integration_token)
+            if token is None:
+                raise ReauthorizationRequiredError(
+                    "no Integration token is stored; run authorize() (or `byova auth login`) first"
+                )
+            self._hot = token
         if not force_refresh and not token.should_refresh(self._clock(), self._margin):
             return token
         refreshed: OAuthToken = yield Locked(
-            self._lock_key,
-            self._locked_refresh_flow(token, force_refresh),
-            store_lock(self._storage, "integration", self._lock_ttl),
+            self._lock_key, self._locked_refresh_flow(token, force_refresh)
         )
+        self._hot = refreshed
         return refreshed
 
     def access_token_flow(self, *, force_refresh: bool = False) -> Flow[str]:
@@ -242,9 +247,28 @@ class IntegrationTokenManager:
         return token.access_token
 
     def _locked_refresh_flow(self, seen: OAuthToken, force: bool) -> Flow[OAuthToken]:
+        hot = self._hot  # a peer in this process refreshed (and stored) while we waited
+        if (
+            hot is not None
+            and hot.access_token != seen.access_token
+            and (force or not hot.should_refresh(self._clock(), self._margin))
+        ):
+            return hot
+        # Only now exclude other processes (the store lock may cost a durable write).
+        refreshed: OAuthToken = yield Locked(
+            f"{self._lock_key}:store",
+            self._store_locked_refresh_flow(seen, force),
+            store_lock(self._storage, "integration", self._lock_ttl),
+        )
+        return refreshed
+
+    def _store_locked_refresh_flow(self, seen: OAuthToken, force: bool) -> Flow[OAuthToken]:
         current: OAuthToken | None = yield Call(self._storage.get_integration_token)
         if current is None:
-            raise ReauthorizationRequiredError("the Integration token was removed; re-authorize")
+            self._hot = None
+            raise ReauthorizationRequiredError(
+                "no Integration token is stored; run authorize() (or `byova auth login`) first"
+            )
         if force:
             if current.access_token != seen.access_token:
                 return current  # someone refreshed while we waited
@@ -283,6 +307,7 @@ class IntegrationTokenManager:
             raise reauthorization_error("Integration", exc) from exc
         token = parse_token_response(response, now=self._clock(), previous=current)
         yield Call(lambda: self._storage.set_integration_token(token))
+        self._hot = token
         log.info("Integration token refreshed (expires %s)", token.expires_at_datetime)
         return token
 
@@ -377,18 +402,22 @@ class IntegrationTokenManager:
     def set_token(self, token: OAuthToken) -> None:
         """Store a token obtained elsewhere, sync."""
         self._portal.call(lambda: self._storage.set_integration_token(token))
+        self._hot = None
 
     async def aset_token(self, token: OAuthToken) -> None:
         """Store a token obtained elsewhere."""
         await self._storage.set_integration_token(token)
+        self._hot = None
 
     def clear_token(self) -> None:
         """Delete the stored token (log out), sync."""
         self._portal.call(self._storage.delete_integration_token)
+        self._hot = None
 
     async def aclear_token(self) -> None:
         """Delete the stored token (log out)."""
         await self._storage.delete_integration_token()
+        self._hot = None
 
     # ------------------------------------------------------------------ local redirect listener
     def _listener_request(

@@ -88,6 +88,8 @@ class ServiceAppTokenManager:
         self._lock_ttl = lock_ttl
         self._target_format = target_org_format
         self._portal = portal or integration.portal
+        # Last token seen per org, served without a store read while not due for refresh.
+        self._hot: dict[str, OAuthToken] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -114,9 +116,16 @@ class ServiceAppTokenManager:
         return f"webex_byova:{id(self._storage)}:org:{uuid}"
 
     def _locked(self, uuid: str, flow: Flow[OAuthToken]) -> Locked:
-        return Locked(
-            self._lock_key(uuid), flow, store_lock(self._storage, f"org:{uuid}", self._lock_ttl)
+        """Process lock for the org, then (inside) the store's cross-process lock."""
+        return Locked(self._lock_key(uuid), self._store_locked(uuid, flow))
+
+    def _store_locked(self, uuid: str, flow: Flow[OAuthToken]) -> Flow[OAuthToken]:
+        token: OAuthToken = yield Locked(
+            f"{self._lock_key(uuid)}:store",
+            flow,
+            store_lock(self._storage, f"org:{uuid}", self._lock_ttl),
         )
+        return token
 
     # ------------------------------------------------------------------ flows
     def org_token_info_flow(self, org_id: str, *, force_refresh: bool = False) -> Flow[OAuthToken]:
@@ -127,14 +136,18 @@ class ServiceAppTokenManager:
             ReauthorizationRequiredError: The whole refresh chain is exhausted.
         """
         uuid = org_uuid(org_id)
-        token: OAuthToken | None = yield Call(lambda: self._storage.get_org_token(uuid))
-        if token is None:
-            raise OrgNotRegisteredError(uuid)
+        token = self._hot.get(uuid)
+        if token is None:  # nothing in hand: read the store (a due refresh re-reads it locked)
+            token = yield Call(lambda: self._storage.get_org_token(uuid))
+            if token is None:
+                raise OrgNotRegisteredError(uuid)
+            self._hot[uuid] = token
         if not force_refresh and not token.should_refresh(self._clock(), self._margin):
             return token
-        refreshed: OAuthToken = yield self._locked(
-            uuid, self._locked_refresh_flow(uuid, token, force_refresh)
+        refreshed: OAuthToken = yield Locked(
+            self._lock_key(uuid), self._locked_refresh_flow(uuid, token, force_refresh)
         )
+        self._hot[uuid] = refreshed
         return refreshed
 
     def org_token_flow(self, org_id: str, *, force_refresh: bool = False) -> Flow[str]:
@@ -146,6 +159,7 @@ class ServiceAppTokenManager:
         """Fetch a fresh pair via ``/applications/{id}/token`` (single-flight) and store it."""
         uuid = org_uuid(org_id)
         token: OAuthToken = yield self._locked(uuid, self._fetch_flow(uuid))
+        self._hot[uuid] = token
         return token
 
     def register_org_from_refresh_token_flow(
@@ -158,12 +172,29 @@ class ServiceAppTokenManager:
         token: OAuthToken = yield self._locked(
             uuid, self._refresh_flow(uuid, refresh_token, previous=None)
         )
+        self._hot[uuid] = token
         return token
 
     def _locked_refresh_flow(self, uuid: str, seen: OAuthToken, force: bool) -> Flow[OAuthToken]:
+        hot = self._hot.get(uuid)  # a peer in this process refreshed (and stored) meanwhile
+        if (
+            hot is not None
+            and hot.access_token != seen.access_token
+            and (force or not hot.should_refresh(self._clock(), self._margin))
+        ):
+            return hot
+        # Only now exclude other processes (the store lock may cost a durable write).
+        return (
+            yield from self._store_locked(uuid, self._store_locked_refresh_flow(uuid, seen, force))
+        )
+
+    def _store_locked_refresh_flow(
+        self, uuid: str, seen: OAuthToken, force: bool
+    ) -> Flow[OAuthToken]:
         current: OAuthToken | None = yield Call(lambda: self._storage.get_org_token(uuid))
         if current is None:
-            raise OrgNotRegisteredError(uuid)  # revoked while we waited
+            self._hot.pop(uuid, None)
+            raise OrgNotRegisteredError(uuid)  # not stored (any more)
         if force:
             if current.access_token != seen.access_token:
                 return current  # someone refreshed while we waited
@@ -201,6 +232,7 @@ class ServiceAppTokenManager:
             previous = OAuthToken(access_token="-", expires_at=0.0, refresh_token=refresh_token)
         token = parse_token_response(response, now=self._clock(), previous=previous)
         yield Call(lambda: self._storage.set_org_token(uuid, token))
+        self._hot[uuid] = token
         log.info(
             "Service App token of org %s refreshed (expires %s)", uuid, token.expires_at_datetime
         )
@@ -241,6 +273,7 @@ class ServiceAppTokenManager:
                 raise
             token = parse_token_response(response, now=self._clock())
             yield Call(partial(self._storage.set_org_token, uuid, token))
+            self._hot[uuid] = token
             log.info(
                 "Service App token of org %s fetched (expires %s)", uuid, token.expires_at_datetime
             )
@@ -306,10 +339,13 @@ class ServiceAppTokenManager:
         """Delete the org's stored tokens (e.g. after a ``deauthorized`` event), sync."""
         uuid = org_uuid(org_id)
         self._portal.call(lambda: self._storage.delete_org_token(uuid))
+        self._hot.pop(uuid, None)
 
     async def arevoke_org(self, org_id: str) -> None:
         """Delete the org's stored tokens (e.g. after a ``deauthorized`` event)."""
-        await self._storage.delete_org_token(org_uuid(org_id))
+        uuid = org_uuid(org_id)
+        await self._storage.delete_org_token(uuid)
+        self._hot.pop(uuid, None)
 
     def has_org(self, org_id: str) -> bool:
         """Whether tokens are stored for the org, sync."""

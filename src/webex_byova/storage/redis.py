@@ -43,7 +43,9 @@ class RedisTokenStorage(KeyValueTokenStorage):
         url: ``redis://host:port/db`` (or ``rediss://`` for TLS).
         prefix: Namespace for every key, so several apps can share one database.
         lock_poll_interval: Seconds between attempts to take a held :meth:`lock`.
-        client_options: Extra keyword arguments for ``redis.asyncio.Redis.from_url``.
+        max_connections: Connections per event loop; further callers wait for a free one
+            (a blocking pool) instead of failing under a burst.
+        client_options: Extra keyword arguments for the connection pool (``from_url``).
     """
 
     def __init__(
@@ -52,12 +54,15 @@ class RedisTokenStorage(KeyValueTokenStorage):
         *,
         prefix: str = "webex_byova:",
         lock_poll_interval: float = 0.02,
+        max_connections: int = 32,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self._poll = lock_poll_interval
         self._options = dict(client_options or {})
+        self._options.setdefault("max_connections", max_connections)
+        self._options.setdefault("timeout", 30)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
             weakref.WeakKeyDictionary()
         )
@@ -69,7 +74,8 @@ class RedisTokenStorage(KeyValueTokenStorage):
         with self._guard:
             client = self._clients.get(loop)
             if client is None:
-                client = _redis_asyncio.Redis.from_url(self.url, **self._options)
+                pool = _redis_asyncio.BlockingConnectionPool.from_url(self.url, **self._options)
+                client = _redis_asyncio.Redis.from_pool(pool)
                 self._clients[loop] = client
             return client
 

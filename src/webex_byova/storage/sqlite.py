@@ -80,16 +80,32 @@ class SQLiteTokenStorage(KeyValueTokenStorage):
             if not self.path.exists():
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
-            )
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            deadline = time.monotonic() + self._busy_timeout_ms / 1000
+            while True:
+                conn = sqlite3.connect(
+                    self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+                )
+                try:
+                    self._setup(conn)
+                    break
+                except sqlite3.OperationalError as exc:
+                    conn.close()
+                    # Switching a new file to WAL while another process opens it fails with
+                    # "database is locked" without waiting on the busy handler: retry.
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
             self._conn = conn
         return self._conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        for statement in _SCHEMA:
+            conn.execute(statement)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._guard:
