@@ -14,7 +14,7 @@ touching a name whose extra is not installed raises
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._optional import MissingExtraError
 from ._version import __version__
@@ -46,9 +46,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "RedisTokenStorage": ("webex_byova.storage", "redis"),
     "EncryptedTokenStorage": ("webex_byova.storage", None),
     "WebhookManager": ("webex_byova.webhooks", None),
+    "WebhookSignatureError": ("webex_byova.webhooks", None),
     "verify_webhook_signature": ("webex_byova.webhooks", None),
+    "parse_service_app_event": ("webex_byova.webhooks", None),
     "OrgClient": ("webex_byova.data_sources", None),
     "DataSourceKeeper": ("webex_byova.keeper", None),
+    "DataSourceState": ("webex_byova.keeper", None),
+    "OAuthToken": ("webex_byova.tokens", None),
     "JWSVerifier": ("webex_byova.jws", None),
     "JWSVerificationError": ("webex_byova.jws", None),
     "DataSource": ("webex_byova.models", None),
@@ -56,26 +60,64 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Webhook": ("webex_byova.models", None),
     "ServiceAppAuthorizedResult": ("webex_byova.models", None),
     "ServiceAppDeauthorizedResult": ("webex_byova.models", None),
+    "ServiceAppEvent": ("webex_byova.models", None),
     "BYOVAMediaServer": ("webex_byova.media", "media"),
     "MediaServerConfig": ("webex_byova.media", "media"),
+    "VirtualAgent": ("webex_byova.media", "media"),
+    "Session": ("webex_byova.media", "media"),
+    "Turn": ("webex_byova.media", "media"),
+    "Utterance": ("webex_byova.media", "media"),
+    "DtmfInput": ("webex_byova.media", "media"),
 }
 
 __all__ = [
+    "BYOVA",
     "APIConnectionError",
     "APITimeoutError",
     "AuthenticationError",
     "BYOVAConfig",
+    "BYOVAMediaServer",
     "ConflictError",
+    "DataSource",
+    "DataSourceKeeper",
+    "DataSourceState",
+    "DtmfInput",
+    "EncryptedTokenStorage",
+    "InMemoryTokenStorage",
+    "IntegrationCredentials",
+    "IntegrationTokenManager",
+    "JWSVerificationError",
+    "JWSVerifier",
+    "MediaServerConfig",
     "MissingExtraError",
     "NotFoundError",
+    "OAuthToken",
+    "OrgClient",
     "OrgNotRegisteredError",
     "RateLimitError",
     "ReauthorizationRequiredError",
+    "RedisTokenStorage",
+    "SQLiteTokenStorage",
+    "Schema",
     "ServerError",
+    "ServiceAppAuthorizedResult",
+    "ServiceAppCredentials",
+    "ServiceAppDeauthorizedResult",
+    "ServiceAppEvent",
+    "ServiceAppTokenManager",
+    "Session",
+    "TokenStorage",
+    "Turn",
+    "Utterance",
     "ValidationError",
+    "VirtualAgent",
     "WebexBYOVAError",
+    "Webhook",
+    "WebhookManager",
+    "WebhookSignatureError",
     "__version__",
-    *_LAZY,
+    "parse_service_app_event",
+    "verify_webhook_signature",
 ]
 
 _EXTRA_MODULES = {
@@ -108,3 +150,44 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .client import BYOVA
+    from .credentials import IntegrationCredentials, ServiceAppCredentials
+    from .data_sources import OrgClient
+    from .integration import IntegrationTokenManager
+    from .jws import JWSVerificationError, JWSVerifier
+    from .keeper import DataSourceKeeper, DataSourceState
+    from .media import (
+        BYOVAMediaServer,
+        DtmfInput,
+        MediaServerConfig,
+        Session,
+        Turn,
+        Utterance,
+        VirtualAgent,
+    )
+    from .models import (
+        DataSource,
+        Schema,
+        ServiceAppAuthorizedResult,
+        ServiceAppDeauthorizedResult,
+        ServiceAppEvent,
+        Webhook,
+    )
+    from .service_app import ServiceAppTokenManager
+    from .storage import (
+        EncryptedTokenStorage,
+        InMemoryTokenStorage,
+        RedisTokenStorage,
+        SQLiteTokenStorage,
+        TokenStorage,
+    )
+    from .tokens import OAuthToken
+    from .webhooks import (
+        WebhookManager,
+        WebhookSignatureError,
+        parse_service_app_event,
+        verify_webhook_signature,
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._optional import MissingExtraError
+
 if TYPE_CHECKING:
     from ._connector import MediaConnector
     from ._model import ConversationRecord, InputSettings
@@ -98,11 +100,22 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: top-level modules that only the ``media`` extra provides
+_MEDIA_EXTRA_MODULES = frozenset({"grpc", "grpc_health", "grpc_reflection", "google", "websockets"})
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    try:
+        imported = importlib.import_module(module, __name__)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in _MEDIA_EXTRA_MODULES:
+            raise MissingExtraError(exc.name or missing, "media") from exc
+        raise
+    value = getattr(imported, name)
     globals()[name] = value
     return value
 

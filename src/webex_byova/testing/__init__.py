@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._optional import MissingExtraError
+
 if TYPE_CHECKING:
+    from ._caller import WebexCaller
     from ._emulator import (
         Delivery,
         EmulatorClock,
@@ -18,7 +21,14 @@ if TYPE_CHECKING:
         WebexEmulator,
     )
 
-__all__ = ["Delivery", "EmulatorClock", "EmulatorError", "RequestRecord", "WebexEmulator"]
+__all__ = [
+    "Delivery",
+    "EmulatorClock",
+    "EmulatorError",
+    "RequestRecord",
+    "WebexCaller",
+    "WebexEmulator",
+]
 
 # public name -> (module relative to this package, attribute)
 _LAZY: dict[str, tuple[str, str]] = {
@@ -36,7 +46,14 @@ def __getattr__(name: str) -> Any:
         module_name, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module_name, __name__), attr)
+    try:
+        module = importlib.import_module(module_name, __name__)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in {"grpc", "google", "grpc_health"}:
+            raise MissingExtraError(exc.name or missing, "media") from exc
+        raise
+    value = getattr(module, attr)
     globals()[name] = value
     return value
 
