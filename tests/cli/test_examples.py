@@ -75,3 +75,54 @@ def test_minimal_media_server_via_byova_serve(runner, tmp_path: Path) -> None:
         proc.send_signal(2)
         assert proc.wait(timeout=20) == 0
         proc.stderr.close()
+
+
+def test_minimal_server_verifying_tokens_with_simulate_mint_token(runner, emulator) -> None:
+    """Production-like: the server trusts the emulator's issuer and requires the URL claim;
+    `simulate --mint-token` registers the data source there and presents its JWS."""
+    url = "https://va.example.com/minimal"
+    env = {
+        **os.environ,
+        "WEBEX_MEDIA_HOST": "127.0.0.1",
+        "WEBEX_MEDIA_EXTRA_ISSUERS": emulator.issuer,
+        "WEBEX_MEDIA_EXPECTED_URL": url,
+    }
+    proc = subprocess.Popen(
+        [str(BYOVA), "serve", f"{EXAMPLES / 'media_server_minimal.py'}:server", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r" on (127\.0\.0\.1:\d+) \(plaintext, tokens verified\)", line)
+        assert match, line
+        target = match.group(1)
+        cli_env = {**emulator_info(emulator)["env"], "WEBEX_TOKEN_STORE": "memory"}
+        denied = runner.invoke(app, ["simulate", "--target", target, "--fast", "--json"])
+        assert denied.exit_code == 1
+        assert json.loads(denied.stdout)["turns"][0]["status"] == "UNAUTHENTICATED"
+        result = runner.invoke(
+            app,
+            [
+                "simulate",
+                "--target",
+                target,
+                "--mint-token",
+                url,
+                "--dtmf",
+                "0",
+                "--fast",
+                "--json",
+            ],
+            env=cli_env,
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["outcome"] == "transferred"
+        assert [ds.url for ds in emulator.data_sources] == [url]
+    finally:
+        proc.send_signal(2)
+        assert proc.wait(timeout=20) == 0
+        proc.stderr.close()
