@@ -110,3 +110,18 @@ async def test_demo_server_rejects_a_call_without_the_data_source_token() -> Non
         await env.aclose()
     assert result.code.name == "UNAUTHENTICATED"
     assert wrong_url.code.name == "UNAUTHENTICATED"
+
+
+def test_demo_in_chunk_mode(runner, tmp_path: Path) -> None:
+    """Streamed audio (CHUNK responses + one empty FINAL): prompts are recognised by audio."""
+    wav = tmp_path / "chunk.wav"
+    result = runner.invoke(
+        app, ["demo", "--fast", "--json", "--audio-mode", "chunk", "--output", str(wav)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["call"]["outcome"] == "transferred"
+    speech = data["call"]["turns"][1]
+    assert speech["texts"] == []  # CHUNK mode streams audio without text
+    assert speech["audio_ms"] > 4000
+    assert audio.read_wav(wav.read_bytes()).duration * 1000 == data["call"]["bot_audio_ms"]
