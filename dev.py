@@ -16,6 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
+
+if sys.version_info < (3, 11):  # noqa: UP036 - say it plainly instead of failing on tomllib
+    sys.exit("webex_byova needs Python 3.11 or newer")
+
 import tomllib
 import venv
 from pathlib import Path
@@ -36,8 +40,6 @@ def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> No
 
 def ensure_venv() -> Path:
     """Create ``.venv`` if needed and install the package with every extra and the dev group."""
-    if sys.version_info < (3, 11):
-        sys.exit("webex_byova needs Python 3.11 or newer")
     pyproject = (ROOT / "pyproject.toml").read_bytes()
     digest = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()
     python = _venv_python()

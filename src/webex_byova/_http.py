@@ -270,9 +270,7 @@ def map_error(response: Response, *, now: float | None = None) -> WebexBYOVAErro
     }
     if status == 429:
         wait = parse_retry_after(_header(response.headers, "Retry-After"), now=now)
-        return RateLimitError(
-            text, retry_after=None if wait is None else round(wait), **kwargs
-        )
+        return RateLimitError(text, retry_after=None if wait is None else round(wait), **kwargs)
     if status in (401, 403):
         return AuthenticationError(text, **kwargs)
     if status in (404, 410):
