@@ -74,6 +74,7 @@ class Backend:
         self.conns: list[BackendConn] = []
         self.connected = asyncio.Condition()
         self.server: Server | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, *, rcvbuf: int | None = None, **kwargs: Any) -> Backend:
         sock = None
@@ -99,6 +100,9 @@ class Backend:
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn = BackendConn(ws)
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
         async with self.connected:
             self.conns.append(conn)
             self.connected.notify_all()
@@ -111,6 +115,7 @@ class Backend:
             pass
         finally:
             conn.closed.set()
+            self.tasks.discard(task)
 
     async def connection(self, index: int) -> BackendConn:
         async with self.connected:
@@ -120,6 +125,8 @@ class Backend:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+            for task in list(self.tasks):  # scripts that hang on purpose
+                task.cancel()
             await self.server.wait_closed()
 
 

@@ -47,6 +47,7 @@ class _Item:
     frame: str | bytes
     size: int
     audio: bool
+    tag: int
 
 
 def _size(frame: str | bytes) -> int:
@@ -63,6 +64,8 @@ class SendQueue:
     stats: QueueStats = field(default_factory=QueueStats)
     _items: deque[_Item] = field(default_factory=deque)
     _audio_count: int = 0
+    #: ``tag`` of the last audio frame handed out by :meth:`pop` (-1: none yet).
+    last_audio_tag: int = -1
 
     def __post_init__(self) -> None:
         if self.max_items < 1 or self.max_bytes < 1:
@@ -92,8 +95,12 @@ class SendQueue:
                 return True
         return False
 
-    def push(self, frame: str | bytes, *, audio: bool) -> PushResult:
-        """Queue ``frame`` (``audio``: droppable caller audio) applying the policy when full."""
+    def push(self, frame: str | bytes, *, audio: bool, tag: int = -1) -> PushResult:
+        """Queue ``frame`` (``audio``: droppable caller audio) applying the policy when full.
+
+        ``tag`` (e.g. the audio sequence number) is remembered in :attr:`last_audio_tag` when
+        the frame is popped.
+        """
         size = _size(frame)
         result: PushResult = "queued"
         if not self._fits(size):
@@ -109,7 +116,7 @@ class SendQueue:
                     return "dropped"
                 self.stats.overflows += 1
                 return "overflow"
-        self._items.append(_Item(frame, size, audio))
+        self._items.append(_Item(frame, size, audio, tag))
         self._audio_count += audio
         stats = self.stats
         stats.queued += 1
@@ -129,6 +136,8 @@ class SendQueue:
             return None
         item = self._items.popleft()
         self._audio_count -= item.audio
+        if item.audio:
+            self.last_audio_tag = item.tag
         self.stats.bytes -= item.size
         self.stats.depth = len(self._items)
         self.stats.sent += 1

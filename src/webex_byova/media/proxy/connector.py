@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class ProxyStats:
 
 _State = Literal["connecting", "open", "reconnecting", "down", "closed"]
 _REPLY_KINDS = (SessionStart, Utterance, DtmfInput, NoInput, CustomEvent)
+_ANSWERABLE = ("session_start", "audio", "dtmf", "no_input", "custom_event")
 _MAX_PENDING = 32
 _MAX_REPLY_BYTES = 8 * 1024 * 1024  # µ-law bytes of one streamed reply (~17 minutes)
 
@@ -162,7 +164,6 @@ class _Link:
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # set on every state change
         self.seq = 0
-        self.last_sent_seq = -1
         self.start: SessionStarted | None = None
         self.reply: tuple[Turn, asyncio.Future[None]] | None = None
         self.pending: deque[InboundMessage] = deque()
@@ -202,7 +203,9 @@ class _Link:
             _log.exception("%s adapter failed to encode %s", self.log_prefix, message.type)
             return
         for frame in frames:
-            result = self.queue.push(frame, audio=is_audio)
+            result = self.queue.push(
+                frame, audio=is_audio, tag=message.seq if isinstance(message, AudioFrame) else -1
+            )
             if result == "overflow":
                 self.on_overflow()
                 return
@@ -256,6 +259,7 @@ class _Link:
             max_size=owner._max_message_bytes,
             max_queue=owner._max_inbound_queue,
             write_limit=owner._write_limit,
+            compression=None,  # base64 audio barely compresses; deflate would cost CPU per frame
         )
 
     async def _run(self) -> None:
@@ -301,6 +305,13 @@ class _Link:
 
     async def _serve(self, ws: ClientConnection, resumed: bool) -> None:
         self.ws = ws
+        sndbuf = self.owner._socket_send_buffer
+        sock = ws.transport.get_extra_info("socket")
+        if sndbuf and sock is not None:
+            # Bound what the kernel buffers too: audio queued there is stale and invisible to
+            # the backpressure policy (Linux would otherwise grow it to megabytes).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         self.stats.connects += 1
         try:
             start = self.start_message(resumed)
@@ -326,7 +337,10 @@ class _Link:
 
     def start_message(self, resumed: bool) -> SessionStarted:
         assert self.start is not None
-        return self.start.model_copy(update={"resumed": resumed, "next_seq": self.seq})
+        # Audio before next_seq was written to an earlier connection (what the backend did not
+        # receive was lost with it); frames from next_seq on follow (gaps = dropped frames).
+        next_seq = self.queue.last_audio_tag + 1
+        return self.start.model_copy(update={"resumed": resumed, "next_seq": next_seq})
 
     def went_down(self) -> None:
         _log.error("%s backend unreachable; using the fallback", self.log_prefix)
@@ -583,6 +597,10 @@ class WebSocketProxyConnector:
         send_audio_as: ``received`` (the caller's encoding, normally 8 kHz µ-law) or
             ``LINEAR16`` (16-bit PCM at the caller's rate).
         metadata: ``(session) -> dict`` merged into ``session.start`` metadata.
+        close_timeout: Longest wait to flush ``session.end`` and close the WebSocket.
+        max_message_bytes: Largest backend message accepted.
+        socket_send_buffer: ``SO_SNDBUF`` of the connection, so the kernel does not hold
+            seconds of stale audio out of the policy's reach (``None``: system default).
         sleep: Injected ``asyncio.sleep`` for backoff (tests); ``rand`` picks backoff jitter.
     """
 
@@ -605,6 +623,7 @@ class WebSocketProxyConnector:
         metadata: MetadataArg = None,
         close_timeout: float = 2.0,
         max_message_bytes: int = 8 * 1024 * 1024,
+        socket_send_buffer: int | None = 64 * 1024,
         sleep: Callable[[float], Any] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -630,6 +649,7 @@ class WebSocketProxyConnector:
         self._metadata = metadata
         self._close_timeout = close_timeout
         self._max_message_bytes = max_message_bytes
+        self._socket_send_buffer = socket_send_buffer
         self._max_inbound_queue = 16
         self._write_limit = 64 * 1024
         self._sleep = sleep
@@ -698,7 +718,6 @@ class WebSocketProxyConnector:
                     offset_ms=event.offset_ms,
                 )
             )
-            link.last_sent_seq = link.seq
             link.seq += 1
             return
         message = _client_message(event)
@@ -710,7 +729,7 @@ class WebSocketProxyConnector:
         if isinstance(event, TurnStarted):
             if link.overflowed:
                 link.apply_fallback(turn, terminal=True)
-            elif link.pending:
+            elif link.pending and turn.kind in _ANSWERABLE:
                 link.flush_pending(turn)
             return
         if isinstance(event, _REPLY_KINDS):
