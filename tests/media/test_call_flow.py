@@ -68,7 +68,10 @@ async def test_full_call_welcome_speech_second_turn_dtmf_transfer(media_server, 
     assert welcome.final.input_handling_config.speech_timers.complete_timeout_msec == 800
     assert caller.conversation_id in server.sessions
 
+    # paced (5x real time) so the server's END_OF_INPUT can stop the stream mid-way, as on Webex
+    caller.realtime, caller.speed = True, 5.0
     first = await caller.say(wav=HELLO)
+    caller.realtime = False
     assert first.ok, first.details
     assert first.event_types == ["START_OF_INPUT", "END_OF_INPUT"]
     assert [r.response_type for r in first.responses] == ["CHUNK", "CHUNK", "FINAL"]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         TurnStarted,
         Utterance,
     )
+    from .proxy import ProxyFallback, WebSocketProxyConnector
     from .server import BYOVAMediaServer, VirtualAgent
     from .session import Session, SessionEndedError, Turn, TurnFinishedError
     from .store import ConversationStore, InMemoryConversationStore
@@ -52,6 +53,7 @@ __all__ = [
     "MediaEvent",
     "MediaServerConfig",
     "NoInput",
+    "ProxyFallback",
     "Session",
     "SessionEnd",
     "SessionEndedError",
@@ -65,6 +67,7 @@ __all__ = [
     "TurnStarted",
     "Utterance",
     "VirtualAgent",
+    "WebSocketProxyConnector",
 ]
 
 # public name -> module (relative to this package)
@@ -82,6 +85,8 @@ _LAZY: dict[str, str] = {
     "InputSettings": "._model",
     "TextSpec": "._responses",
     "MediaConnector": "._connector",
+    "WebSocketProxyConnector": ".proxy",
+    "ProxyFallback": ".proxy",
     "EVENT_NAMES": ".events",
     "AudioInput": ".events",
     "BargeIn": ".events",

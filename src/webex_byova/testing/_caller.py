@@ -283,6 +283,8 @@ class WebexCaller:
             ``Bearer`` with ``bearer=True``).
         tracking_id: Prefix of the ``trackingid`` metadata (``<prefix>_<rpc number>``).
         realtime: Pace audio at 20 ms per frame (False: send as fast as possible).
+        speed: Pacing speed-up factor when ``realtime`` (e.g. 5.0 plays 5x faster than real
+            time, still paced so the server's END_OF_INPUT can stop the stream mid-way).
         frame_ms: Audio per frame (20 ms = 160 µ-law bytes).
         credentials: Channel credentials for TLS/mTLS (default plaintext).
         rpc_timeout: Upper bound for one RPC.
@@ -301,6 +303,7 @@ class WebexCaller:
         bearer: bool = False,
         tracking_id: str | None = None,
         realtime: bool = True,
+        speed: float = 1.0,
         frame_ms: int = 20,
         credentials: grpc.ChannelCredentials | None = None,
         rpc_timeout: float = 60.0,
@@ -312,6 +315,8 @@ class WebexCaller:
             raise ValueError("pass target='host:port' or channel=")
         if frame_ms not in (10, 20, 30, 40, 60, 80, 100):
             raise ValueError("frame_ms must be one of 10, 20, 30, 40, 60, 80, 100")
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
         self._owns_channel = channel is None
         if channel is None:
             assert target is not None
@@ -329,6 +334,7 @@ class WebexCaller:
         self.bearer = bearer
         self.tracking_id = tracking_id or f"WEBEXCALLER_{uuid.uuid4().hex[:12]}"
         self.realtime = realtime
+        self.speed = speed
         self.frame_ms = frame_ms
         self.rpc_timeout = rpc_timeout
         self.language_code = language_code
@@ -548,7 +554,7 @@ class WebexCaller:
         turn = turn or self.open("audio")
         if first_request is not None:
             await turn.send(first_request)
-        interval = self.frame_ms / 1000
+        interval = self.frame_ms / 1000 / self.speed
         start = self._clock()
         for i, frame in enumerate(frames):
             if stop_on_end_of_input and turn.end_of_input.is_set():
