@@ -86,7 +86,7 @@ def cmd_test(extra: list[str]) -> int:
     _run(_bin("mypy"))
     if (ROOT / "scripts" / "gen_proto.py").exists():
         _run(python, "scripts/gen_proto.py", "--check")
-    env = {**os.environ, "PYTHONDEVMODE": "0"}
+    env = dict(os.environ)
     cmd = [
         str(python),
         "-m",
