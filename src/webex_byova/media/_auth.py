@@ -7,7 +7,9 @@ alike. ``grpc.health.v1`` is exempt by default (load balancers send no token).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -31,10 +33,25 @@ def token_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> str | Non
     return None
 
 
+#: How long a rejected streaming RPC keeps reading (and discarding) before it answers.
+DRAIN_SECONDS = 0.05
+
+
+async def _drain(requests: AsyncIterable[Any]) -> None:
+    async for _ in requests:
+        pass
+
+
 def _rejecting(
     handler: grpc.RpcMethodHandler[Any, Any], details: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    async def abort(_request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+    async def abort(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+        if hasattr(request, "__aiter__"):  # grpc's receiver is not a registered AsyncIterable
+            # A client that streams without pacing still has messages in flight when we
+            # answer; closing the stream under them makes the client report INTERNAL instead
+            # of our status. Read briefly (bounded in time) before aborting.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_drain(request), DRAIN_SECONDS)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, details)
 
     kwargs = {
