@@ -26,6 +26,7 @@ Google's WebRTC classifier (extra ``webrtcvad``) with the same state machine.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections import deque
 from collections.abc import Callable
@@ -117,7 +118,7 @@ class SpeechDetector(Protocol):
         ...
 
 
-class _Endpointer:
+class _Endpointer(abc.ABC):
     """Frame buffering, timeline and the start/end state machine shared by the detectors."""
 
     def __init__(
@@ -245,14 +246,16 @@ class _Endpointer:
             at_ms=t, reason=reason, onset_ms=self._onset, last_voice_ms=self._last_voice
         )
 
-    def _reset_classifier(self) -> None:
+    def _reset_classifier(self) -> None:  # noqa: B027 - optional hook, no state by default
         """Reset the frame classifier's own state."""
 
+    @abc.abstractmethod
     def _classify_pcm(self, frame: bytes, speaking: bool) -> bool:
-        raise NotImplementedError
+        """Is this PCM16 frame speech?"""
 
+    @abc.abstractmethod
     def _classify_ulaw(self, frame: bytes, speaking: bool) -> bool:
-        raise NotImplementedError
+        """Is this µ-law frame speech?"""
 
 
 class EnergyVAD(_Endpointer):
