@@ -1,4 +1,5 @@
-"""Packaging proof: a fresh virtualenv from the BUILT WHEEL (not the source tree) runs `byova`."""
+"""Packaging proof: a fresh virtualenv from the BUILT WHEEL (not the source tree): the core
+imports without extras, and with ``[media,cli]`` the `byova demo` call runs."""
 
 from __future__ import annotations
 
@@ -24,24 +25,36 @@ def test_fresh_venv_from_wheel_runs_byova_demo(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
-    # PyPI is reachable from CI; the pip cache makes the dependencies quick to install.
-    subprocess.run(
-        [
-            str(bin_dir / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"{wheel}[media,cli]",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=240,
-    )
     work = tmp_path / "work"  # away from the source tree: nothing can import src/
     work.mkdir()
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet"]
+    pip.append("--disable-pip-version-check")
+    # PyPI is reachable from CI; the pip cache makes the dependencies quick to install.
+    # 1) the core alone: `pip install <wheel>` then `import webex_byova` works, and a media
+    #    name says which extra to install instead of failing obscurely.
+    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=240)
+    core_check = (
+        "import webex_byova, importlib.util as u\n"
+        "assert u.find_spec('grpc') is None and u.find_spec('typer') is None\n"
+        "print(webex_byova.BYOVA.__name__, webex_byova.BYOVAConfig().region)\n"
+        "try:\n"
+        "    webex_byova.BYOVAMediaServer\n"
+        "except webex_byova.MissingExtraError as exc:\n"
+        "    print('missing extra:', exc.extra)\n"
+    )
+    core = subprocess.run(
+        [str(bin_dir / "python"), "-c", core_check],
+        cwd=work,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert core.returncode == 0, core.stderr
+    assert core.stdout.split("\n")[:2] == ["BYOVA us", "missing extra: media"]
+    # 2) with the extras the CLI and the media server come along.
+    subprocess.run([*pip, f"{wheel}[media,cli]"], check=True, capture_output=True, timeout=240)
     where = subprocess.run(
         [str(bin_dir / "python"), "-c", "import webex_byova; print(webex_byova.__file__)"],
         cwd=work,
