@@ -728,6 +728,22 @@ class Turn:
         data = voice.caller_audio
         if self._input_ended:
             return
+        # Metadata first: Webex may declare encoding/rate on a frame without (enough) audio
+        # and send only caller_audio afterwards; later frames inherit what was declared.
+        if voice.encoding:
+            try:
+                self._encoding = _audio.AudioEncoding.coerce(int(voice.encoding))
+            except ValueError:
+                self._dropped["bad"] += 1
+                return
+        declared = voice.sample_rate_hertz
+        if declared and declared not in (8000, 16000):
+            self._dropped["bad"] += 1
+            return
+        if declared and self._detector is None:
+            self._rate = declared
+        if voice.language_code:
+            self._language = voice.language_code
         if len(data) < self._config.min_frame_bytes:
             self._dropped["small"] += 1
             return
@@ -736,18 +752,7 @@ class Turn:
                 self.log.warning("caller audio frame of %d bytes dropped (max 64 KiB)", len(data))
             self._dropped["large"] += 1
             return
-        if voice.encoding:
-            try:
-                self._encoding = _audio.AudioEncoding.coerce(int(voice.encoding))
-            except ValueError:
-                self._dropped["bad"] += 1
-                return
-        rate = voice.sample_rate_hertz or self._rate or self._config.input_sample_rate
-        if rate not in (8000, 16000):
-            self._dropped["bad"] += 1
-            return
-        if voice.language_code:
-            self._language = voice.language_code
+        rate = declared or self._rate or self._config.input_sample_rate
         if self._detector is None:
             self._rate = rate
             self._detector = self._hub.make_detector(rate, self.session.settings)

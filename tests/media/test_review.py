@@ -1,0 +1,57 @@
+"""Regression tests from the adversarial review of the media server (one per defect)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+from webex_byova.media.assets import load
+
+YES = load("speech_yes.wav")
+
+
+async def test_metadata_only_first_frame_sets_encoding_and_rate(media_server, caller_factory):
+    """Cisco's Java client sends one frame with only encoding+rate, then bare audio frames."""
+    server = await media_server()
+    heard: list[tuple[str, int]] = []
+    utterances: list[tuple[int, float]] = []
+
+    @server.on("audio_input")
+    def frame(event: Any) -> None:
+        heard.append((event.encoding, event.sample_rate))
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        utterances.append((event.sample_rate, event.duration_ms))
+        event.turn.say("heard")
+
+    await server.start()
+    caller = caller_factory(server)
+    frames = caller.frames(
+        wav=YES, sample_rate=16000, encoding="LINEAR16", trailing_silence_ms=1500
+    )
+    header = caller.request(
+        audio_input=vva.VoiceInput(encoding=vva.VoiceInput.LINEAR16_FORMAT, sample_rate_hertz=16000)
+    )
+    turn = caller.open("audio")
+    await turn.send(header)
+    for data in frames:
+        await turn.send(caller.request(audio_input=vva.VoiceInput(caller_audio=data)))
+    await turn.half_close()
+    result = await turn.wait(10)
+    assert result.ok, result.details
+    assert result.event_types == ["START_OF_INPUT", "END_OF_INPUT"]
+    assert result.texts == ["heard"]
+    assert set(heard) == {("LINEAR16", 16000)}
+    assert [rate for rate, _ in utterances] == [16000]
+
+    # a frame without any metadata is 8 kHz µ-law (on a new RPC: nothing inherited)
+    heard.clear()
+    bare = caller.open("audio")
+    for data in caller.frames(wav=YES, trailing_silence_ms=1500):
+        await bare.send(caller.request(audio_input=vva.VoiceInput(caller_audio=data)))
+    await bare.half_close()
+    result = await bare.wait(10)
+    assert result.texts == ["heard"]
+    assert set(heard) == {("MULAW", 8000)}
+    assert [rate for rate, _ in utterances] == [16000, 8000]
