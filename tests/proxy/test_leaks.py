@@ -32,9 +32,7 @@ async def welcome_bot(conn: BackendConn) -> None:
     await conn.send(Prompt(text="Hi"))
 
 
-async def test_hundred_calls_leave_no_links_sockets_or_tasks(
-    backend, media_server, caller_factory
-):
+async def test_hundred_calls_leave_no_links_sockets_or_tasks(backend, media_server, caller_factory):
     be = await backend(welcome_bot)
     server = media_server()
     connector = WebSocketProxyConnector(
