@@ -235,3 +235,27 @@ async def test_heartbeat_detects_a_hung_backend_and_reconnects(
     assert second.messages[0].resumed is True
     await caller.end_session()
     assert connector.open_connections == 0
+
+
+async def test_backend_that_accepts_then_closes_gives_up_after_max_attempts(
+    backend, media_server, caller_factory
+):
+    async def rejecting(conn: BackendConn) -> None:
+        await conn.recv()  # session.start
+        await conn.ws.close(1008, "not allowed")
+
+    be = await backend(rejecting)
+    server = media_server()
+    connector = WebSocketProxyConnector(
+        be.url,
+        reconnect=ReconnectPolicy(max_attempts=3),
+        sleep=instant,
+        reply_timeout=30,
+    )
+    server.use_proxy(connector)
+    await server.start()
+    caller = caller_factory(server)
+    reply = await asyncio.wait_for(caller.start_session(), 20)
+    # the fallback answers once the attempts are spent, not after reply_timeout
+    assert reply.has_event("TRANSFER_TO_AGENT")
+    assert len(be.conns) == 1 + 3  # the first connection and max_attempts retries

@@ -290,16 +290,19 @@ class _Link:
                     self.went_down()
                     return
                 continue
-            attempt = 0
             if self.is_closed():
                 await ws.close()
                 return
+            received = self.stats.received
             await self._serve(ws, resumed)
             resumed = True
             if self.is_closed() or self.session.ended:
                 return
             self.stats.reconnects += 1
-            attempt = 1
+            # Only a backend that spoke on the connection proves healthy and resets the
+            # schedule; one that accepts and hangs up at once (e.g. refuses the call with a
+            # close frame) uses up attempts, so the fallback answers instead of a reconnect loop.
+            attempt = 1 if self.stats.received > received else attempt + 1
             self.set_state("reconnecting")
             _log.warning("%s backend connection lost; reconnecting", self.log_prefix)
 
