@@ -521,7 +521,9 @@ class HttpClient:
         self._transport = transport
         self._async_transport = async_transport
         self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
+        # One AsyncClient per event loop: httpx connections belong to the loop that opened
+        # them, so a client reused from another (or an already closed) loop fails.
+        self._async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._closed = False
 
     # -- request building shortcut
@@ -545,11 +547,15 @@ class HttpClient:
     def _async_client(self) -> httpx.AsyncClient:
         if self._closed:
             raise RuntimeError("HttpClient is closed")
-        if self._async is None:
-            self._async = httpx.AsyncClient(
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            for old in [lp for lp in self._async if lp.is_closed()]:
+                del self._async[old]  # its connections died with their loop
+            client = self._async[loop] = httpx.AsyncClient(
                 timeout=self._timeout(), transport=self._async_transport, follow_redirects=False
             )
-        return self._async
+        return client
 
     # -- one logical request
     def request(self, spec: RequestSpec) -> Response:
@@ -632,20 +638,43 @@ class HttpClient:
 
     # -- lifecycle
     def close(self) -> None:
-        """Close the sync client (and drop the async one if it was never used)."""
+        """Close the sync client and the async ones (safe inside a running loop).
+
+        An async client of the calling thread's running loop is closed by a task on that
+        loop; one of a loop running on another thread is closed there (waited for).
+        """
         self._closed = True
         if self._sync is not None:
             self._sync.close()
             self._sync = None
-        if self._async is not None and self._async.is_closed:
-            self._async = None
+        clients, self._async = self._async, {}
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, client in clients.items():
+            if loop.is_closed():
+                continue
+            if loop is current:
+                loop.create_task(client.aclose())
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(10)
+            else:
+                loop.run_until_complete(client.aclose())
 
     async def aclose(self) -> None:
         """Close both clients."""
         self._closed = True
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
+        clients, self._async = self._async, {}
+        current = asyncio.get_running_loop()
+        for loop, client in clients.items():
+            if loop is current:
+                await client.aclose()
+            elif loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                await asyncio.wrap_future(future)
+            elif not loop.is_closed():
+                loop.run_until_complete(client.aclose())
         if self._sync is not None:
             self._sync.close()
             self._sync = None
