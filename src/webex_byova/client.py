@@ -302,9 +302,15 @@ class BYOVA:
 
     # -- lifecycle
     def close(self) -> None:
-        """Close the underlying HTTP client and release connections."""
+        """Close the underlying HTTP client and release connections.
+
+        A token store the facade created itself (the default, or ``from_env``) is closed too.
+        """
         self._http.close()
         self._jws.close()
+        closer = getattr(self._storage, "close", None)
+        if self._owns_storage and closer is not None:
+            closer()
 
     async def aclose(self) -> None:
         """Close the underlying HTTP client asynchronously."""

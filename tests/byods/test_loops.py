@@ -1,9 +1,14 @@
-"""One facade used from several event loops (e.g. two ``asyncio.run`` calls in a script)."""
+"""Facade lifecycle: several event loops (e.g. two ``asyncio.run`` calls), close() releases all."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 
+import pytest
+
+from webex_byova.client import BYOVA
 from webex_byova.testing import WebexEmulator
 
 from .conftest import make_sdk, seed_integration
@@ -29,3 +34,24 @@ def test_async_calls_from_two_event_loops_then_sync_close(emu: WebexEmulator) ->
     finally:
         first.close()
         second.close()
+
+
+def _sqlite_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("webex-byova-sqlite")]
+
+
+def test_sync_close_releases_the_store_from_env(
+    emu: WebexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WEBEX_INTEGRATION_CLIENT_ID", emu.integration.client_id)
+    monkeypatch.setenv("WEBEX_INTEGRATION_CLIENT_SECRET", emu.integration.client_secret)
+    monkeypatch.setenv("WEBEX_SA_CLIENT_ID", emu.service_app.client_id)
+    monkeypatch.setenv("WEBEX_SA_CLIENT_SECRET", emu.service_app.client_secret)
+    monkeypatch.setenv("WEBEX_TOKEN_STORE", f"sqlite:///{tmp_path}/tokens.db")
+    before = set(_sqlite_threads())
+    with BYOVA.from_env(config=emu.config()) as sdk:
+        seed_integration(sdk, emu)  # opens the SQLite worker thread
+        assert sdk.integration.has_token()
+        assert set(_sqlite_threads()) - before
+    # Leaving the (sync) context closed the store it created: no worker thread left behind.
+    assert not set(_sqlite_threads()) - before
