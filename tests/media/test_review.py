@@ -55,3 +55,35 @@ async def test_metadata_only_first_frame_sets_encoding_and_rate(media_server, ca
     assert result.texts == ["heard"]
     assert set(heard) == {("MULAW", 8000)}
     assert [rate for rate, _ in utterances] == [16000, 8000]
+
+
+async def test_failing_stream_source_is_a_handler_error_not_a_broken_rpc(
+    media_server, caller_factory
+):
+    server = await media_server(audio_mode="chunk")
+    errors: list[str] = []
+    played: list[bool] = []
+
+    async def tts() -> Any:
+        yield b"\x10" * 1000
+        raise ConnectionError("TTS backend went away")
+
+    @server.on("session_start")
+    async def welcome(event: Any) -> None:
+        played.append(await event.turn.stream(tts()))
+
+    @server.on("error")
+    def on_error(event: Any) -> None:
+        errors.append(type(event.exception).__name__)
+
+    await server.start()
+    caller = caller_factory(server)
+    result = await caller.start_session()
+    assert result.ok, result.details
+    assert len(result.finals) == 1
+    assert result.responses[-1].response_type == "FINAL"
+    assert result.final.prompts[0].text == server.config.error_prompt_text
+    assert len(result.audio) == 640  # the whole chunks produced before the source failed
+    assert played == [False]
+    assert errors == ["ConnectionError"]
+    assert caller.conversation_id in server.sessions

@@ -305,21 +305,44 @@ class BYOVAMediaServer:
             except Exception as exc:
                 await self._handler_failed(event, exc)
 
+    def report_error(self, turn: Turn, exc: Exception, what: str) -> None:
+        """A failure outside a handler call (e.g. a prompt's audio source raised).
+
+        Handled like a handler exception (logged, ``error`` dispatched once, Webex answered);
+        the turn stays open until that is done.
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._failed(turn.session, turn, exc, None, what)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        turn._track(task)
+
     async def _handler_failed(self, event: MediaEvent, exc: Exception) -> None:
+        await self._failed(event.session, event.turn, exc, event, f"{event.name} handler")
+
+    async def _failed(
+        self,
+        session: Session,
+        failed_turn: Turn | None,
+        exc: Exception,
+        event: MediaEvent | None,
+        what: str,
+    ) -> None:
         """Log, dispatch ``error`` once, and answer Webex so the call continues."""
-        session = event.session
         session_log = _log.getChild("handler")
+        tracking = failed_turn.tracking_id if failed_turn is not None else session.tracking_id
         session_log.error(
-            "[%s] %s handler raised %s: %s",
+            "[%s] %s raised %s: %s",
             session.conversation_id,
-            event.name,
+            what,
             type(exc).__name__,
             exc,
             exc_info=exc,
-            extra={"conversation_id": session.conversation_id, "trackingid": session.tracking_id},
+            extra={"conversation_id": session.conversation_id, "trackingid": tracking},
         )
         if not isinstance(event, ErrorEvent):
-            error = ErrorEvent(session=session, turn=event.turn, exception=exc, source=event)
+            error = ErrorEvent(session=session, turn=failed_turn, exception=exc, source=event)
             targets: list[Handler] = list(self._handlers_for("error", session.virtual_agent_id))
             if self._connector is not None:
                 targets.append(self._connector.on_event)
@@ -332,7 +355,7 @@ class BYOVAMediaServer:
                     session_log.exception("[%s] error handler raised", session.conversation_id)
         if session.ended or isinstance(event, SessionEnd | TurnEnded):
             return
-        turn = event.turn
+        turn = failed_turn
         if turn is None or turn.finished or turn.closed:
             turn = session.current_turn
         if turn is None:

@@ -111,6 +111,8 @@ class _Hub(Protocol):
 
     def session_ended(self, session: Session, reason: str, event: SessionEnd | None) -> None: ...
 
+    def report_error(self, turn: Turn, exc: Exception, what: str) -> None: ...
+
 
 def _text_spec(value: str | TextSpec | None) -> TextSpec | None:
     if value is None or isinstance(value, TextSpec):
@@ -504,17 +506,24 @@ class Turn:
                 assert isinstance(op, _Stream)
                 self._current_stream = op
                 played = True
-                async for item in self._stream_chunks(op):
-                    if item is None:
-                        played = False
-                        break
-                    yield item
+                chunks = self._stream_chunks(op)
+                try:
+                    async for item in chunks:
+                        if item is None:
+                            played = False
+                            break
+                        yield item
+                except Exception as exc:  # the handler's audio source raised
+                    played = False
+                    self._hub.report_error(self, exc, "prompt audio source")
+                finally:
+                    await chunks.aclose()
                 if not op.done.done():
                     op.done.set_result(played and not self._cut)
         finally:
             self._close()
 
-    async def _stream_chunks(self, op: _Stream) -> AsyncIterator[vva.VoiceVAResponse | None]:
+    async def _stream_chunks(self, op: _Stream) -> AsyncGenerator[vva.VoiceVAResponse | None, None]:
         """Paced CHUNK responses of one stream op; yields None when cut."""
         if self._cut and op.barge_in:
             yield None
