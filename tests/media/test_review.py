@@ -87,3 +87,28 @@ async def test_failing_stream_source_is_a_handler_error_not_a_broken_rpc(
     assert played == [False]
     assert errors == ["ConnectionError"]
     assert caller.conversation_id in server.sessions
+
+
+async def test_nothing_follows_the_final_of_an_audio_turn(media_server, caller_factory):
+    """A handler may answer an audio turn before the caller spoke; FINAL stays the last."""
+    server = await media_server()
+    errors: list[Any] = []
+
+    @server.on("audio_input")
+    def answer_at_once(event: Any) -> None:
+        if not event.turn.finished:
+            event.turn.say("answered early")
+            event.turn.finish()
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        event.turn.say("too late")
+
+    server.on("error")(errors.append)
+    await server.start()
+    caller = caller_factory(server)
+    result = await caller.say(wav=YES)
+    assert result.ok, result.details
+    assert [r.response_type for r in result.responses] == ["FINAL"]
+    assert result.texts == ["answered early"]
+    assert errors == []

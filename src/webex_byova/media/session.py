@@ -401,6 +401,8 @@ class Turn:
 
     def _request_final(self) -> asyncio.Future[bool]:
         self._final_requested = True
+        # The FINAL is the RPC's last response: no speech boundaries (or utterance) after it.
+        self._input_ended = True
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._final_done = done
         self._ops.append("final")
@@ -672,7 +674,7 @@ class Turn:
     # ------------------------------------------------------------------ reader side
 
     def _send_urgent(self, response: vva.VoiceVAResponse) -> None:
-        if not self._closed and not self._complete_requested:
+        if not self._closed and not self._complete_requested and not self._final_sent:
             self._urgent.append(response)
             self._wakeup.set()
 
