@@ -323,7 +323,8 @@ def parse_callback(target: str, *, expected_state: str) -> CallbackResult:
         if error == "access_denied" and not description:
             description = "the user or an administrator denied access"
         return CallbackResult(error=error, description=description)
-    if state is None or not secrets.compare_digest(state, expected_state):
+    # Compare bytes: compare_digest() raises TypeError for non-ASCII str (a forged state).
+    if state is None or not secrets.compare_digest(state.encode(), expected_state.encode()):
         return CallbackResult(
             error="state_mismatch",
             description="the redirect's state does not match this authorization request "
