@@ -182,7 +182,7 @@ def parse_token(token: str) -> ParsedToken:
     try:
         header = json.loads(_b64decode(parts[0]))
         claims = json.loads(_b64decode(parts[1]))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: absurd nesting
         raise JWSVerificationError("malformed", "undecodable header or payload") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise JWSVerificationError("malformed", "header and payload must be JSON objects")

@@ -53,7 +53,7 @@ def unverified_jws_claims(token: str | None) -> dict[str, Any]:
     segment = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(segment.encode("ascii")))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
 

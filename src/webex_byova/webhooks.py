@@ -239,8 +239,8 @@ def read_service_app_delivery(
             raise WebhookSignatureError("webhook signature missing or invalid", status_code=401)
         try:
             data = json.loads(bytes(raw_body))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError("webhook body is not valid JSON") from exc
+        except (ValueError, UnicodeDecodeError, RecursionError):  # absurd nesting included
+            raise ValidationError("webhook body is not valid JSON") from None
         if payload is not None and dict(payload) != data:
             raise ValidationError("payload does not match raw_body")
     elif secret:
