@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from webex_byova.media._proto import voicevirtualagent_pb2 as vva
@@ -112,3 +113,37 @@ async def test_nothing_follows_the_final_of_an_audio_turn(media_server, caller_f
     assert [r.response_type for r in result.responses] == ["FINAL"]
     assert result.texts == ["answered early"]
     assert errors == []
+
+
+async def test_terminal_response_completes_the_other_open_rpcs_of_the_call(
+    media_server, caller_factory
+):
+    """After TRANSFER_TO_AGENT the conversation is gone: a still-open audio RPC of it completes
+    at once, without a FINAL (no reply, no next-input settings for a dropped call)."""
+    server = await media_server()
+    audio_outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    @server.on("dtmf_input")
+    def keys(event: Any) -> None:
+        event.turn.transfer_to_agent("Transferring")
+
+    @server.on("turn_ended")
+    def ended(event: Any) -> None:
+        if event.kind == "audio":
+            audio_outcome.set_result(event.outcome)
+
+    await server.start()
+    caller = caller_factory(server)
+    await caller.start_session()
+    listening = caller.open("audio")
+    for _ in range(5):
+        await listening.send(caller.audio_request(b"\xff" * 160))  # silence, no half-close
+    while not any(t.kind == "audio" for t in server.sessions[caller.conversation_id].turns):
+        await asyncio.sleep(0.01)
+    transfer = await caller.send_dtmf("5")
+    assert transfer.event_types == ["TRANSFER_TO_AGENT"]
+    dropped = await listening.wait(10)
+    assert dropped.ok, dropped.details
+    assert dropped.responses == []
+    assert caller.conversation_id not in server.sessions
+    assert await asyncio.wait_for(audio_outcome, 5) == "terminal"

@@ -180,6 +180,7 @@ class Turn:
         self._terminal = False
         self._complete_requested = False
         self._closed = False
+        self._dropped_call = False
         self._outcome = "completed"
         # output pipeline (consumed by the RPC writer)
         self._urgent: deque[vva.VoiceVAResponse] = deque()
@@ -572,7 +573,7 @@ class Turn:
                 )
                 while self._urgent:
                     yield self._urgent.popleft()
-                if (self._cut and barge_in) or self._closed:
+                if (self._cut and barge_in) or self._closed or self._dropped_call:
                     yield None
                     return
                 if delay <= 0:
@@ -584,7 +585,7 @@ class Turn:
             while self._urgent:
                 yield self._urgent.popleft()
             await asyncio.sleep(0)
-        if (self._cut and barge_in) or self._closed:
+        if (self._cut and barge_in) or self._closed or self._dropped_call:
             yield None
             return
         self._play_sent_s += len(chunk) / rate
@@ -620,6 +621,22 @@ class Turn:
             self._half_close_timer = loop.call_later(
                 self._config.half_close_timeout_s, self._half_close_timed_out
             )
+
+    def _drop(self) -> None:
+        """The conversation ended on another RPC: complete this one now, without a FINAL."""
+        if self._closed or self._complete_requested:
+            return
+        self._input_ended = True
+        self._dropped_call = True
+        self._outcome = "terminal"
+        for op in self._ops:
+            if isinstance(op, _Stream) and not op.done.done():
+                op.done.set_result(False)
+        self._ops.clear()
+        done = getattr(self, "_final_done", None)
+        if done is not None and not done.done():
+            done.set_result(False)
+        self._request_complete()
 
     def _half_close_timed_out(self) -> None:
         self.log.info(
@@ -1104,8 +1121,8 @@ class Session:
             waiter[0].set_exception(SessionEndedError(f"conversation ended: {reason}"))
             waiter[0].exception()  # retrieved by the waiter; avoid "never retrieved" noise
         self._waiter = None
-        for turn in self.turns:
-            if turn._streaming_barge_in or turn._ops:
-                turn._cut = True
-                turn._wakeup.set()
+        by = event.turn if event is not None else None
+        for turn in list(self.turns):
+            if turn is not by:
+                turn._drop()
         self._hub.session_ended(self, reason, event)
