@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..media import audio as _audio
+from ..media._model import enums_from_digits
 from ..testing._caller import TurnResult, WebexCaller
 
 __all__ = [
@@ -47,6 +48,16 @@ class CallScript:
     dtmf: tuple[str, ...] = ()
     hang_up: bool = True
     trailing_silence_ms: int = 2500
+
+    def __post_init__(self) -> None:
+        # Bad input must fail here, before a call is placed, not half-way through it.
+        if self.utterances < 0:
+            raise ValueError(f"utterances (--turns) must be >= 0, got {self.utterances}")
+        for keys in self.dtmf:
+            if not keys:
+                raise ValueError("empty DTMF entry (expected keys from 0-9 * # A-D)")
+            enums_from_digits(keys)
+        _audio.read_wav(self.wav)
 
 
 @dataclass

@@ -322,13 +322,13 @@ def simulate(
     from ._call import CallScript
 
     wav_bytes = wav.read_bytes() if wav is not None else assets.load("speech_hello.wav")
+    script = CallScript(
+        wav=wav_bytes, utterances=turns, dtmf=tuple(dtmf or ()), hang_up=not no_hangup
+    )
     if token is not None and mint_token is not None:
         raise typer.BadParameter("pass --token or --mint-token, not both")
     if mint_token is not None:
         token = _mint(mint_token, base_url)
-    script = CallScript(
-        wav=wav_bytes, utterances=turns, dtmf=tuple(dtmf or ()), hang_up=not no_hangup
-    )
     out = Renderer(as_json=as_json)
     if calls <= 1:
         report: CallReport = _run(
