@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from webex_byova.cli import app
-from webex_byova.cli._call import CallScript
+from webex_byova.cli._call import CallScript, parse_target
 from webex_byova.media.assets import load
 
 
@@ -27,6 +27,37 @@ def _one_line_error(result) -> str:
     assert lines, result.output
     assert lines[0].startswith("error:"), result.output
     return result.output
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("nonsense", "host:port"),
+        ("127.0.0.1:99999", "port"),
+        ("127.0.0.1:0", "port"),
+        ("127.0.0.1:http", "port"),
+        (":50051", "host"),
+        ("[::1:50051", "host:port"),
+    ],
+)
+def test_bad_target_is_rejected_up_front(runner, target, why) -> None:
+    result = runner.invoke(app, ["simulate", "--target", target, "--fast"])
+    out = _one_line_error(result)
+    assert "--target" in out
+    assert why in out
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("127.0.0.1:50051", "127.0.0.1:50051"),
+        (" localhost:8080 ", "localhost:8080"),
+        ("[::1]:50051", "[::1]:50051"),
+        ("bot.example.com:443", "bot.example.com:443"),
+    ],
+)
+def test_good_targets_pass(target, expected) -> None:
+    assert parse_target(target) == expected
 
 
 def test_bad_wav_is_rejected_before_calling(runner, dead_target, tmp_path: Path) -> None:

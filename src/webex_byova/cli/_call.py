@@ -24,6 +24,7 @@ __all__ = [
     "LoadStats",
     "TurnReport",
     "late_frames",
+    "parse_target",
     "percentile",
     "run_call",
     "run_load",
@@ -58,6 +59,33 @@ class CallScript:
                 raise ValueError("empty DTMF entry (expected keys from 0-9 * # A-D)")
             enums_from_digits(keys)
         _audio.read_wav(self.wav)
+
+
+_GRPC_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")
+
+
+def parse_target(target: str) -> str:
+    """Check a gRPC ``host:port`` target (``[v6addr]:port`` too) and return it stripped.
+
+    gRPC itself would resolve ``host`` without a port on 443 and silently wrap a port above
+    65535, so a typo would call some other server; raise :class:`ValueError` instead.
+    Targets with an explicit gRPC scheme (``unix:``, ``dns:``...) pass unchanged.
+    """
+    text = target.strip()
+    if text.startswith(_GRPC_SCHEMES):
+        return text
+    usage = f"--target must be host:port (e.g. 127.0.0.1:50051), got {target!r}"
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(usage)
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(usage)
+    elif any(c in host for c in ":[]/ "):
+        raise ValueError(usage + " (write IPv6 addresses as [addr]:port)")
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--target port must be a number from 1 to 65535, got {port!r}")
+    return text
 
 
 @dataclass

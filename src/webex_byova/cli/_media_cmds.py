@@ -319,8 +319,9 @@ def simulate(
     """Place simulated Webex calls against any BYOVA server; with --calls N, a load test."""
     _need_media()
     from ..media import assets
-    from ._call import CallScript
+    from ._call import CallScript, parse_target
 
+    target = parse_target(target)
     wav_bytes = wav.read_bytes() if wav is not None else assets.load("speech_hello.wav")
     script = CallScript(
         wav=wav_bytes, utterances=turns, dtmf=tuple(dtmf or ()), hang_up=not no_hangup
