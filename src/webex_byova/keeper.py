@@ -353,7 +353,11 @@ class DataSourceKeeper:
         Passing the :class:`DataSource` returned by ``create``/``extend`` schedules it from its
         expiry without a request; an id is looked up first.
         """
-        lifetime = token_lifetime_minutes or self.token_lifetime_minutes
+        lifetime = (
+            token_lifetime_minutes
+            if token_lifetime_minutes is not None
+            else self.token_lifetime_minutes
+        )
         if lifetime is not None:
             _check_lifetime(lifetime)
         state = self.schedule.add(client, data_source, lifetime, self._clock())
