@@ -147,3 +147,37 @@ async def test_terminal_response_completes_the_other_open_rpcs_of_the_call(
     assert dropped.responses == []
     assert caller.conversation_id not in server.sessions
     assert await asyncio.wait_for(audio_outcome, 5) == "terminal"
+
+
+async def test_transcript_and_summary_go_only_in_the_last_response(media_server, caller_factory):
+    """Webex honours session_transcript/summary only in the call's last response, so a value
+    set on an earlier turn is kept for the terminal response, not sent (and lost) early."""
+    server = await media_server()
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.say("welcome")
+        event.turn.set_transcript("agent: welcome")
+        event.turn.set_summary("caller greeted")
+
+    @server.on("dtmf_input")
+    def keys(event: Any) -> None:
+        if event.digits == "1":
+            event.turn.set_transcript("agent: welcome\\ncaller: 1")
+            event.turn.say("one")
+        else:
+            event.turn.end_session("bye")
+
+    await server.start()
+    caller = caller_factory(server)
+    first = await caller.start_session()
+    assert first.texts == ["welcome"]
+    assert not first.final.HasField("session_transcript")
+    assert not first.final.HasField("session_summary")
+    one = await caller.send_dtmf("1")
+    assert one.texts == ["one"]
+    assert not one.final.HasField("session_transcript")
+    bye = await caller.send_dtmf("2")
+    assert bye.event_types == ["SESSION_END"]
+    assert bye.final.session_transcript.text == "agent: welcome\\ncaller: 1"
+    assert bye.final.session_summary.text == "caller greeted"

@@ -171,8 +171,6 @@ class Turn:
         # reply
         self._prompts: list[PromptSpec] = []
         self._events: list[common.OutputEvent] = []
-        self._transcript: TextSpec | None = None
-        self._summary: TextSpec | None = None
         self._sensitive = False
         self._requires_reply = kind in _REPLY_KINDS
         self._final_requested = False
@@ -385,12 +383,16 @@ class Turn:
         self.send_event("no_match", name)
 
     def set_transcript(self, value: str | TextSpec) -> None:
-        """Session transcript (honoured by Webex only in the call's last response)."""
-        self._transcript = _text_spec(value)
+        """Session transcript, kept for the call's last (terminal) response.
+
+        Webex honours it only there, so it is not sent with non-terminal replies; a later
+        call replaces it.
+        """
+        self.session._transcript = _text_spec(value)
 
     def set_summary(self, value: str | TextSpec) -> None:
-        """Session summary (honoured by Webex only in the call's last response)."""
-        self._summary = _text_spec(value)
+        """Session summary, kept for the call's last (terminal) response (see set_transcript)."""
+        self.session._summary = _text_spec(value)
 
     # ------------------------------------------------------------------ ending
 
@@ -596,8 +598,8 @@ class Turn:
             prompts=self._prompts,
             events=self._events,
             settings=self.session.settings,
-            transcript=self._transcript,
-            summary=self._summary,
+            transcript=self.session._transcript if self._terminal else None,
+            summary=self.session._summary if self._terminal else None,
             sensitive=self._sensitive,
         )
 
@@ -661,7 +663,7 @@ class Turn:
             return
         if self._ops:
             return
-        has_content = bool(self._prompts or self._events or self._transcript or self._summary)
+        has_content = bool(self._prompts or self._events)
         if self._requires_reply or has_content:
             self._request_final()
         else:
@@ -934,6 +936,8 @@ class Session:
         self.end_reason = ""
         self._waiter: tuple[asyncio.Future[InputEvent], asyncio.Task[Any] | None] | None = None
         self._playing: Turn | None = None
+        self._transcript: TextSpec | None = None
+        self._summary: TextSpec | None = None
         self._wav_playback: tuple[Turn, float] | None = None
         self._idle_since = hub.clock()
         self._tasks: set[asyncio.Task[Any]] = set()
