@@ -245,6 +245,16 @@ class KeeperSchedule:
             self._schedule_from(entry, ds, now, renewed=True)
             return entry.state
 
+    def release(self, ds_id: str, generation: int) -> None:
+        """Give back a claim whose attempt never finished (cancelled): it stays due."""
+        with self._lock:
+            entry = self._current(ds_id, generation)
+            if entry is None or not entry.in_flight:
+                return
+            entry.in_flight = False
+            if entry.state.status == "renewing":
+                entry.state = replace(entry.state, status="scheduled")
+
     def retry_delay(self, failures: int) -> float:
         """Backoff before the ``failures``-th retry (exponential, capped, 10% jitter)."""
         base = min(self.retry_max, self.retry_initial * 2.0 ** max(0, failures - 1))
@@ -428,9 +438,15 @@ class DataSourceKeeper:
     # -- asyncio shell
     async def arun_once(self) -> float | None:
         """Handle everything due now; return the next wake-up time (epoch seconds)."""
-        for ds_id, gen, client, lookup, lifetime in self.schedule.take_due(self._clock()):
+        due = self.schedule.take_due(self._clock())
+        for index, (ds_id, gen, client, lookup, lifetime) in enumerate(due):
             flow = self._attempt_flow(ds_id, gen, client, lookup, lifetime)
-            state = await run_async(flow, client._http)
+            try:
+                state = await run_async(flow, client._http)
+            except BaseException:  # cancelled: release this claim and the ones not reached
+                for claimed in due[index:]:
+                    self.schedule.release(claimed[0], claimed[1])
+                raise
             self._notify(state)
         return self.schedule.next_wake()
 
@@ -474,7 +490,13 @@ class DataSourceKeeper:
         self._wake()
         task, self._task = self._task, None
         if task is not None:
-            await task
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves
+                # else the keeper task had been cancelled by someone else: it is stopped
         self._loop = None
         self._async_wake = None
 
@@ -488,9 +510,16 @@ class DataSourceKeeper:
     # -- thread shell
     def run_once(self) -> float | None:
         """Blocking :meth:`arun_once`."""
-        for ds_id, gen, client, lookup, lifetime in self.schedule.take_due(self._clock()):
+        due = self.schedule.take_due(self._clock())
+        for index, (ds_id, gen, client, lookup, lifetime) in enumerate(due):
             flow = self._attempt_flow(ds_id, gen, client, lookup, lifetime)
-            self._notify(run_sync(flow, client._http, client._portal))
+            try:
+                state = run_sync(flow, client._http, client._portal)
+            except BaseException:  # e.g. KeyboardInterrupt: do not strand the claims
+                for claimed in due[index:]:
+                    self.schedule.release(claimed[0], claimed[1])
+                raise
+            self._notify(state)
         return self.schedule.next_wake()
 
     def _thread_main(self) -> None:
