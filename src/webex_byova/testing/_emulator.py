@@ -486,8 +486,34 @@ class WebexEmulator:
             def log_message(self, format: str, *args: Any) -> None:
                 _log.debug("emulator: " + redact(format % args))
 
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                # http.server's own errors (bad request line, unknown method, ...) get the
+                # Webex body and a TrackingID like every other answer, not an HTML page.
+                self.log_error("code %d, message %s", code, message)
+                if self.request_version == "HTTP/0.9":
+                    self.request_version = "HTTP/1.1"  # always write a status line
+                tracking_id = f"EMU_{uuid.uuid4()}"
+                text = message or self.responses.get(code, ("Error",))[0]
+                resp = error_response(code, text, tracking_id)
+                self.close_connection = True
+                self.send_response(code)
+                self.send_header("Connection", "close")
+                for name, value in resp.headers:
+                    self.send_header(name, value)
+                self.send_header("TrackingID", tracking_id)
+                self.send_header("Content-Length", str(len(resp.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(resp.body)
+
             def _dispatch(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                raw_length = (self.headers.get("Content-Length") or "0").strip()
+                if not raw_length.isdigit():
+                    self.send_error(400, f"Invalid Content-Length {raw_length!r}.")
+                    return
+                length = int(raw_length)
                 body = self.rfile.read(length) if length > 0 else b""
                 split = urlsplit(self.path)
                 req = EmuRequest(
@@ -511,7 +537,7 @@ class WebexEmulator:
                 if self.command != "HEAD":
                     self.wfile.write(resp.body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
         return Handler
 
