@@ -60,7 +60,8 @@ def _check(func: Any, spec: Spec, returns: str) -> None:
             assert param.annotation == annotation, (func, name, param.annotation)
     assert len(params) >= len(spec), func
     for extra in params[len(spec) :]:  # extensions: keyword-only with a default
-        assert extra.kind == KW and extra.default is not REQUIRED, (func, extra)
+        assert extra.kind == KW, (func, extra)
+        assert extra.default is not REQUIRED, (func, extra)
     if returns:
         assert sig.return_annotation == returns, (func, sig.return_annotation)
 
