@@ -163,7 +163,7 @@ async def test_transcript_and_summary_go_only_in_the_last_response(media_server,
     @server.on("dtmf_input")
     def keys(event: Any) -> None:
         if event.digits == "1":
-            event.turn.set_transcript("agent: welcome\\ncaller: 1")
+            event.turn.set_transcript("agent: welcome\ncaller: 1")
             event.turn.say("one")
         else:
             event.turn.end_session("bye")
@@ -179,5 +179,47 @@ async def test_transcript_and_summary_go_only_in_the_last_response(media_server,
     assert not one.final.HasField("session_transcript")
     bye = await caller.send_dtmf("2")
     assert bye.event_types == ["SESSION_END"]
-    assert bye.final.session_transcript.text == "agent: welcome\\ncaller: 1"
+    assert bye.final.session_transcript.text == "agent: welcome\ncaller: 1"
     assert bye.final.session_summary.text == "caller greeted"
+
+
+async def _received_chunks(rpc: Any, count: int) -> None:
+    while len(rpc.result.chunks) < count and not rpc._finished.is_set():
+        await asyncio.sleep(0.01)
+
+
+async def test_pacing_restarts_after_a_gap_so_a_late_prompt_is_not_sent_in_a_burst(
+    media_server, caller_factory
+):
+    """Paced CHUNK playback cannot be ahead of what was sent: after a pause (e.g. waiting for an
+    LLM) a new prompt is paced again, so barge-in can still cut it. The server clock is frozen
+    except for the jump, so exactly the pacing lead (200 ms + one chunk) goes out before the
+    stream waits for playback."""
+    now = [1000.0]
+    server = await media_server(
+        audio_mode="chunk", chunk_ms=100, realtime_pacing=True, clock=lambda: now[0]
+    )
+
+    @server.on("session_start")
+    async def welcome(event: Any) -> None:
+        assert await event.turn.stream(b"\x15" * 800, barge_in=True)  # one chunk
+        now[0] += 10.0  # a long pause before the next prompt
+        long_prompt = b"\x15\x95" * 40000  # 10 s
+        event.session.state["played"] = await event.turn.say(audio=long_prompt, barge_in=True)
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        event.turn.say("heard you")
+
+    await server.start()
+    caller = caller_factory(server)
+    prompt_rpc = caller.open("session_start")
+    await prompt_rpc.send(caller.event_request("SESSION_START"))
+    await prompt_rpc.half_close()
+    await _received_chunks(prompt_rpc, 4)
+    speech = await caller.say(wav=YES, leading_silence_ms=0)
+    prompt = await prompt_rpc.wait(10)
+    assert speech.texts == ["heard you"]
+    assert prompt.ok
+    assert [len(c.prompts[0].audio_content) for c in prompt.chunks] == [800] * 4
+    assert server.sessions[caller.conversation_id].state["played"] is False

@@ -568,9 +568,14 @@ class Turn:
             self._play_origin = clock()
         if self._config.realtime_pacing:
             while True:
+                now = clock()
+                if now - self._play_origin > self._play_sent_s:
+                    # Playback ran dry (a pause between prompts, or a slow source): it cannot be
+                    # ahead of what was sent, so pace from here instead of bursting the backlog.
+                    self._play_origin = now - self._play_sent_s
                 delay = _audio.pace_delay(
                     self._play_sent_s,
-                    clock() - self._play_origin,
+                    now - self._play_origin,
                     lead_s=self._config.pacing_lead_ms / 1000,
                 )
                 while self._urgent:
