@@ -223,3 +223,66 @@ async def test_pacing_restarts_after_a_gap_so_a_late_prompt_is_not_sent_in_a_bur
     assert prompt.ok
     assert [len(c.prompts[0].audio_content) for c in prompt.chunks] == [800] * 4
     assert server.sessions[caller.conversation_id].state["played"] is False
+
+
+async def _settled(server: Any) -> None:
+    """Wait (bounded) until background work of finished calls is done."""
+    for _ in range(500):
+        if not server._tasks and not server._open_rpcs:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_no_growth_after_many_short_calls(media_server, caller_factory):
+    now = [1000.0]
+    server = await media_server(idle_timeout_s=60, clock=lambda: now[0], max_conversations=50)
+    ended: list[str] = []
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.say("hi")
+
+    @server.on("dtmf_input")
+    async def keys(event: Any) -> None:
+        if event.digits == "5":
+            event.turn.transfer_to_agent("bye")
+        else:
+            event.turn.say("ok")
+
+    @server.on("session_end")
+    def on_end(event: Any) -> None:
+        ended.append(event.reason)
+
+    await server.start()
+    channel_owner = caller_factory(server)
+
+    async def one_call(i: int) -> None:
+        from webex_byova.testing import WebexCaller
+
+        caller = WebexCaller(channel=channel_owner.channel, realtime=False, rpc_timeout=20)
+        assert (await caller.start_session()).texts == ["hi"]
+        assert (await caller.press("1")).texts == ["ok"]
+        if i % 4 == 0:
+            assert (await caller.send_dtmf("5")).event_types == ["TRANSFER_TO_AGENT"]
+        elif i % 4 == 1:
+            turn = caller.open("audio")  # hangs up mid-turn
+            await turn.send(caller.audio_request(b"\xff" * 160))
+            turn.cancel()
+            await turn.wait(5)
+            await caller.end_session()
+        elif i % 4 == 2:
+            await caller.end_session()
+        # i % 4 == 3: the call just goes away; the conversation expires when idle
+
+    baseline = len(asyncio.all_tasks())
+    for batch in range(20):
+        await asyncio.gather(*(one_call(batch * 10 + i) for i in range(10)))
+        now[0] += 61
+        await server.expire_idle()
+    await _settled(server)
+    assert server._live == {}
+    assert server._open_rpcs == 0
+    assert not server._tasks
+    assert len(server._store) == 0
+    assert len(ended) == 200
+    assert len(asyncio.all_tasks()) <= baseline
