@@ -149,3 +149,25 @@ def test_import_needs_core_deps_only() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_stop_leaves_no_handler_threads_or_sockets() -> None:
+    import os
+    import socket
+    import threading
+
+    threads_before = set(threading.enumerate())
+    fds_before = len(os.listdir("/proc/self/fd"))
+    emu = WebexEmulator().start()
+    with httpx.Client() as client:
+        assert client.get(emu.jwks_url).status_code == 200  # an idle keep-alive connection
+        idle = socket.create_connection(("127.0.0.1", emu.port))
+        partial = socket.create_connection(("127.0.0.1", emu.port))
+        partial.sendall(b"GET /v1/webhooks HTTP/1.1\r\nHost: emu\r\n")  # headers never end
+        assert emu.count() == 1
+        with idle, partial:
+            emu.stop()
+            # stop() returned: every handler thread has already finished
+            leftover = [t for t in threading.enumerate() if t not in threads_before]
+            assert leftover == []
+    assert len(os.listdir("/proc/self/fd")) <= fds_before

@@ -258,8 +258,29 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.open_sockets: set[socket.socket] = set()
+        self.handler_threads: set[threading.Thread] = set()
         self.sockets_lock = threading.Lock()
         super().__init__(addr, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Track the socket and its thread from the moment of accept (not from the handler's
+        # setup()), so stop() can shut down and join every connection, even a fresh one.
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"webex-emulator-conn-{self.server_address[1]}",
+            daemon=True,
+        )
+        with self.sockets_lock:
+            self.handler_threads = {t for t in self.handler_threads if t.is_alive()}
+            self.handler_threads.add(thread)
+            self.open_sockets.add(request)
+        thread.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         _log.debug("emulator connection error from %s", client_address, exc_info=True)
@@ -346,15 +367,21 @@ class WebexEmulator:
             self._thread = None
             if server is None:
                 return
-            server.shutdown()
+            server.shutdown()  # no accept() after this: the sets below only shrink
             with server.sockets_lock:
                 conns = list(server.open_sockets)
+                handlers = list(server.handler_threads)
             for conn in conns:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
             server.server_close()
             if thread is not None:
                 thread.join(timeout=5)
+            deadline = time.monotonic() + 5
+            for handler in handlers:  # a handler may be in injected latency or a webhook POST
+                if handler is threading.current_thread():
+                    continue
+                handler.join(timeout=max(0.0, deadline - time.monotonic()))
 
     @property
     def running(self) -> bool:
@@ -469,19 +496,6 @@ class WebexEmulator:
                 # headers and body are two writes: without this, Nagle + delayed ACK
                 # add ~40 ms to every keep-alive response
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                srv = self.server
-                assert isinstance(srv, _Server)
-                with srv.sockets_lock:
-                    srv.open_sockets.add(self.connection)
-
-            def finish(self) -> None:
-                try:
-                    super().finish()
-                finally:
-                    srv = self.server
-                    assert isinstance(srv, _Server)
-                    with srv.sockets_lock:
-                        srv.open_sockets.discard(self.connection)
 
             def log_message(self, format: str, *args: Any) -> None:
                 _log.debug("emulator: " + redact(format % args))
