@@ -89,3 +89,56 @@ def test_token_from_metadata() -> None:
     assert token_from_metadata([("trackingid", "x"), ("authorization", b"tok")]) == "tok"
     assert token_from_metadata([("authorization", "  ")]) is None
     assert token_from_metadata(None) is None
+
+
+async def test_logs_never_carry_the_token_and_are_keyed_by_call(
+    media_server, caller_factory, emulator, caplog
+):
+    import logging
+
+    verifier = JWSVerifier(emulator.config(), expected_url=URL)
+    server = await media_server(
+        verify_tokens=True, expected_url=URL, verifier=verifier, log_level="DEBUG"
+    )
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.say("authorised")
+
+    @server.on("dtmf_input")
+    def broken(event: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    caplog.set_level(logging.DEBUG, logger="webex_byova")
+    await server.start()
+    good = emulator.mint_data_source_token(url=URL)
+    bad = emulator.mint_data_source_token(url=URL + "/other")
+    caller = caller_factory(server, token=good, tracking_id="TRK")
+    assert (await caller.start_session()).ok
+    assert (await caller.send_dtmf("1")).ok
+    assert (await caller.end_session()).ok
+    lost = caller_factory(server, token=good, virtual_agent_id="nope", tracking_id="LOST")
+    assert (await lost.start_session()).code == grpc.StatusCode.NOT_FOUND
+    intruder = caller_factory(server, token=bad, bearer=True, tracking_id="BAD")
+    assert (await intruder.start_session()).code == grpc.StatusCode.UNAUTHENTICATED
+    await server.stop(0.5)
+    await verifier.aclose()
+
+    records = [r for r in caplog.records if r.name.startswith("webex_byova")]
+    assert records
+    for token in (good, bad):
+        for part in [token, *token.split(".")[1:]]:  # whole token, payload, signature
+            for record in records:
+                dump = " ".join(
+                    [record.getMessage(), record.exc_text or "", *map(str, vars(record).values())]
+                )
+                assert part not in dump, record.getMessage()
+    for cid, prefix in ((caller.conversation_id, "TRK_"), (lost.conversation_id, "LOST_")):
+        about = [r for r in records if cid in r.getMessage()]
+        assert about, cid
+        for record in about:
+            assert getattr(record, "conversation_id", None) == cid, record.getMessage()
+            assert str(getattr(record, "trackingid", "")).startswith(prefix), record.getMessage()
+    rejected = [r for r in records if "rejected" in r.getMessage() and "url" in r.getMessage()]
+    assert rejected
+    assert all(str(getattr(r, "trackingid", "")).startswith("BAD_") for r in rejected)

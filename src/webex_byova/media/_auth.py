@@ -26,11 +26,14 @@ _log = get_logger("webex_byova.media.auth")
 
 def token_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
     """The ``authorization`` value (case-insensitive key), or None when absent or blank."""
+    return _metadata_value(metadata, "authorization").strip() or None
+
+
+def _metadata_value(metadata: Sequence[tuple[str, Any]] | None, name: str) -> str:
     for key, value in metadata or ():
-        if key.lower() == "authorization":
-            text = value.decode() if isinstance(value, bytes) else str(value)
-            return text.strip() or None
-    return None
+        if key.lower() == name:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return ""
 
 
 #: How long a rejected streaming RPC keeps reading (and discarding) before it answers.
@@ -96,7 +99,8 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
             except Exception as exc:  # key fetch failures etc.: still never an OK stream
                 _log.warning("token verification failed unexpectedly: %s", type(exc).__name__)
                 details = "token verification failed"
-        _log.info("%s rejected: %s", method, details)
+        tracking = _metadata_value(handler_call_details.invocation_metadata, "trackingid")
+        _log.info("%s rejected: %s", method, details, extra={"trackingid": tracking})
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler  # unknown method: gRPC answers UNIMPLEMENTED

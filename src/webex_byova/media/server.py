@@ -489,7 +489,12 @@ class BYOVAMediaServer:
         try:
             session = await self._attach(first)
         except _Reject as reject:
-            _log.info("[%s] rejected: %s", first.conversation_id, reject.details)
+            _log.info(
+                "[%s] rejected: %s",
+                first.conversation_id,
+                reject.details,
+                extra={"conversation_id": first.conversation_id, "trackingid": tracking},
+            )
             await context.abort(reject.code, reject.details)
             return
         turn = session._open_turn(turn_kind(first), tracking)
