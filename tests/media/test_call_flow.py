@@ -68,17 +68,18 @@ async def test_full_call_welcome_speech_second_turn_dtmf_transfer(media_server, 
     assert welcome.final.input_handling_config.speech_timers.complete_timeout_msec == 800
     assert caller.conversation_id in server.sessions
 
-    # paced (5x real time) so the server's END_OF_INPUT can stop the stream mid-way, as on Webex
+    # paced (5x real time) so the server's END_OF_INPUT can stop the stream mid-way, as on Webex;
+    # 30 s of trailing silence (6 s at 5x) so a loaded machine cannot make it end first
     caller.realtime, caller.speed = True, 5.0
-    first = await caller.say(wav=HELLO)
+    first = await caller.say(wav=HELLO, trailing_silence_ms=30000)
     caller.realtime = False
     assert first.ok, first.details
     assert first.event_types == ["START_OF_INPUT", "END_OF_INPUT"]
     assert [r.response_type for r in first.responses] == ["CHUNK", "CHUNK", "FINAL"]
     assert first.texts == ["You spoke 1 times"]
-    # the caller stopped streaming once END_OF_INPUT arrived (well before the 2 s of silence)
-    total_frames = len(caller.frames(wav=HELLO, leading_silence_ms=200, trailing_silence_ms=2000))
-    assert first.frames_sent < total_frames
+    # the caller stopped streaming once END_OF_INPUT arrived (long before the silence ran out)
+    total_frames = len(caller.frames(wav=HELLO, leading_silence_ms=200, trailing_silence_ms=30000))
+    assert first.frames_sent < total_frames // 2
 
     second = await caller.say(wav=YES)
     assert second.ok
@@ -302,7 +303,11 @@ async def test_collect_input_across_rpcs_never_deadlocks(media_server, caller_fa
 
 
 async def test_two_concurrent_rpcs_barge_in_cuts_paced_chunk_prompt(media_server, caller_factory):
-    server = await media_server(audio_mode="chunk", chunk_ms=100, realtime_pacing=True)
+    # The server clock stands still: pacing lets exactly the 200 ms lead (+ one chunk) out, then
+    # the prompt waits for playback until the caller's speech cuts it: no wall-clock race.
+    server = await media_server(
+        audio_mode="chunk", chunk_ms=100, realtime_pacing=True, clock=lambda: 1000.0
+    )
     long_prompt = b"\x15\x95" * 40000  # 10 s: never finishes unless cut
     barge: list[Any] = []
 
@@ -331,8 +336,7 @@ async def test_two_concurrent_rpcs_barge_in_cuts_paced_chunk_prompt(media_server
     assert speech.ok
     assert speech.texts == ["heard you"]
     assert len(prompt.finals) == 1
-    streamed = sum(len(c.prompts[0].audio_content) for c in prompt.chunks)
-    assert 0 < streamed < len(long_prompt) // 2
+    assert [len(c.prompts[0].audio_content) for c in prompt.chunks] == [800] * 3
     assert barge == [("speech", "session_start", "audio")]
     assert server.sessions[caller.conversation_id].state["played"] is False
 

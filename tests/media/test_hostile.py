@@ -123,14 +123,19 @@ async def test_ten_thousand_tiny_frames(media_server, caller_factory):
 async def test_client_cancels_mid_prompt(media_server, caller_factory):
     server = await media_server(audio_mode="chunk", realtime_pacing=True, chunk_ms=100)
     outcome: list[Any] = []
+    both = asyncio.Event()
 
     @server.on("session_start")
     async def long_prompt(event: Any) -> None:
         outcome.append(await event.turn.say(audio=b"\x33" * 80_000))  # 10 s
+        if len(outcome) == 2:
+            both.set()
 
     @server.on("turn_ended")
     def ended(event: Any) -> None:
         outcome.append(event.outcome)
+        if len(outcome) == 2:
+            both.set()
 
     @server.on("utterance")
     def reply(event: Any) -> None:
@@ -145,10 +150,7 @@ async def test_client_cancels_mid_prompt(media_server, caller_factory):
     turn.cancel()
     result = await turn.wait(5)
     assert result.code == grpc.StatusCode.CANCELLED
-    for _ in range(100):
-        if len(outcome) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(both.wait(), 10)
     assert sorted(map(str, outcome)) == ["False", "cancelled"]
     # the conversation survives the cancelled RPC, and other calls are unaffected
     assert caller.conversation_id in server.sessions
