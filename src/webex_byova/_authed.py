@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._flow import Flow, Http, Portal, run_async, run_sync
 from ._http import HttpClient, RequestSpec, Response, _page_items, next_page
 from ._logging import get_logger
-from .errors import AuthenticationError
+from .errors import AuthenticationError, ValidationError
 
 __all__ = [
     "TokenFlow",
@@ -57,7 +58,21 @@ def page_flow(
 ) -> Flow[tuple[list[Any], RequestSpec | None]]:
     """Fetch one page: return its items and the request for the next page (or ``None``)."""
     response = yield from authed_request(spec, token_flow)
-    return _page_items(response, items_key), next_page(spec, response)
+    following = next_page(spec, response)
+    if following is not None and _origin(following.url) != _origin(spec.url):
+        # The bearer token goes with the next request: never to a host Link names.
+        raise ValidationError(
+            f"refusing to follow a pagination link to another origin ({_origin(following.url)})",
+            status_code=response.status_code,
+            tracking_id=response.tracking_id,
+        )
+    return _page_items(response, items_key), following
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), parts.hostname, port
 
 
 def iterate_sync(
