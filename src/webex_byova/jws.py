@@ -33,6 +33,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -277,7 +278,8 @@ class Expectations:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # NaN/inf would defeat the time checks (every comparison with NaN is False).
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _nonempty(claims: Mapping[str, Any], name: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 import pytest
 
 from webex_byova.errors import ValidationError
-from webex_byova.jws import JWSVerificationError, JWSVerifier
+from webex_byova.jws import Expectations, JWSVerificationError, JWSVerifier, check_claims
 from webex_byova.models import unverified_jws_claims
 from webex_byova.testing import WebexEmulator
 from webex_byova.webhooks import read_service_app_delivery
@@ -49,3 +50,12 @@ def test_unverified_claims_of_a_deeply_nested_token_are_empty() -> None:
 def test_deeply_nested_webhook_body_is_a_validation_error() -> None:
     with pytest.raises(ValidationError, match="not valid JSON"):
         read_service_app_delivery(None, raw_body=DEEP * 20)
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_times_are_invalid(claim: str, value: float) -> None:
+    claims = {"exp": 2_000_000_000, "aud": "a", "sub": "s", "jti": "j", claim: value}
+    with pytest.raises(JWSVerificationError) as info:
+        check_claims(claims, Expectations(schema_id=None), now=1_900_000_000, leeway=30)
+    assert info.value.reason == f"invalid_claim:{claim}"
