@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from webex_byova.media._proto import voicevirtualagent_pb2 as vva
 from webex_byova.media.assets import load
 
@@ -58,10 +60,11 @@ async def test_metadata_only_first_frame_sets_encoding_and_rate(media_server, ca
     assert [rate for rate, _ in utterances] == [16000, 8000]
 
 
+@pytest.mark.parametrize(("mode", "streamed"), [("chunk", 640), ("wav", 0)])
 async def test_failing_stream_source_is_a_handler_error_not_a_broken_rpc(
-    media_server, caller_factory
+    media_server, caller_factory, mode, streamed
 ):
-    server = await media_server(audio_mode="chunk")
+    server = await media_server(audio_mode=mode)
     errors: list[str] = []
     played: list[bool] = []
 
@@ -84,7 +87,7 @@ async def test_failing_stream_source_is_a_handler_error_not_a_broken_rpc(
     assert len(result.finals) == 1
     assert result.responses[-1].response_type == "FINAL"
     assert result.final.prompts[0].text == server.config.error_prompt_text
-    assert len(result.audio) == 640  # the whole chunks produced before the source failed
+    assert len(result.audio) == streamed  # CHUNK: whole chunks produced before the failure
     assert played == [False]
     assert errors == ["ConnectionError"]
     assert caller.conversation_id in server.sessions
@@ -286,3 +289,33 @@ async def test_no_growth_after_many_short_calls(media_server, caller_factory):
     assert len(server._store) == 0
     assert len(ended) == 200
     assert len(asyncio.all_tasks()) <= baseline
+
+
+async def test_wav_mode_stream_from_a_generator_is_one_wav_prompt_in_the_final(
+    media_server, caller_factory
+):
+    """WAV mode never sends CHUNKs: a streamed source is collected into one WAV prompt, in the
+    order the handler queued its prompts."""
+    server = await media_server(audio_mode="wav")
+    played: list[bool] = []
+
+    async def tts() -> Any:
+        for value in (0x10, 0x20, 0x30):
+            yield bytes([value]) * 400
+
+    @server.on("session_start")
+    async def welcome(event: Any) -> None:
+        event.turn.say("first")
+        done = event.turn.stream(tts())
+        event.turn.say("last")
+        played.append(await done)
+
+    await server.start()
+    result = await caller_factory(server).start_session()
+    assert result.ok, result.details
+    assert [r.response_type for r in result.responses] == ["FINAL"]
+    prompts = result.final.prompts
+    assert [p.text for p in prompts] == ["first", "", "last"]
+    assert prompts[1].audio_content[:4] == b"RIFF"
+    assert result.audio == b"\x10" * 400 + b"\x20" * 400 + b"\x30" * 400
+    assert played == [True]

@@ -131,6 +131,7 @@ class _Stream:
     source: bytes | AsyncIterable[bytes] | Iterable[bytes]
     barge_in: bool
     done: asyncio.Future[bool]
+    slot: int | None = None  # WAV mode: index of the prompt the collected audio fills
 
 
 class _Log(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -332,15 +333,23 @@ class Turn:
         if not self._check_open():
             return _completed(False)
         barge = self._config.barge_in if barge_in is None else bool(barge_in)
-        if self._config.audio_mode == "wav" and isinstance(source, bytes | bytearray):
-            return self.say(audio=bytes(source), barge_in=barge)
+        if self._config.audio_mode == "wav":
+            if isinstance(source, bytes | bytearray):
+                return self.say(audio=bytes(source), barge_in=barge)
+            # Collected by the writer into a WAV prompt at this position (never CHUNKs).
+            self._prompts.append(PromptSpec(barge_in=barge))
+            return self._enqueue_stream(source, barge, slot=len(self._prompts) - 1)
         return self._enqueue_stream(source, barge)
 
     def _enqueue_stream(
-        self, source: bytes | AsyncIterable[bytes] | Iterable[bytes], barge_in: bool
+        self,
+        source: bytes | AsyncIterable[bytes] | Iterable[bytes],
+        barge_in: bool,
+        *,
+        slot: int | None = None,
     ) -> asyncio.Future[bool]:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._ops.append(_Stream(source, barge_in, done))
+        self._ops.append(_Stream(source, barge_in, done, slot))
         self._wakeup.set()
         return done
 
@@ -510,6 +519,11 @@ class Turn:
                     continue
                 assert isinstance(op, _Stream)
                 self._current_stream = op
+                if op.slot is not None:
+                    played = await self._collect_wav(op, op.slot)
+                    if not op.done.done():
+                        op.done.set_result(played)
+                    continue
                 played = True
                 chunks = self._stream_chunks(op)
                 try:
@@ -527,6 +541,18 @@ class Turn:
                     op.done.set_result(played and not self._cut)
         finally:
             self._close()
+
+    async def _collect_wav(self, op: _Stream, slot: int) -> bool:
+        """WAV mode: gather a streamed source into the prompt reserved at ``slot``."""
+        try:
+            ulaw = b"".join([piece async for piece in _aiter_bytes(op.source)])
+        except Exception as exc:  # the handler's audio source raised
+            self._hub.report_error(self, exc, "prompt audio source")
+            return False
+        if ulaw:
+            wav = _audio.make_wav(ulaw, sample_rate=self._config.sample_rate)
+            self._prompts[slot] = PromptSpec(audio=wav, barge_in=op.barge_in)
+        return True
 
     async def _stream_chunks(self, op: _Stream) -> AsyncGenerator[vva.VoiceVAResponse | None, None]:
         """Paced CHUNK responses of one stream op; yields None when cut."""
@@ -600,7 +626,7 @@ class Turn:
 
     def _build_final(self) -> vva.VoiceVAResponse:
         return final_response(
-            prompts=self._prompts,
+            prompts=[p for p in self._prompts if p.text or p.audio or p.audio_uri],
             events=self._events,
             settings=self.session.settings,
             transcript=self.session._transcript if self._terminal else None,
