@@ -319,3 +319,55 @@ async def test_wav_mode_stream_from_a_generator_is_one_wav_prompt_in_the_final(
     assert prompts[1].audio_content[:4] == b"RIFF"
     assert result.audio == b"\x10" * 400 + b"\x20" * 400 + b"\x30" * 400
     assert played == [True]
+
+
+async def test_failure_after_the_final_does_not_answer_another_rpc(media_server, caller_factory):
+    """A handler that fails after its turn's FINAL must not push the apology into an unrelated
+    open RPC of the call (here: the caller's next audio turn, which then could not answer)."""
+    server = await media_server()
+    gate = asyncio.Event()
+    failed = asyncio.Event()
+
+    @server.on("session_start")
+    async def welcome(event: Any) -> None:
+        event.turn.say("hi")
+        await event.turn.finish()
+        await gate.wait()
+        raise RuntimeError("late failure in background work")
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        event.turn.say("heard")
+
+    server.on("error")(lambda event: failed.set())
+    await server.start()
+    caller = caller_factory(server)
+    assert (await caller.start_session()).texts == ["hi"]
+    listening = caller.open("audio")
+    await listening.send(caller.audio_request(b"\xff" * 160))
+    while not server.sessions[caller.conversation_id].turns:
+        await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.wait_for(failed.wait(), 5)
+    result = await caller.say(wav=YES, turn=listening)
+    assert result.ok
+    assert result.texts == ["heard"]
+
+
+async def test_failure_after_collect_input_answers_on_the_collected_turn(
+    media_server, caller_factory
+):
+    server = await media_server()
+
+    @server.on("session_start")
+    async def dialog(event: Any) -> None:
+        event.turn.say("PIN?")
+        pin = await event.turn.collect_input(timeout=10)
+        raise ValueError(f"cannot check {pin.digits}")
+
+    await server.start()
+    caller = caller_factory(server)
+    assert (await caller.start_session()).texts == ["PIN?"]
+    pin = await caller.send_dtmf("1")
+    assert pin.texts == [server.config.error_prompt_text]
+    assert len(pin.finals) == 1

@@ -357,7 +357,13 @@ class BYOVAMediaServer:
             return
         turn = failed_turn
         if turn is None or turn.finished or turn.closed:
-            turn = session.current_turn
+            # Answer on the turn this handler now works for (e.g. the one whose input it got
+            # from collect_input()), never on an unrelated open RPC of the call.
+            task = asyncio.current_task()
+            turn = next(
+                (t for t in session.turns if task in t._tasks and not t.finished and not t.closed),
+                None,
+            )
         if turn is None:
             return
         cfg = self.config
