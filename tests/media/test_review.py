@@ -371,3 +371,23 @@ async def test_failure_after_collect_input_answers_on_the_collected_turn(
     pin = await caller.send_dtmf("1")
     assert pin.texts == [server.config.error_prompt_text]
     assert len(pin.finals) == 1
+
+
+async def test_failing_agent_provider_gives_internal_on_calls_too(media_server, caller_factory):
+    import grpc
+
+    server = await media_server()
+
+    @server.agent_provider
+    def provide(org_id: str) -> list[str]:
+        raise ConnectionError("agent directory down")
+
+    await server.start()
+    caller = caller_factory(server)
+    result = await caller.start_session()
+    assert result.code == grpc.StatusCode.INTERNAL
+    assert "agent provider failed" in result.details
+    assert server.sessions == {}
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await caller.list_agents()
+    assert info.value.code() == grpc.StatusCode.INTERNAL

@@ -421,8 +421,15 @@ class BYOVAMediaServer:
                 return i
         return 0
 
+    async def _agents_or_reject(self, org_id: str) -> list[VirtualAgent]:
+        try:
+            return await self.list_agents(org_id)
+        except Exception as exc:
+            _log.exception("agent provider failed")
+            raise _Reject(grpc.StatusCode.INTERNAL, f"agent provider failed: {exc}") from exc
+
     async def _resolve_agent(self, agent_id: str, org_id: str) -> str:
-        agents = await self.list_agents(org_id)
+        agents = await self._agents_or_reject(org_id)
         if not agents:
             raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "No virtual agents available")
         if not agent_id:
@@ -551,10 +558,9 @@ class BYOVAMediaServer:
         self, request: common.ListVARequest, context: _Context
     ) -> common.ListVAResponse:
         try:
-            agents = await self.list_agents(request.customer_org_id)
-        except Exception as exc:
-            _log.exception("agent provider failed")
-            await context.abort(grpc.StatusCode.INTERNAL, f"agent provider failed: {exc}")
+            agents = await self._agents_or_reject(request.customer_org_id)
+        except _Reject as reject:
+            await context.abort(reject.code, reject.details)
             raise  # pragma: no cover - abort raises
         default = self._default_index(agents)
         return common.ListVAResponse(
