@@ -391,3 +391,37 @@ async def test_failing_agent_provider_gives_internal_on_calls_too(media_server, 
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await caller.list_agents()
     assert info.value.code() == grpc.StatusCode.INTERNAL
+
+
+async def test_no_input_and_custom_event_rpcs(media_server, caller_factory):
+    server = await media_server()
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+    await server.start()
+    caller = caller_factory(server)
+    await caller.start_session()
+    # without handlers: a "silence" FINAL that only carries the next-input settings
+    quiet = await caller.no_input()
+    assert quiet.ok
+    assert [r.response_type for r in quiet.responses] == ["FINAL"]
+    assert (quiet.final.prompts, quiet.final.output_events) == ([], [])
+    assert quiet.final.input_mode == 3
+    assert quiet.final.HasField("input_handling_config")
+
+    @server.on("no_input")
+    def reprompt(event: Any) -> None:
+        seen.append(("no_input", event.event_name, event.parameters))
+        event.turn.say("Are you still there?")
+
+    @server.on("custom_event")
+    def custom(event: Any) -> None:
+        seen.append(("custom", event.event_name, event.parameters))
+        event.turn.custom_event("crm_lookup", {"account": event.parameters["account"]})
+
+    again = await caller.no_input("timeout")
+    assert again.texts == ["Are you still there?"]
+    assert again.final.HasField("input_handling_config")
+    event = await caller.custom_event("lookup", {"account": "A-1"})
+    assert event.events == [("CUSTOM_EVENT", "crm_lookup")]
+    assert dict(event.final.output_events[0].metadata) == {"account": "A-1"}
+    assert len(event.finals) == 1
+    assert seen == [("no_input", "timeout", {}), ("custom", "lookup", {"account": "A-1"})]
