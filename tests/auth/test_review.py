@@ -39,11 +39,14 @@ async def test_async_listener_rejects_non_ascii_state(rig: AuthRig) -> None:
         with httpx.Client(timeout=10) as client:
             pages.append(client.get(_forged_redirect(url, client)))
 
+    browsers: list[asyncio.Future[None]] = []
+
     def on_url(url: str) -> None:
-        asyncio.get_running_loop().run_in_executor(None, forge, url)
+        browsers.append(asyncio.get_running_loop().run_in_executor(None, forge, url))
 
     with pytest.raises(AuthenticationError, match="state_mismatch"):
         await rig.integration.aauthorize(open_browser=False, on_url=on_url, timeout=10)
+    await browsers[0]  # the listener answers before the browser has read the page
     assert pages[0].status_code == 400
     assert rig.emu.count("POST", TOKEN_PATH) == 0
 
