@@ -90,14 +90,19 @@ def _handles_errors(func: F) -> F:
 def _wait_for_interrupt() -> None:
     """Block until Ctrl-C or SIGTERM."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Handle SIGINT explicitly too: a background job of a script inherits SIGINT ignored, so
+    # Python's KeyboardInterrupt never comes and `kill -INT` would not stop the command.
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- emulator ---------------------------------------------------------------------------------
