@@ -114,7 +114,12 @@ async def test_session_end_from_caller_cleans_up(media_server, caller_factory):
     assert caller.conversation_id in server.sessions
     end = await caller.end_session()
     assert end.ok
-    assert end.responses == []
+    # one terminal FINAL acknowledging the hang-up: no prompt, no next-input settings
+    assert len(end.responses) == 1
+    assert len(end.finals) == 1
+    assert end.events == [("SESSION_END", "session_ended_by_client")]
+    assert end.final.prompts == []
+    assert not end.final.HasField("input_handling_config")
     assert caller.conversation_id not in server.sessions
     await asyncio.sleep(0.05)
     assert ("session_end", "caller_ended") in log

@@ -1138,6 +1138,10 @@ class Session:
     def _caller_ended(self, turn: Turn, name: str, params: dict[str, Any]) -> None:
         if self._ended:
             return
+        # Acknowledge the hang-up with one terminal FINAL (no prompt: Webex can no longer play
+        # one), as the reference gateway does; it also carries a transcript/summary if set.
+        turn._events.insert(0, output_event("session_end", "session_ended_by_client", None))
+        turn._terminal = True
         event = SessionEnd(
             session=self, turn=turn, reason="caller_ended", event_name=name, parameters=params
         )
