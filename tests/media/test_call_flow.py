@@ -125,6 +125,27 @@ async def test_session_end_from_caller_cleans_up(media_server, caller_factory):
     assert ("session_end", "caller_ended") in log
 
 
+async def test_caller_hang_up_carries_the_pending_transcript_and_summary(
+    media_server, caller_factory
+):
+    server = await media_server()
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.set_transcript("bot: hello")
+        event.turn.set_summary("caller hung up after the welcome")
+        event.turn.say("Hello")
+
+    await server.start()
+    caller = caller_factory(server)
+    welcome_turn = await caller.start_session()
+    assert not welcome_turn.final.HasField("session_transcript")  # only in the last response
+    end = await caller.end_session()
+    assert end.events == [("SESSION_END", "session_ended_by_client")]
+    assert end.final.session_transcript.text == "bot: hello"
+    assert end.final.session_summary.text == "caller hung up after the welcome"
+
+
 async def test_all_sixteen_dtmf_keys_and_empty_entry(media_server, caller_factory):
     server = await media_server()
     seen: list[str] = []
