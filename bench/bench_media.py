@@ -64,6 +64,21 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a process: ``main`` (the event loop) and ``other`` (gRPC's
+    poller and executor threads), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {"main": 0.0, "other": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        out["main" if int(tid) == pid else "other"] += (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 async def run_server() -> None:
     from webex_byova.media import BYOVAMediaServer, MediaServerConfig
 
@@ -88,7 +103,16 @@ async def run_server() -> None:
 
     await server.start()
     print(server.port, flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    loop = asyncio.get_running_loop()
+    # stdin commands from the driver: "mem" starts/reads tracemalloc, "" (EOF/blank) stops
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "mem":
+        import gc
+        import tracemalloc
+
+        gc.collect()
+        if not tracemalloc.is_tracing():
+            tracemalloc.start()
+        print(tracemalloc.get_traced_memory()[0], flush=True)
     await server.stop(1.0)
 
 
@@ -121,16 +145,18 @@ async def one_call(address: str, ulaw: bytes, decide: int, start_delay: float) -
     return {"delay": (end_at - result.frame_times[decide]) * 1000, "late": late}
 
 
-async def drive(address: str, n: int, server_pid: int) -> None:
+async def drive(address: str, n: int, server_pid: int, server: subprocess.Popen[str]) -> None:
     ulaw = tone_call_audio()
     decide = deciding_frame(ulaw)
     cpu0, rss0 = proc_stats(server_pid)
+    threads0 = thread_cpu(server_pid)
     t0 = time.monotonic()
     results = await asyncio.gather(
         *(one_call(address, ulaw, decide, start_delay=i / n) for i in range(n))
     )
     wall = time.monotonic() - t0
     cpu1, _rss1 = proc_stats(server_pid)
+    threads1 = thread_cpu(server_pid)
     delays = sorted(r["delay"] for r in results if not math.isnan(r["delay"]))
     late = sum(int(r["late"]) for r in results)
     missing = n - len(delays)
@@ -139,22 +165,33 @@ async def drive(address: str, n: int, server_pid: int) -> None:
     print(
         f"N={n:4d}  END_OF_INPUT delay ms p50={statistics.median(delays):6.1f} "
         f"p99={p99:6.1f} max={delays[-1]:6.1f}  missing={missing}  late frames={late}  "
-        f"server CPU {busy * 100:5.1f}% of a core ({busy * 100 / n:.3f}%/call)",
+        f"server CPU {busy * 100:5.1f}% of a core ({busy * 100 / n:.3f}%/call; event-loop "
+        f"thread {(threads1['main'] - threads0['main']) / wall * 100:.0f}%, gRPC threads "
+        f"{(threads1['other'] - threads0['other']) / wall * 100:.0f}%)",
         flush=True,
     )
-    # memory per live conversation: open n sessions and hold them
+    # memory per live conversation: traced Python allocations in the server before and after
+    # opening n sessions (tracemalloc, so RSS noise from the allocator does not count)
     from webex_byova.testing import WebexCaller
 
+    def server_mem() -> int:
+        assert server.stdin is not None
+        assert server.stdout is not None
+        server.stdin.write("mem\n")
+        server.stdin.flush()
+        return int(server.stdout.readline())
+
+    server_mem()  # start tracing
     callers = [WebexCaller(address, realtime=False) for _ in range(n)]
-    _, before = proc_stats(server_pid)
+    before = server_mem()
     await asyncio.gather(*(c.start_session() for c in callers))
-    _, after = proc_stats(server_pid)
+    after = server_mem()
     for c in callers:
         await c.end_session()
         await c.aclose()
     print(
         f"        RSS {rss0 / 2**20:.0f} MiB at start; {(after - before) / n / 1024:.1f} KiB "
-        f"per idle conversation ({n} sessions)",
+        f"traced per live conversation ({n} sessions)",
         flush=True,
     )
 
@@ -176,7 +213,7 @@ def main(argv: list[str]) -> None:
             assert proc.stdout is not None
             assert proc.stdin is not None
             port = int(proc.stdout.readline())
-            asyncio.run(drive(f"127.0.0.1:{port}", n, proc.pid))
+            asyncio.run(drive(f"127.0.0.1:{port}", n, proc.pid, proc))
             proc.stdin.write("\n")
             proc.stdin.flush()
             proc.wait(30)
