@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -105,8 +106,26 @@ async def test_record_round_trips_as_plain_data() -> None:
     copy = await store.get("c1")
     assert copy is not None
     assert copy.user_state == {"cart": ["a", 1]}
+    copy.user_state["cart"].append("mutated after get")
+    again = await store.get("c1")
+    assert again is not None
+    assert again.user_state == {"cart": ["a", 1]}
     await store.delete("c1")
     assert await store.get("c1") is None
+
+
+def test_record_to_dict_covers_every_field() -> None:
+    """to_dict is written by hand for speed: it must still carry every field of the record."""
+    record = ConversationRecord(
+        "c1", "agent", customer_org_id="org", created_at=1.5, last_active=2.5, started=True,
+        turns=3, language_code="en-US", settings=InputSettings(mode="dtmf", dtmf_input_length=4),
+        user_state={"k": {"nested": [1]}},
+    )  # fmt: skip
+    expected = dataclasses.asdict(record)
+    expected["settings"] = dataclasses.asdict(record.settings)
+    assert record.to_dict() == expected
+    assert set(record.to_dict()) == {f.name for f in dataclasses.fields(ConversationRecord)}
+    assert set(record.to_dict()["settings"]) == {f.name for f in dataclasses.fields(InputSettings)}
 
 
 def test_config_from_env_and_errors() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Protocol, runtime_checkable
 
 from ._model import ConversationRecord
@@ -41,11 +40,11 @@ class InMemoryConversationStore:
     async def get(self, conversation_id: str) -> ConversationRecord | None:
         """Return a copy of the stored record, or None."""
         data = self._data.get(conversation_id)
-        return ConversationRecord.from_dict(copy.deepcopy(data)) if data is not None else None
+        return ConversationRecord.from_dict(data) if data is not None else None
 
     async def put(self, record: ConversationRecord) -> None:
         """Store a plain-data snapshot of ``record``."""
-        self._data[record.conversation_id] = copy.deepcopy(record.to_dict())
+        self._data[record.conversation_id] = record.to_dict()
 
     async def delete(self, conversation_id: str) -> None:
         """Forget the record."""
