@@ -20,7 +20,6 @@ from webex_byova.media.proxy._protocol import (
     encode_message,
 )
 from webex_byova.media.server import BYOVAMediaServer
-from webex_byova.testing._caller import WebexCaller
 
 FAST: dict[str, Any] = {
     "host": "127.0.0.1",
@@ -158,22 +157,6 @@ async def media_server() -> AsyncIterator[Callable[..., BYOVAMediaServer]]:
     yield factory
     for server in servers:
         await server.stop(grace=0.5)
-
-
-@pytest.fixture
-async def caller_factory() -> AsyncIterator[Callable[..., WebexCaller]]:
-    callers: list[WebexCaller] = []
-
-    def factory(server: BYOVAMediaServer, **kwargs: Any) -> WebexCaller:
-        kwargs.setdefault("realtime", False)
-        kwargs.setdefault("rpc_timeout", 20.0)
-        caller = WebexCaller(server.address, **kwargs)
-        callers.append(caller)
-        return caller
-
-    yield factory
-    for caller in callers:
-        await caller.aclose()
 
 
 @pytest.fixture
