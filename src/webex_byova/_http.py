@@ -656,11 +656,13 @@ class HttpClient:
             if loop.is_closed():
                 continue
             if loop is current:
-                loop.create_task(client.aclose())
+                task = loop.create_task(client.aclose())
+                _CLOSING.add(task)  # keep a reference until it is done
+                task.add_done_callback(_CLOSING.discard)
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(10)
             else:
-                loop.run_until_complete(client.aclose())
+                _close_on_idle_loop(loop, client)
 
     async def aclose(self) -> None:
         """Close both clients."""
@@ -674,7 +676,7 @@ class HttpClient:
                 future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
                 await asyncio.wrap_future(future)
             elif not loop.is_closed():
-                loop.run_until_complete(client.aclose())
+                _close_on_idle_loop(loop, client)
         if self._sync is not None:
             self._sync.close()
             self._sync = None
@@ -690,6 +692,17 @@ class HttpClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_on_idle_loop(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
+    """Close ``client`` on its own (stopped, not closed) loop, when this thread may run it."""
+    try:
+        loop.run_until_complete(client.aclose())
+    except RuntimeError:  # another loop runs in this thread: its sockets go with their loop
+        log.debug("could not close an async HTTP client of a stopped event loop")
 
 
 def _page_items(response: Response, items_key: str) -> list[Any]:
