@@ -75,6 +75,10 @@ Behaviours chosen where the spec is unsure (see docs/ARCHITECTURE.md and the RES
   every request, faulted or not, is recorded in ``emu.requests``. Path prefixes are matched
   against the raw path; a prefix not starting with ``/v1`` or ``/idb`` gets ``/v1``
   prepended, so ``fail_next("/access_token")`` works.
+* **Log bounds.** ``emu.requests`` and ``emu.deliveries`` each keep at most
+  ``max_log_entries`` entries (10,000 by default; ``None`` keeps everything), dropping the
+  oldest first, so a long-running ``byova emulator`` does not grow without limit.
+  ``emu.count(...)`` counts within that window.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -299,6 +304,8 @@ class WebexEmulator:
         region: Region segment of Hydra ids (``"us"`` or ``"eu"``).
         clock: A shared :class:`EmulatorClock` (a fresh one by default).
         webhook_timeout: Seconds to wait for a webhook receiver.
+        max_log_entries: Most entries kept in each of ``requests`` and ``deliveries`` (the
+            oldest are dropped first); ``None`` keeps every entry.
     """
 
     def __init__(
@@ -313,7 +320,10 @@ class WebexEmulator:
         region: str = "us",
         clock: EmulatorClock | None = None,
         webhook_timeout: float = 5.0,
+        max_log_entries: int | None = 10_000,
     ) -> None:
+        if max_log_entries is not None and max_log_entries < 1:
+            raise ValueError("max_log_entries must be at least 1 (or None for unbounded)")
         self.host = host
         self._requested_port = port
         self.clock = clock or EmulatorClock()
@@ -328,8 +338,9 @@ class WebexEmulator:
             rotate_refresh_tokens=rotate_refresh_tokens,
         )
         self._keys = KeyRing()
-        self._records: list[RequestRecord] = []
-        self._deliveries: list[Delivery] = []
+        self.max_log_entries = max_log_entries
+        self._records: deque[RequestRecord] = deque(maxlen=max_log_entries)
+        self._deliveries: deque[Delivery] = deque(maxlen=max_log_entries)
         self._faults: list[_Fault] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -631,7 +642,7 @@ class WebexEmulator:
     # -- inspection -----------------------------------------------------------------------
     @property
     def requests(self) -> list[RequestRecord]:
-        """Snapshot of every request received so far (oldest first)."""
+        """Snapshot of the recorded requests, oldest first (at most ``max_log_entries``)."""
         with self._state.lock:
             return list(self._records)
 
@@ -641,7 +652,10 @@ class WebexEmulator:
             self._records.clear()
 
     def count(self, method: str | None = None, path_prefix: str = "/") -> int:
-        """Number of recorded requests with ``method`` (any if None) under ``path_prefix``."""
+        """Number of recorded requests with ``method`` (any if None) under ``path_prefix``.
+
+        Only requests still in the log (the last ``max_log_entries``) are counted.
+        """
         prefix = _norm_prefix(path_prefix)
         with self._state.lock:
             return sum(
@@ -652,7 +666,7 @@ class WebexEmulator:
 
     @property
     def deliveries(self) -> list[Delivery]:
-        """Every webhook delivery attempted so far."""
+        """Webhook deliveries attempted so far, oldest first (at most ``max_log_entries``)."""
         with self._state.lock:
             return list(self._deliveries)
 
