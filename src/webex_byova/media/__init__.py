@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     )
     from .proxy import ProxyFallback, WebSocketProxyConnector
     from .server import BYOVAMediaServer, VirtualAgent
-    from .session import Session, SessionEndedError, Turn, TurnFinishedError
+    from .session import HandlerTimeoutError, Session, SessionEndedError, Turn, TurnFinishedError
     from .store import ConversationStore, InMemoryConversationStore
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "CustomEvent",
     "DtmfInput",
     "ErrorEvent",
+    "HandlerTimeoutError",
     "InMemoryConversationStore",
     "InputSettings",
     "MediaConnector",
@@ -76,6 +77,7 @@ _LAZY: dict[str, str] = {
     "VirtualAgent": ".server",
     "MediaServerConfig": ".config",
     "Session": ".session",
+    "HandlerTimeoutError": ".session",
     "SessionEndedError": ".session",
     "Turn": ".session",
     "TurnFinishedError": ".session",

@@ -91,6 +91,12 @@ class MediaServerConfig(BaseModel):
     error_response: Literal["prompt", "custom_event"] = "prompt"
     error_prompt_text: str = "Sorry, something went wrong. Please try again."
     end_call_on_error: bool = False
+    handler_timeout_s: float = Field(
+        20.0,
+        ge=0,
+        description="A turn whose reply is not requested this long after its input was "
+        "dispatched is answered as a handler error (0 = no timeout).",
+    )
 
     # -- limits & lifecycle ----------------------------------------------------------------------
     max_conversations: int = Field(1000, ge=1)

@@ -305,14 +305,16 @@ class BYOVAMediaServer:
             except Exception as exc:
                 await self._handler_failed(event, exc)
 
-    def report_error(self, turn: Turn, exc: Exception, what: str) -> None:
-        """A failure outside a handler call (e.g. a prompt's audio source raised).
+    def report_error(
+        self, turn: Turn, exc: Exception, what: str, event: MediaEvent | None = None
+    ) -> None:
+        """A failure outside a handler call (a prompt's audio source raised, a handler timeout).
 
         Handled like a handler exception (logged, ``error`` dispatched once, Webex answered);
-        the turn stays open until that is done.
+        the turn stays open until that is done. ``event`` is the error's ``source``, if any.
         """
         task = asyncio.get_running_loop().create_task(
-            self._failed(turn.session, turn, exc, None, what)
+            self._failed(turn.session, turn, exc, event, what)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -721,6 +723,16 @@ class BYOVAMediaServer:
         for session in expired:
             session._end("idle_timeout", None)
         return len(expired)
+
+    def expire_overdue_turns(self) -> int:
+        """Answer turns whose handlers overran ``handler_timeout_s``; return how many.
+
+        Per-turn timers do this on their own; the deadline is read from :meth:`clock`, so call
+        this after moving an injected clock. Each overdue turn is handled like a handler
+        exception with a :class:`~webex_byova.media.session.HandlerTimeoutError`.
+        """
+        turns = [turn for session in list(self._live.values()) for turn in list(session.turns)]
+        return sum(turn._reply_overdue() for turn in turns)
 
     async def _sweep(self) -> None:
         interval = min(30.0, self.config.idle_timeout_s / 2)

@@ -57,7 +57,7 @@ from .vad import SpeechDetector, SpeechEnded, SpeechStarted
 if TYPE_CHECKING:
     from .config import MediaServerConfig
 
-__all__ = ["Session", "SessionEndedError", "Turn", "TurnFinishedError"]
+__all__ = ["HandlerTimeoutError", "Session", "SessionEndedError", "Turn", "TurnFinishedError"]
 
 _log = get_logger("webex_byova.media")
 _MAX_FRAME = 64 * 1024
@@ -94,6 +94,13 @@ class SessionEndedError(RuntimeError):
     """The conversation ended while a handler was waiting for caller input."""
 
 
+class HandlerTimeoutError(TimeoutError):
+    """A turn's handlers did not request its reply within ``handler_timeout_s``.
+
+    Passed to ``error`` handlers (as :attr:`ErrorEvent.exception`) like a handler exception.
+    """
+
+
 class _Hub(Protocol):
     """What sessions need from the server (implemented by ``BYOVAMediaServer``)."""
 
@@ -111,7 +118,9 @@ class _Hub(Protocol):
 
     def session_ended(self, session: Session, reason: str, event: SessionEnd | None) -> None: ...
 
-    def report_error(self, turn: Turn, exc: Exception, what: str) -> None: ...
+    def report_error(
+        self, turn: Turn, exc: Exception, what: str, event: MediaEvent | None = None
+    ) -> None: ...
 
 
 def _text_spec(value: str | TextSpec | None) -> TextSpec | None:
@@ -194,6 +203,9 @@ class Turn:
         self._half_closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._half_close_timer: asyncio.TimerHandle | None = None
+        self._reply_timer: asyncio.TimerHandle | None = None
+        self._reply_deadline: float | None = None
+        self._reply_event: MediaEvent | None = None
         self._detector: SpeechDetector | None = None
         self._encoding = _audio.AudioEncoding.MULAW
         self._rate = 0
@@ -413,6 +425,7 @@ class Turn:
 
     def _request_final(self) -> asyncio.Future[bool]:
         self._final_requested = True
+        self._stop_reply_timer()
         # The FINAL is the RPC's last response: no speech boundaries (or utterance) after it.
         self._input_ended = True
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -708,6 +721,7 @@ class Turn:
             self._outcome = "cancelled"
         if self._half_close_timer is not None:
             self._half_close_timer.cancel()
+        self._stop_reply_timer()
         if self._audio_task is not None:
             self._audio_task.cancel()
         for op in (self._current_stream, *self._ops):
@@ -739,6 +753,65 @@ class Turn:
         self._tasks.discard(task)
         self._maybe_complete()
 
+    def _reply_due(self, event: MediaEvent) -> None:
+        """``event`` awaits this turn's reply: start the handler timeout (once per turn).
+
+        Only the wait for this reply counts: a handler parked in ``collect_input()`` has
+        requested its own turn's FINAL, and the input it gets restarts the count on that
+        input's turn.
+        """
+        timeout = self._config.handler_timeout_s
+        if (
+            not timeout
+            or not self._requires_reply
+            or self._reply_deadline is not None
+            or self._final_requested
+            or self._closed
+        ):
+            return
+        self._reply_event = event
+        self._reply_deadline = self._hub.clock() + timeout
+        self._reply_timer = asyncio.get_running_loop().call_later(timeout, self._on_reply_timer)
+
+    def _stop_reply_timer(self) -> None:
+        self._reply_event = None
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+            self._reply_timer = None
+
+    def _on_reply_timer(self) -> None:
+        self._reply_timer = None
+        self._reply_overdue()
+
+    def _reply_overdue(self) -> bool:
+        """If the reply is overdue by the hub's clock, answer as a handler error; True if so.
+
+        The handler tasks holding the turn are cancelled; the error path (``error`` handlers,
+        apology or custom event) answers. Re-arms the timer while the deadline is ahead.
+        """
+        event, deadline = self._reply_event, self._reply_deadline
+        if event is None or deadline is None or self._final_requested or self._closed:
+            return False
+        now = self._hub.clock()
+        if now < deadline:
+            if self._reply_timer is None:
+                loop = asyncio.get_running_loop()
+                self._reply_timer = loop.call_later(deadline - now, self._on_reply_timer)
+            return False
+        self._stop_reply_timer()
+        stuck = [task for task in self._tasks if task is not self._audio_task]
+        if not stuck:  # handlers are done; the FINAL only waits for Webex's half-close
+            return False
+        timeout = self._config.handler_timeout_s
+        exc = HandlerTimeoutError(
+            f"no reply to {event.name} within handler_timeout_s={timeout:g}; handler cancelled"
+        )
+        # Report first: the error task holds the turn open while the stuck tasks wind down.
+        self._hub.report_error(self, exc, f"{event.name} handler", event)
+        for task in stuck:
+            task.cancel()
+        return True
+
     def _handle(self, request: vva.VoiceVARequest) -> None:
         """Process one request of this RPC (called by the reader, never blocks)."""
         which = request.WhichOneof("voice_va_input_type")
@@ -766,9 +839,11 @@ class Turn:
                     self._requires_reply = False
                 return
             session.record.started = True
-            self._hub.dispatch(
-                SessionStart(session=session, turn=self, event_name=event.name, parameters=params)
+            start = SessionStart(
+                session=session, turn=self, event_name=event.name, parameters=params
             )
+            self._hub.dispatch(start)
+            self._reply_due(start)
         elif et == common.EventInput.SESSION_END:
             session._caller_ended(self, event.name, params)
         elif et == common.EventInput.NO_INPUT:
@@ -1111,8 +1186,10 @@ class Session:
             fut.set_result(event)
             if task is not None and event.turn is not None:
                 event.turn._track(task)
-            return
-        self._hub.dispatch(event)
+        else:
+            self._hub.dispatch(event)
+        if event.turn is not None:
+            event.turn._reply_due(event)
 
     def _caller_input_started(self, source: str, by: Turn) -> None:
         """Barge-in: cut a barge-in-enabled CHUNK stream, note an interrupted WAV prompt."""
