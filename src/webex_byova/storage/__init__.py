@@ -21,6 +21,7 @@ from .base import (
     ORG_PREFIX,
     KeyValueTokenStorage,
     LockingTokenStorage,
+    LockLease,
     TokenStorage,
     org_key,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "EncryptedTokenStorage",
     "InMemoryTokenStorage",
     "KeyValueTokenStorage",
+    "LockLease",
     "LockingTokenStorage",
     "RedisTokenStorage",
     "SQLiteTokenStorage",

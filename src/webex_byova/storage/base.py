@@ -12,8 +12,9 @@ the Hydra form of one org address the same entry).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._ids import org_uuid
@@ -23,6 +24,7 @@ __all__ = [
     "INTEGRATION_KEY",
     "ORG_PREFIX",
     "KeyValueTokenStorage",
+    "LockLease",
     "LockingTokenStorage",
     "TokenStorage",
     "org_key",
@@ -46,6 +48,25 @@ def store_lock(
     if lock is None or not callable(lock):
         return None
     return lambda: lock(key, ttl)
+
+
+@dataclass(frozen=True, eq=False)
+class LockLease:
+    """What a bundled store's ``lock()`` yields: the held lock, renewable while it is held.
+
+    The lock expires ``ttl`` seconds after it was taken or last renewed, so a holder that dies
+    frees it; a live holder whose work may outlast ``ttl`` calls :meth:`aextend` periodically
+    (the flow drivers do so every ``ttl / 3`` during a refresh).
+    """
+
+    key: str
+    ttl: float
+    _extend: Callable[[], Awaitable[bool]]
+
+    async def aextend(self) -> bool:
+        """Push the expiry to ``ttl`` seconds from now; ``False`` if the lock was lost (it
+        expired and another holder took it). Call it on the loop that took the lock."""
+        return await self._extend()
 
 
 @runtime_checkable
@@ -89,8 +110,12 @@ class TokenStorage(Protocol):
 class LockingTokenStorage(TokenStorage, Protocol):
     """A store that can also exclude other processes during a refresh."""
 
-    def lock(self, key: str, ttl: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Hold the store-wide lock ``key`` for at most ``ttl`` seconds."""
+    def lock(self, key: str, ttl: float = 30.0) -> AbstractAsyncContextManager[LockLease | None]:
+        """Hold the store-wide lock ``key``; it expires ``ttl`` seconds after it was taken
+        unless renewed through the yielded :class:`LockLease` (``None``: not renewable).
+
+        Entering must be cancellation-safe: a task cancelled while acquiring leaves no lock.
+        """
         ...
 
 

@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from ..errors import WebexBYOVAError
 from ..tokens import OAuthToken
-from .base import KeyValueTokenStorage
+from .base import KeyValueTokenStorage, LockLease
 
 __all__ = ["EncryptedTokenStorage", "TokenDecryptionError", "generate_key"]
 
@@ -103,14 +103,15 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
         await self.inner.clear_values()
 
     @asynccontextmanager
-    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[None]:
-        """The inner store's lock, or nothing when it has none (process locks still apply)."""
+    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[LockLease | None]:
+        """The inner store's lock and its lease, or nothing when it has none (process locks
+        still apply)."""
         inner_lock = getattr(self.inner, "lock", None)
         if inner_lock is None:
-            yield
+            yield None
             return
-        async with inner_lock(key, ttl):
-            yield
+        async with inner_lock(key, ttl) as lease:
+            yield lease
 
     async def aclose(self) -> None:
         """Close the inner store."""

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from .._optional import require
-from .base import KeyValueTokenStorage
+from .base import KeyValueTokenStorage, LockLease
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -31,6 +31,13 @@ __all__ = ["RedisTokenStorage"]
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -125,22 +132,38 @@ class RedisTokenStorage(KeyValueTokenStorage):
 
     # -- cross-process lock
     @asynccontextmanager
-    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[None]:
+    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[LockLease]:
         """Hold ``key`` across every process using this Redis (``SET NX PX`` + owner check).
 
-        A holder that dies releases the lock after ``ttl`` seconds.
+        The key expires ``ttl`` seconds after it was taken or last renewed
+        (:meth:`LockLease.aextend`, an owner-checked ``PEXPIRE``), so a holder that dies
+        releases it. A task cancelled while acquiring leaves no lock behind.
         """
         client = self._client()
         name = f"{self.prefix}lock:{key}"
         owner = secrets.token_hex(16)
-        while True:
-            if await client.set(name, owner, nx=True, px=max(1, int(ttl * 1000))):
-                break
-            await asyncio.sleep(self._poll)
+        ttl_ms = max(1, int(ttl * 1000))
+
+        async def _extend() -> bool:
+            return bool(await client.eval(_EXTEND, 1, name, owner, ttl_ms))
+
+        async def _release() -> None:
+            # Shielded, so a second cancellation cannot skip it; owner-checked, so it is a
+            # no-op when a cancelled SET never took the lock.
+            await asyncio.shield(client.eval(_RELEASE, 1, name, owner))
+
         try:
-            yield
+            while True:
+                if await client.set(name, owner, nx=True, px=ttl_ms):
+                    break
+                await asyncio.sleep(self._poll)
+        except BaseException:
+            await _release()
+            raise
+        try:
+            yield LockLease(key, ttl, _extend)
         finally:
-            await client.eval(_RELEASE, 1, name, owner)
+            await _release()
 
     # -- lifecycle
     async def aclose(self) -> None:

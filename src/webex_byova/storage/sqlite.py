@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from .base import KeyValueTokenStorage
+from .base import KeyValueTokenStorage, LockLease
 
 __all__ = ["SQLiteTokenStorage", "default_sqlite_path"]
 
@@ -166,11 +166,12 @@ class SQLiteTokenStorage(KeyValueTokenStorage):
 
     # -- cross-process lock
     @asynccontextmanager
-    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[None]:
+    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[LockLease]:
         """Hold the lock ``key`` across processes sharing the file.
 
-        A holder that dies leaves a row that expires after ``ttl`` seconds and is then taken
-        over.
+        The row expires ``ttl`` seconds after it was taken or last renewed
+        (:meth:`LockLease.aextend`), so a holder that dies is taken over. A task cancelled
+        while acquiring leaves no row behind.
         """
         owner = secrets.token_hex(8)
 
@@ -192,18 +193,36 @@ class SQLiteTokenStorage(KeyValueTokenStorage):
                 conn.execute("ROLLBACK")
                 raise
 
-        while True:
-            if await self._run(_try):
-                break
-            await asyncio.sleep(self._poll)
-        try:
-            yield
-        finally:
-            await self._run(
-                lambda conn: conn.execute(
-                    "DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner)
+        def _extend(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE locks SET expires_at = ? WHERE key = ? AND owner = ?",
+                (time.time() + ttl, key, owner),
+            )
+            return cursor.rowcount == 1
+
+        async def _release() -> None:
+            # Shielded: the worker runs statements in order, so this DELETE also undoes an
+            # INSERT whose caller was cancelled while it was running.
+            await asyncio.shield(
+                self._run(
+                    lambda conn: conn.execute(
+                        "DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner)
+                    )
                 )
             )
+
+        try:
+            while True:
+                if await self._run(_try):
+                    break
+                await asyncio.sleep(self._poll)
+        except BaseException:
+            await _release()
+            raise
+        try:
+            yield LockLease(key, ttl, lambda: self._run(_extend))
+        finally:
+            await _release()
 
     # -- lifecycle
     def _close_on_worker(self) -> None:
