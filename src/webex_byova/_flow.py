@@ -16,7 +16,10 @@ errors (e.g. refresh once on 401) in one place.
 :class:`Locked` runs a sub-flow while holding a named lock (single-flight token refresh): an
 ``asyncio.Lock`` per key and per loop under :func:`run_async`, a ``threading.Lock`` per key under
 :func:`run_sync`, optionally nested with a store-provided cross-process lock. The driver owns
-acquire/release, so a cancelled task or a failing effect never leaves a lock held.
+acquire/release, so a cancelled task or a failing effect never leaves a lock held. A store lock
+expires after its TTL (so a crashed holder frees it); while the sub-flow runs the driver renews
+it every TTL/3 (:class:`~webex_byova.storage.LockLease`), so a refresh slowed by retries past
+the TTL still excludes other processes.
 
 Example::
 
@@ -30,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
 import time
@@ -55,6 +59,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("webex_byova.flow")
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,9 @@ class Locked:
     ``key`` names a process-local lock (``asyncio.Lock`` per loop in :func:`run_async`,
     ``threading.Lock`` in :func:`run_sync`). ``store_lock``, when given, is entered inside it
     (on the caller's loop, or on the portal loop for sync callers) to exclude other processes
-    sharing a token store. Locks are not re-entrant: a sub-flow must not lock ``key`` again.
+    sharing a token store; when it yields an object with ``ttl`` and ``aextend()`` (a
+    :class:`~webex_byova.storage.LockLease`) the driver renews it every ``ttl / 3`` until the
+    sub-flow ends. Locks are not re-entrant: a sub-flow must not lock ``key`` again.
     """
 
     key: str
@@ -168,7 +176,13 @@ class Portal:
 
         coro: Coroutine[Any, Any, T] = _wrapped()
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, timeout): cancel the task rather than let it
+            # finish unobserved, e.g. acquire a lock nobody will release.
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """Stop the loop and join the thread."""
@@ -222,26 +236,66 @@ def _run_locked_sync(effect: Locked, http: HttpClient, portal: Portal) -> Any:
     with _thread_lock(effect.key):
         if effect.store_lock is None:
             return run_sync(effect.flow, http, portal)
-        manager = portal.call(_enter_store_lock(effect.store_lock))
+        hold = _StoreHold(effect.store_lock)
         try:
+            portal.call(hold.enter)
             result = run_sync(effect.flow, http, portal)
         except BaseException:
             exc_type, exc, tb = sys.exc_info()
-            portal.call(lambda: manager.__aexit__(exc_type, exc, tb))
+            portal.call(lambda: hold.exit(exc_type, exc, tb))
             raise
-        portal.call(lambda: manager.__aexit__(None, None, None))
+        portal.call(lambda: hold.exit(None, None, None))
         return result
 
 
-def _enter_store_lock(
-    factory: Callable[[], AbstractAsyncContextManager[Any]],
-) -> Callable[[], Awaitable[AbstractAsyncContextManager[Any]]]:
-    async def _enter() -> AbstractAsyncContextManager[Any]:
-        manager = factory()
-        await manager.__aenter__()
-        return manager
+class _StoreHold:
+    """A store lock held by a driver, renewed in the background until :meth:`exit`.
 
-    return _enter
+    ``enter`` and ``exit`` run on one loop (the caller's, or the portal's for sync callers),
+    which also runs the renewal task, so renewal goes on while a sync caller blocks on HTTP.
+    ``exit`` is safe to call whether or not ``enter`` completed.
+    """
+
+    def __init__(self, factory: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+        self._factory = factory
+        self._manager: AbstractAsyncContextManager[Any] | None = None
+        self._renewal: asyncio.Task[None] | None = None
+
+    async def enter(self) -> None:
+        manager = self._factory()
+        lease = await manager.__aenter__()  # the store releases it if cancelled in here
+        self._manager = manager
+        ttl = getattr(lease, "ttl", None)
+        if callable(getattr(lease, "aextend", None)) and isinstance(ttl, int | float) and ttl > 0:
+            self._renewal = asyncio.get_running_loop().create_task(_renew(lease, ttl / 3))
+
+    async def exit(self, *exc_info: Any) -> None:
+        renewal, self._renewal = self._renewal, None
+        manager, self._manager = self._manager, None
+        if renewal is not None:
+            # Not awaited: a renewal still in flight after the release is an owner-checked
+            # no-op, and waiting for it must not delay (or, if cancelled, skip) the release.
+            renewal.cancel()
+        if manager is not None:
+            await manager.__aexit__(*exc_info)
+
+
+async def _renew(lease: Any, interval: float) -> None:
+    """Extend ``lease`` every ``interval`` seconds until cancelled or the lock is lost."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            held = await lease.aextend()
+        except Exception as exc:  # transient store error: try again next time
+            _log.warning("renewing store lock %r failed: %s", getattr(lease, "key", "?"), exc)
+            continue
+        if not held:
+            _log.warning(
+                "store lock %r expired before it could be renewed; another process may now "
+                "refresh concurrently",
+                getattr(lease, "key", "?"),
+            )
+            return
 
 
 async def run_async(flow: Flow[T], http: HttpClient) -> T:
@@ -266,8 +320,14 @@ async def run_async(flow: Flow[T], http: HttpClient) -> T:
                     if effect.store_lock is None:
                         send = await run_async(effect.flow, http)
                     else:
-                        async with effect.store_lock():
+                        hold = _StoreHold(effect.store_lock)
+                        await hold.enter()
+                        try:
                             send = await run_async(effect.flow, http)
+                        except BaseException:
+                            await hold.exit(*sys.exc_info())
+                            raise
+                        await hold.exit(None, None, None)
             else:  # pragma: no cover - programming error
                 raise TypeError(f"unknown effect {effect!r}")
         except Exception as exc:

@@ -66,7 +66,8 @@ class IntegrationTokenManager:
             ``token_url`` come from it.
         clock: POSIX-seconds clock used for expiry decisions (injectable for tests).
         refresh_margin: Refresh this many seconds before expiry (capped at half the lifetime).
-        lock_ttl: Lifetime of a store-wide refresh lock (Redis/SQLite), in seconds.
+        lock_ttl: Seconds a store-wide refresh lock (Redis/SQLite) outlives a crashed holder;
+            a live refresh renews it every ``lock_ttl / 3``, however long it takes.
         portal: Background loop for sync calls (default: the process-wide one).
     """
 

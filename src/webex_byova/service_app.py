@@ -56,7 +56,8 @@ class ServiceAppTokenManager:
             application id when the credentials do not give one.
         clock: POSIX-seconds clock (default: the Integration manager's clock).
         refresh_margin: Refresh this many seconds before expiry (capped at half the lifetime).
-        lock_ttl: Lifetime of a store-wide refresh lock, in seconds.
+        lock_ttl: Seconds a store-wide refresh lock (Redis/SQLite) outlives a crashed holder;
+            a live refresh renews it every ``lock_ttl / 3``, however long it takes.
         target_org_format: Send ``targetOrgId`` as ``"hydra"`` (spec example, default) or
             ``"uuid"``.
         portal: Background loop for sync calls (default: the Integration manager's).
