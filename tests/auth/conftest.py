@@ -151,21 +151,23 @@ class AuthRig:
         return self.storage.set_integration_token(token)
 
 
-def make_rig(emu: WebexEmulator, storage: Any, **config: Any) -> AuthRig:
-    """Managers for ``emu`` over ``storage`` (clock = emulator clock)."""
+def make_rig(emu: WebexEmulator, storage: Any, *, lock_ttl: float = 30.0, **config: Any) -> AuthRig:
+    """Managers for ``emu`` over ``storage`` (clock = emulator clock, store lock ``lock_ttl``)."""
     http = HttpClient(emu.config(**config))
     creds = IntegrationCredentials(
         emu.integration.client_id,
         emu.integration.client_secret,
         redirect_uri="http://127.0.0.1:0/callback",
     )
-    integration = IntegrationTokenManager(creds, http, storage, clock=emu.clock.now)
+    integration = IntegrationTokenManager(
+        creds, http, storage, clock=emu.clock.now, lock_ttl=lock_ttl
+    )
     sa_creds = ServiceAppCredentials(
         emu.service_app.client_id,
         emu.service_app.client_secret,
         application_id=emu.service_app.application_id,
     )
-    service_app = ServiceAppTokenManager(sa_creds, integration, http, storage)
+    service_app = ServiceAppTokenManager(sa_creds, integration, http, storage, lock_ttl=lock_ttl)
     return AuthRig(emu, http, integration, service_app, storage)
 
 
@@ -182,8 +184,8 @@ async def new_rig(emu: WebexEmulator) -> AsyncIterator[Callable[..., AuthRig]]:
     """Build extra rigs (e.g. two replicas over one store); closed after the test."""
     rigs: list[AuthRig] = []
 
-    def _make(storage: Any, **config: Any) -> AuthRig:
-        built = make_rig(emu, storage, **config)
+    def _make(storage: Any, **options: Any) -> AuthRig:
+        built = make_rig(emu, storage, **options)
         rigs.append(built)
         return built
 
