@@ -12,7 +12,7 @@ from typing import Any
 from ..media.config import MediaServerConfig
 from ..media.server import BYOVAMediaServer
 
-__all__ = ["AppLoadError", "apply_overrides", "load_app"]
+__all__ = ["AppLoadError", "apply_overrides", "is_file_target", "load_app", "split_spec"]
 
 _CANDIDATE_NAMES = ("server", "app", "media_server")
 
@@ -23,7 +23,7 @@ class AppLoadError(ValueError):
 
 def _import_target(target: str) -> Any:
     path = Path(target)
-    if target.endswith(".py") or path.is_file():
+    if is_file_target(target):
         if not path.is_file():
             raise AppLoadError(f"no such file: {target}")
         name = f"_byova_app_{path.stem}"
@@ -51,17 +51,7 @@ def load_app(spec: str) -> BYOVAMediaServer:
     Without ``attr`` the module's ``server``/``app``/``media_server`` is used, else its only
     ``BYOVAMediaServer``. ``attr`` may also name a zero-argument factory returning one.
     """
-    target, _, attr = (
-        spec.rpartition(":")
-        if spec.count(":") and not _is_drive(spec)
-        else (
-            spec,
-            "",
-            "",
-        )
-    )
-    if not target:
-        target, attr = spec, ""
+    target, attr = split_spec(spec)
     module = _import_target(target)
     if attr:
         if not hasattr(module, attr):
@@ -86,6 +76,21 @@ def load_app(spec: str) -> BYOVAMediaServer:
     if not isinstance(obj, BYOVAMediaServer):
         raise AppLoadError(f"{spec} is a {type(obj).__name__}, not a BYOVAMediaServer")
     return obj
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``APP`` as ``(module or file, attr)``; ``attr`` is ``""`` when not given."""
+    target, _, attr = (
+        spec.rpartition(":") if spec.count(":") and not _is_drive(spec) else (spec, "", "")
+    )
+    if not target:
+        return spec, ""
+    return target, attr
+
+
+def is_file_target(target: str) -> bool:
+    """Whether ``target`` (``APP`` without ``:attr``) names a file rather than a module."""
+    return target.endswith(".py") or Path(target).is_file()
 
 
 def _is_drive(spec: str) -> bool:
