@@ -239,9 +239,28 @@ def serve(
             envvar="WEBEX_MEDIA_TLS_CLIENT_CA_FILE",
         ),
     ] = None,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Development: restart the app when a .py file in its directory changes.",
+        ),
+    ] = False,
 ) -> None:
     """Run your media server app (its other settings come from WEBEX_MEDIA_* variables)."""
     _need_media()
+    if reload:
+        from ._reload import child_command, run_with_reload, watch_roots
+
+        roots = watch_roots(target)
+        options = {
+            "--host": host,
+            "--port": port,
+            "--tls-cert": tls_cert,
+            "--tls-key": tls_key,
+            "--tls-client-ca": tls_client_ca,
+        }
+        raise typer.Exit(run_with_reload(child_command(target, options), roots))
     from ._serve import apply_overrides, load_app
 
     server = load_app(target)
