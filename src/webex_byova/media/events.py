@@ -66,7 +66,8 @@ class SessionEnd(MediaEvent):
     """The conversation is over.
 
     ``reason``: ``caller_ended`` (Webex ``SESSION_END``), ``session_end`` / ``transfer_to_agent``
-    (a handler ended it), ``idle_timeout``, ``server_stop`` or ``error``.
+    (a handler ended it, including the server ending the call after a handler error when
+    ``end_call_on_error`` is set), ``idle_timeout`` or ``server_stop``.
     """
 
     name: ClassVar[str] = "session_end"
@@ -85,7 +86,7 @@ class TurnStarted(MediaEvent):
 
 @dataclass(eq=False, slots=True, kw_only=True)
 class TurnEnded(MediaEvent):
-    """An RPC completed. ``outcome``: ``completed``, ``terminal``, ``cancelled`` or ``error``."""
+    """An RPC completed. ``outcome``: ``completed``, ``terminal`` or ``cancelled``."""
 
     name: ClassVar[str] = "turn_ended"
     kind: TurnKind = "other"
