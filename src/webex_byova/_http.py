@@ -21,6 +21,8 @@ import asyncio
 import email.utils
 import json
 import random
+import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -221,6 +223,9 @@ def _error_text(body: Any) -> tuple[str | None, list[str]]:
     return message, descriptions
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Parse ``Retry-After`` as delta-seconds or an HTTP-date; ``None`` when absent/invalid."""
     if value is None:
@@ -228,20 +233,18 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     value = value.strip()
     if not value:
         return None
+    if _DELTA_SECONDS.fullmatch(value):
+        # Only ASCII digits: ``float`` alone would take "inf", "1e3", "1_0" or non-ASCII
+        # digits. An absurdly long number is clamped so it stays finite (and roundable).
+        return min(float(value), sys.float_info.max)
     try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        current = time.time() if now is None else now
-        return max(0.0, when.timestamp() - current)
-    if seconds != seconds or seconds < 0:  # NaN or negative
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return seconds
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -1,0 +1,53 @@
+"""Regression tests for defects found in the foundation review (real loopback server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from webex_byova._http import parse_retry_after
+from webex_byova.errors import RateLimitError
+
+from .conftest import Scripted, ScriptServer
+from .test_http_core import Recorder, Runner, both, make_client
+
+
+@pytest.mark.parametrize(
+    "value", ["inf", "Infinity", "nan", "１２", "٣", "1_0", "1e3", "+5", "-1", "0x10"]
+)
+def test_retry_after_accepts_only_ascii_delta_seconds(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_huge_delta_is_finite() -> None:
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after(" 2.5 ") == 2.5
+    huge = parse_retry_after("9" * 400)
+    assert huge is not None
+    assert huge > 1e300
+    assert huge < float("inf")
+
+
+@both
+def test_retry_after_huge_raises_rate_limit_error_without_waiting(
+    server: ScriptServer, run: Runner
+) -> None:
+    server.script("/v1/x", Scripted(429, {}, {"Retry-After": "9" * 400}), Scripted(200, {}))
+    rec = Recorder()
+    client = make_client(server, rec)
+    with pytest.raises(RateLimitError) as info:
+        run(client, client.build("GET", "x"))
+    assert info.value.retry_after is not None
+    assert info.value.retry_after > 10**300
+    assert rec.waits == []
+
+
+@both
+def test_retry_after_inf_falls_back_to_default_wait(server: ScriptServer, run: Runner) -> None:
+    server.script("/v1/x", Scripted(429, {}, {"Retry-After": "inf"}), Scripted(200, {"ok": 1}))
+    rec = Recorder()
+    client = make_client(server, rec)
+    response: Any = run(client, client.build("GET", "x"))
+    assert response.json() == {"ok": 1}
+    assert rec.waits == [15.0]
