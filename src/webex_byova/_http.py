@@ -297,17 +297,46 @@ def parse_link_header(value: str | None) -> dict[str, str]:
     links: dict[str, str] = {}
     if not value:
         return links
-    for part in value.split(","):
+    for part in _split_outside(value, ","):
         section = part.strip()
         if not section.startswith("<") or ">" not in section:
             continue
         url, _, attrs = section[1:].partition(">")
-        for attr in attrs.split(";"):
+        for attr in _split_outside(attrs, ";"):
             key, _, val = attr.strip().partition("=")
             if key.strip().lower() == "rel":
                 for rel in val.strip().strip('"').split():
                     links[rel.lower()] = url.strip()
     return links
+
+
+def _split_outside(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` except inside ``<...>`` or a quoted string (with ``\\`` escapes).
+
+    Commas and semicolons are legal inside link targets and quoted parameters (``title``).
+    """
+    parts: list[str] = []
+    start = 0
+    quoted = angled = escaped = False
+    for i, ch in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted:
+            if ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif angled:
+            angled = ch != ">"
+        elif ch == '"':
+            quoted = True
+        elif ch == "<" and not text[start:i].strip():  # only a link-value starts with "<"
+            angled = True
+        elif ch == sep:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 def next_page(spec: RequestSpec, response: Response) -> RequestSpec | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webex_byova._http import parse_retry_after
+from webex_byova._http import parse_link_header, parse_retry_after
 from webex_byova.errors import RateLimitError
 
 from .conftest import Scripted, ScriptServer
@@ -51,3 +51,35 @@ def test_retry_after_inf_falls_back_to_default_wait(server: ScriptServer, run: R
     response: Any = run(client, client.build("GET", "x"))
     assert response.json() == {"ok": 1}
     assert rec.waits == [15.0]
+
+
+def test_link_header_commas_inside_urls_and_quoted_params() -> None:
+    header = (
+        '<https://a/x?ids=1,2>; rel="next"; title="page 2, of 3", '
+        '<https://a/p>; title="say \\"hi\\", ok"; rel="prev first"'
+    )
+    assert parse_link_header(header) == {
+        "next": "https://a/x?ids=1,2",
+        "prev": "https://a/p",
+        "first": "https://a/p",
+    }
+    assert parse_link_header('<https://a/2>; title="a, b"; rel=next') == {"next": "https://a/2"}
+    assert parse_link_header('<https://a/u;v=1>; rel="next"') == {"next": "https://a/u;v=1"}
+    assert parse_link_header('garbage, <https://a/3>; rel="next"') == {"next": "https://a/3"}
+    assert parse_link_header('<https://a/4>; rel="next"; title="unterminated, x') == {
+        "next": "https://a/4"
+    }
+    assert parse_link_header("<https://a/5") == {}
+    assert parse_link_header('junk <x, <https://a/6>; rel="next"') == {"next": "https://a/6"}
+
+
+def test_pagination_follows_relative_next_with_quoted_comma(server: ScriptServer) -> None:
+    server.script(
+        "/v1/items",
+        Scripted(200, {"items": [1]}, {"Link": '<items?cursor=b>; title="next, page"; rel="next"'}),
+        Scripted(200, {"items": [2]}),
+    )
+    client = make_client(server, Recorder())
+    assert list(client.paginate(client.build("GET", "items", params={"max": 1}))) == [1, 2]
+    second = server.requests("/v1/items")[1]
+    assert sorted(second.query) == [("cursor", "b"), ("max", "1")]
