@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._flow import Flow, Http, Portal, run_async, run_sync
-from ._http import HttpClient, RequestSpec, Response, _page_items, next_page
+from ._http import HttpClient, RequestSpec, Response, _page_items, _PageGuard, next_page
 from ._logging import get_logger
 from .errors import AuthenticationError, ValidationError
 
@@ -84,8 +84,10 @@ def iterate_sync(
 ) -> Iterator[Any]:
     """Yield the items of every page lazily (blocking I/O)."""
     current: RequestSpec | None = spec
+    guard = _PageGuard(spec)
     while current is not None:
-        items, current = run_sync(page_flow(current, token_flow, items_key), http, portal)
+        items, following = run_sync(page_flow(current, token_flow, items_key), http, portal)
+        current = guard.admit(following)
         yield from items
 
 
@@ -94,7 +96,9 @@ async def iterate_async(
 ) -> AsyncIterator[Any]:
     """Yield the items of every page lazily (async I/O)."""
     current: RequestSpec | None = spec
+    guard = _PageGuard(spec)
     while current is not None:
-        items, current = await run_async(page_flow(current, token_flow, items_key), http)
+        items, following = await run_async(page_flow(current, token_flow, items_key), http)
+        current = guard.admit(following)
         for item in items:
             yield item

@@ -357,6 +357,35 @@ def next_page(spec: RequestSpec, response: Response) -> RequestSpec | None:
     return replace(spec, url=base, params=tuple(query))
 
 
+class _PageGuard:
+    """Stops pagination when a ``next`` link names a page that was already requested.
+
+    A server that keeps answering with a ``next`` link it already gave would otherwise make
+    every pagination loop (sync and async, here and in :mod:`webex_byova._authed`) run forever.
+    """
+
+    def __init__(self, first: RequestSpec) -> None:
+        self._seen = {self._key(first)}
+
+    @staticmethod
+    def _key(spec: RequestSpec) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return spec.url, tuple(sorted(spec.params))
+
+    def admit(self, nxt: RequestSpec | None) -> RequestSpec | None:
+        """Return ``nxt``, or ``None`` (and log a warning) if it is ``None`` or a repeat."""
+        if nxt is None:
+            return None
+        key = self._key(nxt)
+        if key in self._seen:
+            log.warning(
+                "pagination stopped: the server repeated a next link (%s)",
+                redact(_strip_query(nxt.url)),
+            )
+            return None
+        self._seen.add(key)
+        return nxt
+
+
 # --------------------------------------------------------------------------- retry decisions
 
 FailureKind = Literal["connect", "timeout", "read"]
@@ -654,19 +683,21 @@ class HttpClient:
     def paginate(self, spec: RequestSpec, *, items_key: str = "items") -> Iterator[Any]:
         """Yield every item of every page, following ``Link: rel="next"``."""
         current: RequestSpec | None = spec
+        guard = _PageGuard(spec)
         while current is not None:
             response = self.request(current)
             yield from _page_items(response, items_key)
-            current = next_page(current, response)
+            current = guard.admit(next_page(current, response))
 
     async def apaginate(self, spec: RequestSpec, *, items_key: str = "items") -> AsyncIterator[Any]:
         """Async :meth:`paginate`."""
         current: RequestSpec | None = spec
+        guard = _PageGuard(spec)
         while current is not None:
             response = await self.arequest(current)
             for item in _page_items(response, items_key):
                 yield item
-            current = next_page(current, response)
+            current = guard.admit(next_page(current, response))
 
     # -- lifecycle
     def close(self) -> None:

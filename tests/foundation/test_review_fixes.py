@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from webex_byova._authed import iterate_async, iterate_sync
+from webex_byova._flow import Flow
 from webex_byova._http import parse_link_header, parse_retry_after
 from webex_byova.errors import RateLimitError
 
@@ -83,3 +85,56 @@ def test_pagination_follows_relative_next_with_quoted_comma(server: ScriptServer
     assert list(client.paginate(client.build("GET", "items", params={"max": 1}))) == [1, 2]
     second = server.requests("/v1/items")[1]
     assert sorted(second.query) == [("cursor", "b"), ("max", "1")]
+
+
+def _looping_pages(server: ScriptServer) -> None:
+    loop = {"Link": '</v1/items?cursor=b>; rel="next"'}
+    server.script(
+        "/v1/items",
+        Scripted(200, {"items": [1]}, loop),
+        *[Scripted(200, {"items": [2]}, loop) for _ in range(30)],
+    )
+
+
+def test_pagination_stops_when_the_next_link_repeats_sync(server: ScriptServer) -> None:
+    _looping_pages(server)
+    client = make_client(server, Recorder())
+    assert list(client.paginate(client.build("GET", "items", params={"max": 1}))) == [1, 2]
+    assert len(server.requests("/v1/items")) == 2
+
+
+async def test_pagination_stops_when_the_next_link_repeats_async(server: ScriptServer) -> None:
+    _looping_pages(server)
+    client = make_client(server, Recorder())
+    try:
+        spec = client.build("GET", "items", params={"max": 1})
+        assert [item async for item in client.apaginate(spec)] == [1, 2]
+    finally:
+        await client.aclose()
+    assert len(server.requests("/v1/items")) == 2
+
+
+def _static_token(force_refresh: bool) -> Flow[str]:
+    return "tok-" + ("new" if force_refresh else "old")
+    yield  # a flow that needs no effects
+
+
+def test_authed_pagination_stops_when_the_next_link_repeats_sync(server: ScriptServer) -> None:
+    _looping_pages(server)
+    client = make_client(server, Recorder())
+    spec = client.build("GET", "items", params={"max": 1})
+    assert list(iterate_sync(spec, _static_token, client)) == [1, 2]
+    assert len(server.requests("/v1/items")) == 2
+
+
+async def test_authed_pagination_stops_when_the_next_link_repeats_async(
+    server: ScriptServer,
+) -> None:
+    _looping_pages(server)
+    client = make_client(server, Recorder())
+    try:
+        spec = client.build("GET", "items", params={"max": 1})
+        assert [i async for i in iterate_async(spec, _static_token, client)] == [1, 2]
+    finally:
+        await client.aclose()
+    assert len(server.requests("/v1/items")) == 2
