@@ -36,9 +36,15 @@ SECRET_KEYS = frozenset(
 )
 
 _BEARER = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{4})[A-Za-z0-9._~+/=-]*")
+# ``key=value``, ``"key": "value"`` and ``'key': 'value'`` (a dict's repr), snake or camel case.
 _KV = re.compile(
-    r"(?i)\b(access_token|refresh_token|client_secret|clientSecret|code_verifier|code|secret|"
-    r"jwsToken|token)(\"?\s*[:=]\s*\"?)([^\"&\s,}]{4})[^\"&\s,}]*"
+    r"(?i)\b(access_?token|refresh_?token|id_?token|client_?secret|code_verifier|code|secret|"
+    r"password|jws_?token|token)([\"']?\s*[:=]\s*[\"']?)([^\"'&\s,}]{4})[^\"'&\s,}]*"
+)
+# An Authorization header value of any scheme (Basic, Bearer, custom) or none, any case.
+_AUTH = re.compile(
+    r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?(?:[A-Za-z][\w-]*\s+(?=[^\"'\s,}]))?)"
+    r"([^\"'\s,}]{0,4})[^\"'\s,}]*"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
@@ -62,8 +68,9 @@ def mask(value: str | None, *, keep: int = 4) -> str:
 
 
 def redact(text: str) -> str:
-    """Remove bearer tokens, JWTs and ``key=value`` secrets from free text."""
+    """Remove bearer tokens, Authorization values, JWTs and ``key=value`` secrets from text."""
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = _AUTH.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     text = _KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}***", text)
     return _JWT.sub("eyJ***", text)
 

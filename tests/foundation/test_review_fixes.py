@@ -9,6 +9,7 @@ import pytest
 from webex_byova._authed import iterate_async, iterate_sync
 from webex_byova._flow import Flow
 from webex_byova._http import parse_link_header, parse_retry_after
+from webex_byova._logging import redact
 from webex_byova.errors import RateLimitError
 
 from .conftest import Scripted, ScriptServer
@@ -138,3 +139,32 @@ async def test_authed_pagination_stops_when_the_next_link_repeats_async(
     finally:
         await client.aclose()
     assert len(server.requests("/v1/items")) == 2
+
+
+SECRET = "ZmFrZXRva2VuMTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{{'access_token': '{SECRET}', 'expires_in': 1}}",  # a dict's repr
+        f"{{'refresh_token':'{SECRET}'}}",
+        f'{{"accessToken": "{SECRET}"}}',
+        f'{{"refreshToken":"{SECRET}"}}',
+        f"Authorization: Basic {SECRET}",
+        f"authorization: {SECRET}",
+        f"AUTHORIZATION=WEBEX-TOKEN {SECRET}",
+        f"{{'Authorization': 'Basic {SECRET}'}}",
+        f"password={SECRET}",
+        f"https://x/cb?state=1&access_token={SECRET}",
+    ],
+)
+def test_redact_removes_secrets_in_common_text_forms(text: str) -> None:
+    out = redact(text)
+    assert SECRET not in out
+    assert SECRET[4:12] not in out
+
+
+def test_redact_keeps_harmless_text() -> None:
+    text = "GET https://webexapis.com/v1/items?max=10 -> 200 (trackingId=ROUTER_1)"
+    assert redact(text) == text
