@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from dataclasses import dataclass, field
 
@@ -61,9 +62,18 @@ class BYOVAConfig:
             raise ValueError(f"unknown region {self.region!r}; expected one of {expected}")
         for name in ("timeout", "retry_deadline", "backoff_max"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if not isinstance(self.backoff_base, int | float) or self.backoff_base < 0:
+        if (
+            not isinstance(self.backoff_base, int | float)
+            or not math.isfinite(self.backoff_base)
+            or self.backoff_base < 0
+        ):
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base!r}")
         if (
             not isinstance(self.max_retries, int)

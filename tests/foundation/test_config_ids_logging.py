@@ -40,6 +40,10 @@ def test_config_defaults_match_reference() -> None:
         {"retry_deadline": 0},
         {"base_url": "ftp://x"},
         {"backoff_base": -1},
+        {"timeout": float("nan")},
+        {"timeout": float("inf")},
+        {"retry_deadline": float("nan")},
+        {"backoff_base": float("nan")},
     ],
 )
 def test_config_rejects_invalid_values(kwargs: dict[str, object]) -> None:
