@@ -455,6 +455,11 @@ class RetryState:
         self.started_at = started_at
         self.retries = 0
 
+    def attempt_timeout(self, now: float, per_attempt: float) -> float:
+        """Timeout for the next attempt: ``per_attempt``, but never past the total deadline."""
+        remaining = self.policy.deadline - (now - self.started_at)
+        return max(0.001, min(per_attempt, remaining))
+
     def _maybe_wait(
         self, error: WebexBYOVAError, now: float, server_wait: float | None = None
     ) -> Outcome:
@@ -626,7 +631,12 @@ class HttpClient:
         while True:
             t0 = self._clock()
             try:
-                raw = client.request(spec.method, spec.url, **_httpx_kwargs(spec))
+                raw = client.request(
+                    spec.method,
+                    spec.url,
+                    timeout=state.attempt_timeout(t0, self.config.timeout),
+                    **_httpx_kwargs(spec),
+                )
             except httpx.TransportError as exc:
                 _log_attempt(spec, type(exc).__name__, self._clock() - t0, None)
                 outcome = state.on_failure(
@@ -652,7 +662,12 @@ class HttpClient:
         while True:
             t0 = self._clock()
             try:
-                raw = await client.request(spec.method, spec.url, **_httpx_kwargs(spec))
+                raw = await client.request(
+                    spec.method,
+                    spec.url,
+                    timeout=state.attempt_timeout(t0, self.config.timeout),
+                    **_httpx_kwargs(spec),
+                )
             except httpx.TransportError as exc:
                 _log_attempt(spec, type(exc).__name__, self._clock() - t0, None)
                 outcome = state.on_failure(

@@ -316,6 +316,18 @@ def test_timeout_is_retried_for_get(server: ScriptServer, run: Runner) -> None:
 
 
 @both
+def test_attempt_timeout_never_runs_past_the_total_deadline(
+    server: ScriptServer, run: Runner
+) -> None:
+    # a 30 s per-request timeout, but only 0.2 s left in the total deadline: the attempt is cut
+    # at the deadline instead of waiting for the 0.6 s response
+    server.script("/v1/slow", Scripted(200, {}, delay=0.6))
+    client = make_client(server, Recorder(), timeout=30.0, retry_deadline=0.2, max_retries=0)
+    with pytest.raises(APITimeoutError):
+        run(client, client.build("GET", "slow"))
+
+
+@both
 def test_dropped_connection_on_post_is_not_retried(server: ScriptServer, run: Runner) -> None:
     server.script("/v1/drop", Scripted(drop=True), Scripted(200, {}))
     client = make_client(server, Recorder(), max_retries=3)
