@@ -624,6 +624,37 @@ class HttpClient:
         return client
 
     # -- one logical request
+    # The sync and async shells differ only in how they send and sleep; everything else about
+    # an attempt (its timeout, logging, the retry decision) lives in _send_kwargs/_settle.
+    def _send_kwargs(self, state: RetryState, spec: RequestSpec, t0: float) -> dict[str, Any]:
+        return {
+            "timeout": state.attempt_timeout(t0, self.config.timeout),
+            **_httpx_kwargs(spec),
+        }
+
+    def _settle(
+        self,
+        state: RetryState,
+        spec: RequestSpec,
+        t0: float,
+        result: httpx.Response | httpx.TransportError,
+    ) -> Response | float:
+        """Return the final response, raise the typed error, or return seconds to wait."""
+        if isinstance(result, httpx.TransportError):
+            _log_attempt(spec, type(result).__name__, self._clock() - t0, None)
+            detail = str(result) or type(result).__name__
+            outcome = state.on_failure(_classify(result), detail, now=self._clock())
+        else:
+            response = _to_response(spec, result, self._clock() - t0)
+            _log_attempt(spec, response.status_code, response.elapsed, response.tracking_id)
+            outcome = state.on_response(response, now=self._clock(), wall=self._wall())
+        if isinstance(outcome, Done):
+            return outcome.response
+        if isinstance(outcome, Fail):
+            raise outcome.error
+        log.info("retrying %s %s in %.2fs", spec.method, _strip_query(spec.url), outcome.seconds)
+        return outcome.seconds
+
     def request(self, spec: RequestSpec) -> Response:
         """Send ``spec`` with retries; return the 2xx/3xx response or raise a typed error."""
         client = self._sync_client()
@@ -631,29 +662,14 @@ class HttpClient:
         while True:
             t0 = self._clock()
             try:
-                raw = client.request(
-                    spec.method,
-                    spec.url,
-                    timeout=state.attempt_timeout(t0, self.config.timeout),
-                    **_httpx_kwargs(spec),
-                )
+                raw = client.request(spec.method, spec.url, **self._send_kwargs(state, spec, t0))
             except httpx.TransportError as exc:
-                _log_attempt(spec, type(exc).__name__, self._clock() - t0, None)
-                outcome = state.on_failure(
-                    _classify(exc), str(exc) or type(exc).__name__, now=self._clock()
-                )
+                settled = self._settle(state, spec, t0, exc)
             else:
-                response = _to_response(spec, raw, self._clock() - t0)
-                _log_attempt(spec, response.status_code, response.elapsed, response.tracking_id)
-                outcome = state.on_response(response, now=self._clock(), wall=self._wall())
-            if isinstance(outcome, Done):
-                return outcome.response
-            if isinstance(outcome, Fail):
-                raise outcome.error
-            log.info(
-                "retrying %s %s in %.2fs", spec.method, _strip_query(spec.url), outcome.seconds
-            )
-            self._sleep(outcome.seconds)
+                settled = self._settle(state, spec, t0, raw)
+            if isinstance(settled, Response):
+                return settled
+            self._sleep(settled)
 
     async def arequest(self, spec: RequestSpec) -> Response:
         """Async :meth:`request`."""
@@ -662,29 +678,15 @@ class HttpClient:
         while True:
             t0 = self._clock()
             try:
-                raw = await client.request(
-                    spec.method,
-                    spec.url,
-                    timeout=state.attempt_timeout(t0, self.config.timeout),
-                    **_httpx_kwargs(spec),
-                )
+                kwargs = self._send_kwargs(state, spec, t0)
+                raw = await client.request(spec.method, spec.url, **kwargs)
             except httpx.TransportError as exc:
-                _log_attempt(spec, type(exc).__name__, self._clock() - t0, None)
-                outcome = state.on_failure(
-                    _classify(exc), str(exc) or type(exc).__name__, now=self._clock()
-                )
+                settled = self._settle(state, spec, t0, exc)
             else:
-                response = _to_response(spec, raw, self._clock() - t0)
-                _log_attempt(spec, response.status_code, response.elapsed, response.tracking_id)
-                outcome = state.on_response(response, now=self._clock(), wall=self._wall())
-            if isinstance(outcome, Done):
-                return outcome.response
-            if isinstance(outcome, Fail):
-                raise outcome.error
-            log.info(
-                "retrying %s %s in %.2fs", spec.method, _strip_query(spec.url), outcome.seconds
-            )
-            await self._asleep(outcome.seconds)
+                settled = self._settle(state, spec, t0, raw)
+            if isinstance(settled, Response):
+                return settled
+            await self._asleep(settled)
 
     # -- convenience
     def request_json(self, spec: RequestSpec) -> Any:
