@@ -1,0 +1,129 @@
+"""Transport-neutral BYOVA messages: what one caller request or one agent response says.
+
+Both wire formats speak the same ``VoiceVARequest`` / ``VoiceVAResponse`` model: gRPC as
+protobuf (numeric enums, ``bytes``), WebSocket as JSON envelopes (enum names as strings,
+Base64 audio, ``voice_va_input_type`` wrapper). Each front end translates its wire format to and
+from these plain dataclasses in its own codec module (``_grpc_codec``, ``_ws_codec``); the call
+core consumes :class:`CallerRequest` and produces :class:`AgentResponse` and never sees a proto,
+a JSON document, a socket or a clock.
+
+Conventions:
+
+* DTMF is a key string (``"0"``-``"9"``, ``"*"``, ``"#"``, ``"A"``-``"D"``); codecs map wire
+  enums (``DTMF_DIGIT_ZERO`` = 10 on gRPC, the name on WebSocket) to keys and skip unknown ones.
+* Enumerations are lower-case literals (``"mulaw"``, ``"session_start"``, ``"final"``); a wire
+  value the codec does not know becomes ``"unspecified"``.
+* Audio is raw bytes as Webex sent them (codecs Base64-decode on WebSocket).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._model import InputSettings
+from ._responses import PromptSpec, TextSpec
+
+__all__ = [
+    "AgentResponse",
+    "AudioEncoding",
+    "AudioIn",
+    "CallerInput",
+    "CallerRequest",
+    "DtmfIn",
+    "EventIn",
+    "InputEventType",
+    "OutputEventSpec",
+    "ResponseType",
+]
+
+AudioEncoding = Literal["unspecified", "linear16", "mulaw", "alaw"]
+InputEventType = Literal[
+    "unspecified", "session_start", "session_end", "no_input", "start_of_dtmf", "custom_event"
+]
+ResponseType = Literal["final", "partial", "chunk"]
+OutputEventType = Literal[
+    "session_end", "transfer_to_agent", "custom_event", "start_of_input", "end_of_input",
+    "no_match", "no_input",
+]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AudioIn:
+    """One piece of caller audio (``VoiceInput``)."""
+
+    audio: bytes = b""
+    encoding: AudioEncoding = "unspecified"
+    sample_rate_hz: int = 0
+    language_code: str = ""
+    is_single_utterance: bool = False
+    #: ``audio_timestamp`` as POSIX seconds, when the wire carried one.
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfIn:
+    """A completed DTMF sequence (``DTMFInputs``), as keys; includes a terminator if sent."""
+
+    digits: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    """A caller-side event (``EventInput``)."""
+
+    type: InputEventType = "unspecified"
+    name: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+CallerInput = AudioIn | DtmfIn | EventIn
+
+
+@dataclass(frozen=True, slots=True)
+class CallerRequest:
+    """One ``VoiceVARequest`` from Webex. ``input`` is ``None`` when the oneof was empty."""
+
+    conversation_id: str
+    customer_org_id: str = ""
+    virtual_agent_id: str = ""
+    allow_partial_responses: bool = False
+    vendor_specific_config: str = ""
+    input: CallerInput | None = None
+    additional_info: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEventSpec:
+    """One ``OutputEvent`` (only the first of a response is honoured by Webex)."""
+
+    type: OutputEventType
+    name: str = ""
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResponse:
+    """One ``VoiceVAResponse`` to Webex.
+
+    ``settings`` carries what Webex should collect next (``input_mode`` from
+    ``settings.mode`` plus ``input_handling_config``); ``None`` leaves both unset on the wire.
+    A codec writes ``input_sensitive`` only together with ``settings``.
+    """
+
+    response_type: ResponseType = "final"
+    prompts: tuple[PromptSpec, ...] = ()
+    output_events: tuple[OutputEventSpec, ...] = ()
+    settings: InputSettings | None = None
+    input_sensitive: bool = False
+    transcript: TextSpec | None = None
+    summary: TextSpec | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True if the first output event (the only one Webex honours) ends the VA session."""
+        return bool(self.output_events) and self.output_events[0].type in (
+            "session_end",
+            "transfer_to_agent",
+        )
