@@ -6,7 +6,9 @@
 
 Only the standard library is used here, so this runs on a fresh machine with Python 3.11+.
 The virtualenv lives in ``.venv`` next to this file and is reinstalled only when
-``pyproject.toml`` changes (a hash is kept in ``.venv/.dev-stamp``).
+``pyproject.toml`` changes (a hash is kept in ``.venv/.dev-stamp``). ``test`` also runs the media
+suites in ``.venv-protobuf6`` (protobuf 6, as pipecat-ai requires), so the stubs are proven on
+both protobuf majors.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-STAMP = VENV / ".dev-stamp"
+#: A second environment on protobuf 6, the newest major pipecat-ai accepts (it needs protobuf<7):
+#: the media server's stubs must load and pass the media suites there too.
+COMPAT_VENV = ROOT / ".venv-protobuf6"
+COMPAT_PINS = ("protobuf>=6,<7",)
+COMPAT_EXTRAS = "all"
+COMPAT_TESTS = ("tests/media", "tests/proxy", "tests/media_audio")
+#: Dev tools the compat environment does not need (they pin protobuf 7 or only lint/type-check).
+_COMPAT_SKIP = ("grpcio-tools", "mypy", "ruff")
 
 
-def _venv_python() -> Path:
-    return VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+def _venv_python(venv_dir: Path = VENV) -> Path:
+    return venv_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
 
 
 def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> None:
@@ -38,25 +47,55 @@ def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> No
     subprocess.run([str(a) for a in args], cwd=ROOT, check=True, env=env)
 
 
-def ensure_venv() -> Path:
-    """Create ``.venv`` if needed and install the package with every extra and the dev group."""
+def _ensure(venv_dir: Path, extras: str, requirements: list[str]) -> Path:
+    """Create or reuse ``venv_dir`` with ``.[extras]`` and ``requirements``.
+
+    It is reinstalled only when ``pyproject.toml``, the requirements or the Python change (a
+    hash is kept in ``<venv>/.dev-stamp``).
+    """
     pyproject = (ROOT / "pyproject.toml").read_bytes()
-    digest = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()
-    python = _venv_python()
-    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
+    key = pyproject + sys.version.encode() + extras.encode() + "\n".join(requirements).encode()
+    digest = hashlib.sha256(key).hexdigest()
+    python = _venv_python(venv_dir)
+    stamp = venv_dir / ".dev-stamp"
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return python
     if not python.exists():
-        print(f"creating virtualenv in {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    dev_group = tomllib.loads(pyproject.decode())["dependency-groups"]["dev"]
+        print(f"creating virtualenv in {venv_dir}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _run(*pip, "-e", ".[all]", *dev_group)
-    STAMP.write_text(digest)
+    _run(*pip, "-e", f".[{extras}]", *requirements)
+    stamp.write_text(digest)
     return python
+
+
+def _dev_group() -> list[str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return list(pyproject["dependency-groups"]["dev"])
+
+
+def ensure_venv() -> Path:
+    """Create ``.venv`` if needed and install the package with every extra and the dev group."""
+    return _ensure(VENV, "all", _dev_group())
+
+
+def ensure_compat_venv() -> Path:
+    """``.venv-protobuf6``: every extra and the test tools, on protobuf 6."""
+    tools = [req for req in _dev_group() if not req.startswith(_COMPAT_SKIP)]
+    return _ensure(COMPAT_VENV, COMPAT_EXTRAS, [*tools, *COMPAT_PINS])
 
 
 def _bin(name: str) -> Path:
     return _venv_python().parent / name
+
+
+def run_compat_tests() -> int:
+    """The media suites again on protobuf 6 (no coverage: the main run measures that)."""
+    python = ensure_compat_venv()
+    cmd = [str(python), "-m", "pytest", "-W", "error", "-q", "-p", "no:cacheprovider"]
+    cmd += COMPAT_TESTS
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode
 
 
 def ensure_redis_server() -> None:
@@ -98,7 +137,11 @@ def cmd_test(extra: list[str]) -> int:
         *extra,
     ]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+    main_rc = subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+    if extra:  # a targeted run (``dev.py test tests/x``) skips the second environment
+        return main_rc
+    compat_rc = run_compat_tests()
+    return main_rc or compat_rc
 
 
 def cmd_demo(extra: list[str]) -> int:

@@ -30,9 +30,41 @@ MODULES = ("byova_common_pb2", "voicevirtualagent_pb2")
 INIT = '''"""Generated protobuf/gRPC stubs for package ``com.cisco.wcc.ccai.media.v1``.
 
 Do not edit: regenerate with ``python scripts/gen_proto.py``.
+
+The stubs load on every protobuf major from 5.29 on (5, 6 and 7): protoc's own runtime pin is
+removed by the generator and this floor is checked instead.
 """
+
+from google.protobuf import __version__ as _protobuf_version
+
+MIN_PROTOBUF = (5, 29)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+if _release(_protobuf_version) < MIN_PROTOBUF:  # pragma: no cover - depends on the install
+    raise ImportError(
+        f"webex_byova's media server needs protobuf>=5.29, found {_protobuf_version}; "
+        "run: pip install -U 'protobuf>=5.29'"
+    )
 '''
 _IMPORT = re.compile(r"^import (" + "|".join(MODULES) + r") as (\w+)$", re.MULTILINE)
+# protoc pins the runtime to its own major.minor (``ValidateProtobufRuntimeVersion``), which would
+# refuse every protobuf older than the compiler (pipecat-ai needs protobuf<7). The descriptors it
+# builds use only APIs that protobuf 5.29+ has, so the pin is replaced by our own floor, checked
+# once in ``_proto/__init__.py``.
+_RUNTIME_IMPORT = re.compile(
+    r"^from google\.protobuf import runtime_version as _runtime_version\n", re.MULTILINE
+)
+_RUNTIME_CHECK = re.compile(
+    r"^_runtime_version\.ValidateProtobufRuntimeVersion\(\n(?:  .*\n)*?\)\n", re.MULTILINE
+)
 
 
 def _generate(out: Path) -> None:
@@ -57,6 +89,8 @@ def _generate(out: Path) -> None:
     for path in sorted(out.iterdir()):
         text = path.read_text()
         text = _IMPORT.sub(r"from . import \1 as \2", text)
+        text = _RUNTIME_IMPORT.sub("", text)
+        text = _RUNTIME_CHECK.sub("", text)
         path.write_text(text)
     (out / "__init__.py").write_text(INIT)
 

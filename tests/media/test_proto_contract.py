@@ -179,7 +179,11 @@ def _pool_message(name: str):  # type: ignore[no-untyped-def]
 
 
 def _label(field: FD) -> str:
-    return "repeated" if field.is_repeated else "optional"
+    # ``is_repeated`` is protobuf 6+; ``label`` is deprecated there but is all 5.x has.
+    repeated = getattr(field, "is_repeated", None)
+    if repeated is None:  # pragma: no cover - protobuf 5 only
+        repeated = field.label == FD.LABEL_REPEATED
+    return "repeated" if repeated else "optional"
 
 
 def _qualified(name: str) -> str:
