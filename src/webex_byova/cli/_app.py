@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -87,19 +88,29 @@ def _handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+@contextlib.contextmanager
+def _interruptible() -> Iterator[Callable[[], None]]:
+    """Install the Ctrl-C/SIGTERM handlers, then yield a function that blocks until one comes.
+
+    The handlers go in *before* the command announces that it is ready, so a signal sent right
+    after the announcement is never lost. SIGINT is handled explicitly too: a background job of a
+    script inherits SIGINT ignored, so Python's KeyboardInterrupt never comes and `kill -INT`
+    would not stop the command.
+    """
     stop = threading.Event()
-    # Handle SIGINT explicitly too: a background job of a script inherits SIGINT ignored, so
-    # Python's KeyboardInterrupt never comes and `kill -INT` would not stop the command.
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
-    try:
-        while not stop.wait(0.5):
+
+    def wait() -> None:
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
+
+    try:
+        yield wait
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -122,21 +133,22 @@ def emulator(
 
     emu = start_emulator(host, port, authorize=authorize)
     try:
-        info = emulator_info(emu)
-        # The seeded credentials are random per run and only work against this emulator:
-        # printing them is the point of the command.
-        out = Renderer(as_json=as_json, show_tokens=True)
-        if as_json:
-            sys.stdout.write(json.dumps(info) + "\n")
-            sys.stdout.flush()
-        else:
-            env = info.pop("env")
-            out.record(info, title="Webex emulator")
-            out.message("[bold]Point the SDK and CLI at it:[/bold]")
-            for key, value in env.items():
-                out.console.print(f"export {key}={value}", markup=False)
-            out.message("[dim]Ctrl-C to stop.[/dim]")
-        _wait_for_interrupt()
+        with _interruptible() as wait_for_interrupt:
+            info = emulator_info(emu)
+            # The seeded credentials are random per run and only work against this emulator:
+            # printing them is the point of the command.
+            out = Renderer(as_json=as_json, show_tokens=True)
+            if as_json:
+                sys.stdout.write(json.dumps(info) + "\n")
+                sys.stdout.flush()
+            else:
+                env = info.pop("env")
+                out.record(info, title="Webex emulator")
+                out.message("[bold]Point the SDK and CLI at it:[/bold]")
+                for key, value in env.items():
+                    out.console.print(f"export {key}={value}", markup=False)
+                out.message("[dim]Ctrl-C to stop.[/dim]")
+            wait_for_interrupt()
     finally:
         emu.stop()
 

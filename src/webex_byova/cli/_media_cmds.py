@@ -192,14 +192,20 @@ async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"])
 
     env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
     try:
+        stop = _stop_on_signals()  # before the ready line, so a signal right after it counts
         sys.stdout.write(json.dumps(env.describe()) + "\n")
         sys.stdout.flush()
-        await _until_signalled(env.server)
+        await stop.wait()
     finally:
         await env.aclose()
 
 
-async def _until_signalled(server: Any) -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM; install it before announcing readiness.
+
+    Handled explicitly (not via KeyboardInterrupt): a background job of a script inherits SIGINT
+    ignored, and a signal sent right after the ready line must not be lost.
+    """
     import signal
 
     loop = asyncio.get_running_loop()
@@ -207,7 +213,7 @@ async def _until_signalled(server: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # non-POSIX
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 # --------------------------------------------------------------------------- serve
@@ -281,6 +287,7 @@ async def _serve_app(server: Any, target: str) -> None:
     await server.start()
     config = server.config
     try:
+        stop = _stop_on_signals()
         # One parseable line on stderr: tools (and our tests) read the bound address from it.
         Console(stderr=True, highlight=False).print(
             f"serving {target} on {server.address} "
@@ -289,7 +296,7 @@ async def _serve_app(server: Any, target: str) -> None:
             markup=False,
             soft_wrap=True,
         )
-        await _until_signalled(server)
+        await stop.wait()
     finally:
         await server.stop()
 
