@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from ..errors import TokenStorageError
 from .base import (
     INTEGRATION_KEY,
     ORG_PREFIX,
@@ -44,6 +45,7 @@ __all__ = [
     "SQLiteTokenStorage",
     "TokenDecryptionError",
     "TokenStorage",
+    "TokenStorageError",
     "default_sqlite_path",
     "from_url",
     "generate_key",

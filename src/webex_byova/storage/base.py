@@ -12,12 +12,14 @@ the Hydra form of one org address the same entry).
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._ids import org_uuid
+from ..errors import TokenStorageError
 from ..tokens import OAuthToken
 
 __all__ = [
@@ -123,8 +125,23 @@ class KeyValueTokenStorage(abc.ABC):
     """Base of the bundled backends: tokens as JSON bytes under string keys.
 
     Subclasses implement five byte-level coroutines; :class:`EncryptedTokenStorage` wraps any
-    subclass and encrypts the values.
+    subclass and encrypts the values. A value that is not a token, or a store that cannot be
+    read, raises :class:`~webex_byova.errors.TokenStorageError` naming :attr:`location`.
     """
+
+    @property
+    def location(self) -> str:
+        """Where the data lives (a file path, a Redis URL and prefix), for messages."""
+        return type(self).__name__
+
+    def storage_error(
+        self, problem: str, *, key: str | None = None, cls: type[TokenStorageError] | None = None
+    ) -> TokenStorageError:
+        """A :class:`~webex_byova.errors.TokenStorageError` naming this store (and ``key``)."""
+        entry = f" entry {key!r}" if key is not None else ""
+        return (cls or TokenStorageError)(
+            f"token store {self.location}{entry}: {problem}", store=self.location, key=key
+        )
 
     # -- byte level (implemented by backends)
     @abc.abstractmethod
@@ -157,11 +174,40 @@ class KeyValueTokenStorage(abc.ABC):
     def _decode(self, data: bytes) -> OAuthToken:
         return OAuthToken.from_json(data)
 
+    def _read_token(self, key: str, data: bytes | None) -> OAuthToken | None:
+        if data is None:
+            return None
+        try:
+            return self._decode(data)
+        except TokenStorageError:
+            raise
+        except UnicodeDecodeError:
+            raise self.storage_error("the stored value is not UTF-8 text", key=key) from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            if isinstance(exc, json.JSONDecodeError | RecursionError):
+                problem = f"the stored value is not valid JSON ({problem})"
+            else:
+                problem = f"the stored value is not a token ({problem})"
+            raise self.storage_error(problem[:200], key=key) from None
+
+    async def check(self) -> int:
+        """Read and decode every stored token; return how many there are.
+
+        Raises:
+            TokenStorageError: The first problem found (the store or an entry is unusable).
+        """
+        keys = await self.list_keys()
+        count = 0
+        for key in keys:
+            if key == INTEGRATION_KEY or key.startswith(ORG_PREFIX):
+                count += self._read_token(key, await self.get_value(key)) is not None
+        return count
+
     # -- TokenStorage
     async def get_integration_token(self) -> OAuthToken | None:
         """The stored Integration token, or ``None``."""
-        data = await self.get_value(INTEGRATION_KEY)
-        return None if data is None else self._decode(data)
+        return self._read_token(INTEGRATION_KEY, await self.get_value(INTEGRATION_KEY))
 
     async def set_integration_token(self, token: OAuthToken) -> None:
         """Store (replace) the Integration token atomically."""
@@ -173,8 +219,8 @@ class KeyValueTokenStorage(abc.ABC):
 
     async def get_org_token(self, org_id: str) -> OAuthToken | None:
         """The stored Service App token of ``org_id``, or ``None``."""
-        data = await self.get_value(org_key(org_id))
-        return None if data is None else self._decode(data)
+        key = org_key(org_id)
+        return self._read_token(key, await self.get_value(key))
 
     async def set_org_token(self, org_id: str, token: OAuthToken) -> None:
         """Store (replace) the Service App token of ``org_id`` atomically."""

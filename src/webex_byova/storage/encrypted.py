@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from ..errors import WebexBYOVAError
+from ..errors import TokenStorageError
 from ..tokens import OAuthToken
 from .base import KeyValueTokenStorage, LockLease
 
 __all__ = ["EncryptedTokenStorage", "TokenDecryptionError", "generate_key"]
 
 
-class TokenDecryptionError(WebexBYOVAError):
+class TokenDecryptionError(TokenStorageError):
     """A stored value could not be decrypted (wrong key, or the data was tampered with)."""
 
 
@@ -67,11 +67,22 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
         try:
             plain = self._fernet.decrypt(data)
         except InvalidToken as exc:
-            raise TokenDecryptionError(
-                "a stored token could not be decrypted: wrong WEBEX_TOKEN_STORE_KEY or "
-                "tampered data"
-            ) from exc
+            raise self._undecryptable() from exc
         return OAuthToken.from_json(plain)
+
+    def _undecryptable(self, key: str | None = None) -> TokenDecryptionError:
+        error = self.storage_error(
+            "a stored token could not be decrypted: wrong WEBEX_TOKEN_STORE_KEY or tampered data",
+            key=key,
+            cls=TokenDecryptionError,
+        )
+        assert isinstance(error, TokenDecryptionError)
+        return error
+
+    @property
+    def location(self) -> str:
+        """The inner store's location."""
+        return f"{self.inner.location} (encrypted)"
 
     async def rotate(self) -> int:
         """Re-encrypt every value with the first key; returns how many were rewritten."""
@@ -79,7 +90,11 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
         for key in keys:
             data = await self.inner.get_value(key)
             if data is not None:
-                await self.inner.set_value(key, self._fernet.rotate(data))
+                try:
+                    rotated = self._fernet.rotate(data)
+                except InvalidToken:
+                    raise self._undecryptable(key) from None
+                await self.inner.set_value(key, rotated)
         return len(keys)
 
     async def get_value(self, key: str) -> bytes | None:
