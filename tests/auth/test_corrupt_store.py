@@ -249,3 +249,28 @@ async def test_cli_doctor_reports_a_sound_store(tmp_path: Path) -> None:
         "status": "ok",
         "detail": f"{path} (3 tokens)",
     }
+
+
+@pytest.mark.parametrize(
+    ("media_env", "check", "status", "words"),
+    [
+        ({}, "media token checks", "warn", "WEBEX_MEDIA_EXPECTED_URL is unset"),
+        (
+            {"WEBEX_MEDIA_EXPECTED_URL": "https://va.example.com/byova"},
+            "media token checks",
+            "ok",
+            "https://va.example.com/byova",
+        ),
+        ({"WEBEX_MEDIA_VERIFY_TOKENS": "false"}, "media token checks", "warn", "off"),
+        ({"WEBEX_MEDIA_PORT": "not-a-port"}, "media config", "fail", "WEBEX_MEDIA_PORT"),
+    ],
+)
+async def test_cli_doctor_reports_media_token_checks(
+    media_env: dict[str, str], check: str, status: str, words: str, tmp_path: Path
+) -> None:
+    await _real_store(tmp_path / "tokens.db")
+    env = {**_env(f"sqlite:///{tmp_path / 'tokens.db'}"), **media_env}
+    doctor = CliRunner().invoke(app, ["doctor", "--json"], env=env)
+    rows = {r["check"]: r for r in json.loads(doctor.stdout)}
+    assert rows[check]["status"] == status
+    assert words in rows[check]["detail"]
