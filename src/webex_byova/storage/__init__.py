@@ -20,10 +20,12 @@ from ..errors import TokenStorageError
 from .base import (
     INTEGRATION_KEY,
     ORG_PREFIX,
+    WEBHOOK_PREFIX,
     KeyValueTokenStorage,
     LockingTokenStorage,
     LockLease,
     TokenStorage,
+    WebhookStateStorage,
     org_key,
 )
 from .encrypted import EncryptedTokenStorage, TokenDecryptionError, generate_key
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INTEGRATION_KEY",
     "ORG_PREFIX",
+    "WEBHOOK_PREFIX",
     "EncryptedTokenStorage",
     "InMemoryTokenStorage",
     "KeyValueTokenStorage",
@@ -46,6 +49,7 @@ __all__ = [
     "TokenDecryptionError",
     "TokenStorage",
     "TokenStorageError",
+    "WebhookStateStorage",
     "default_sqlite_path",
     "from_url",
     "generate_key",

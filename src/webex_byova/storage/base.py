@@ -6,7 +6,8 @@ backend must not bind connections to one loop.
 
 Keys: the Integration token lives under ``integration``; a Service App token for an org
 under ``org:<uuid>`` (org ids are normalised to their bare lower-case UUID, so the UUID and
-the Hydra form of one org address the same entry).
+the Hydra form of one org address the same entry); the org's ``serviceApp`` webhook event log
+(no secrets: times and hashes, so it survives a restart) under ``webhook:<uuid>``.
 """
 
 from __future__ import annotations
@@ -25,21 +26,30 @@ from ..tokens import OAuthToken
 __all__ = [
     "INTEGRATION_KEY",
     "ORG_PREFIX",
+    "WEBHOOK_PREFIX",
     "KeyValueTokenStorage",
     "LockLease",
     "LockingTokenStorage",
     "TokenStorage",
+    "WebhookStateStorage",
+    "is_token_key",
     "org_key",
     "store_lock",
 ]
 
 INTEGRATION_KEY = "integration"
 ORG_PREFIX = "org:"
+WEBHOOK_PREFIX = "webhook:"
 
 
 def org_key(org_id: str) -> str:
     """Storage key of an org (UUID or Hydra id accepted)."""
     return f"{ORG_PREFIX}{org_uuid(org_id)}"
+
+
+def is_token_key(key: str) -> bool:
+    """Whether ``key`` holds a token (the Integration's or an org's)."""
+    return key == INTEGRATION_KEY or key.startswith(ORG_PREFIX)
 
 
 def store_lock(
@@ -118,6 +128,21 @@ class LockingTokenStorage(TokenStorage, Protocol):
 
         Entering must be cancellation-safe: a task cancelled while acquiring leaves no lock.
         """
+        ...
+
+
+@runtime_checkable
+class WebhookStateStorage(Protocol):
+    """A store that also keeps each org's ``serviceApp`` webhook event log (opaque bytes), so
+    redeliveries and out-of-order events are recognised after a restart. Stores without it
+    get a per-process log."""
+
+    async def get_webhook_state(self, org_id: str) -> bytes | None:
+        """The org's event log, or ``None``."""
+        ...
+
+    async def set_webhook_state(self, org_id: str, state: bytes) -> None:
+        """Replace the org's event log atomically."""
         ...
 
 
@@ -200,9 +225,17 @@ class KeyValueTokenStorage(abc.ABC):
         keys = await self.list_keys()
         count = 0
         for key in keys:
-            if key == INTEGRATION_KEY or key.startswith(ORG_PREFIX):
+            if is_token_key(key):
                 count += self._read_token(key, await self.get_value(key)) is not None
         return count
+
+    async def get_webhook_state(self, org_id: str) -> bytes | None:
+        """The org's ``serviceApp`` event log (see :class:`WebhookStateStorage`)."""
+        return await self.get_value(f"{WEBHOOK_PREFIX}{org_uuid(org_id)}")
+
+    async def set_webhook_state(self, org_id: str, state: bytes) -> None:
+        """Replace the org's ``serviceApp`` event log."""
+        await self.set_value(f"{WEBHOOK_PREFIX}{org_uuid(org_id)}", state)
 
     # -- TokenStorage
     async def get_integration_token(self) -> OAuthToken | None:

@@ -1,7 +1,8 @@
 """Encrypting wrapper: Fernet (AES-128-CBC + HMAC-SHA256) around any bundled backend.
 
-Values are encrypted before they reach the inner store; keys (``integration``,
-``org:<uuid>``) stay readable so orgs can be listed. Several keys may be given for rotation:
+Tokens are encrypted before they reach the inner store; keys (``integration``,
+``org:<uuid>``) stay readable so orgs can be listed. Webhook event logs (times and hashes,
+no secrets) are stored unencrypted. Several keys may be given for rotation:
 the first encrypts, all of them decrypt (``MultiFernet``).
 """
 
@@ -14,7 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from ..errors import TokenStorageError
 from ..tokens import OAuthToken
-from .base import KeyValueTokenStorage, LockLease
+from .base import KeyValueTokenStorage, LockLease, is_token_key
 
 __all__ = ["EncryptedTokenStorage", "TokenDecryptionError", "generate_key"]
 
@@ -85,8 +86,9 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
         return f"{self.inner.location} (encrypted)"
 
     async def rotate(self) -> int:
-        """Re-encrypt every value with the first key; returns how many were rewritten."""
-        keys = await self.inner.list_keys()
+        """Re-encrypt every token with the first key; returns how many were rewritten (the
+        webhook event logs hold no secrets and are stored as they are)."""
+        keys = [key for key in await self.inner.list_keys() if is_token_key(key)]
         for key in keys:
             data = await self.inner.get_value(key)
             if data is not None:
