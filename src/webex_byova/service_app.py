@@ -42,7 +42,13 @@ from .errors import (
 )
 from .integration import IntegrationTokenManager
 from .models import ServiceAppAuthorizedResult, ServiceAppDeauthorizedResult, ServiceAppEvent
-from .storage.base import TokenStorage, WebhookStateStorage, store_lock
+from .storage.base import (
+    WEBHOOK_PREFIX,
+    KeyValueTokenStorage,
+    TokenStorage,
+    WebhookStateStorage,
+    store_lock,
+)
 from .tokens import OAuthToken
 from .webhooks import OrgEventLog
 
@@ -353,13 +359,12 @@ class ServiceAppTokenManager:
             return OrgEventLog()
         try:
             return OrgEventLog.from_json(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            where = getattr(store, "location", type(store).__name__)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            problem, key = "the webhook event log is not readable", f"{WEBHOOK_PREFIX}{uuid}"
+            if isinstance(store, KeyValueTokenStorage):
+                raise store.storage_error(problem, key=key) from None
             raise TokenStorageError(
-                f"token store {where} entry 'webhook:{uuid}': the webhook event log is not "
-                "readable",
-                store=where,
-                key=f"webhook:{uuid}",
+                f"token store {type(store).__name__}: {problem}", key=key
             ) from None
 
     def _write_event_log(self, uuid: str, history: OrgEventLog) -> Flow[None]:

@@ -327,3 +327,24 @@ async def test_a_custom_store_keeps_the_log_per_process(
     assert (await _handle(sdk, deauth)).stale is True
     assert await sdk.service_app.ahas_org(emu.org.org_id)
     await sdk.aclose()
+
+
+@pytest.mark.parametrize("store_factory", ["sqlite", "redis"], indirect=True)
+async def test_replicas_racing_on_one_org_end_authorized(
+    emu: WebexEmulator, capture: Capture, store_factory: StoreFactory
+) -> None:
+    """Two replicas sharing a store get the late deauthorization and the re-authorization at
+    the same moment: whichever takes the org lock first, the org ends up authorized."""
+    import asyncio
+
+    one, two = _sdk(emu, store_factory.new()), _sdk(emu, store_factory.new())
+    await _seed(one, emu)
+    first, deauth, second = await _history(emu, one, capture)
+    await _handle(one, first)
+    results = await asyncio.gather(_handle(one, deauth), _handle(two, second))
+    assert isinstance(results[1], ServiceAppAuthorizedResult)
+    assert not results[1].stale
+    assert await one.service_app.ahas_org(emu.org.org_id)
+    assert await two.service_app.ahas_org(emu.org.org_id)
+    await one.aclose()
+    await two.aclose()
