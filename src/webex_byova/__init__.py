@@ -29,6 +29,7 @@ from .errors import (
     RateLimitError,
     ReauthorizationRequiredError,
     ServerError,
+    TokenStorageError,
     ValidationError,
     WebexBYOVAError,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "ServiceAppTokenManager",
     "Session",
     "TokenStorage",
+    "TokenStorageError",
     "Turn",
     "Utterance",
     "ValidationError",

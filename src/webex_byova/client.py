@@ -16,8 +16,6 @@ Example::
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,12 +29,8 @@ from .data_sources import OrgClient
 from .errors import OrgNotRegisteredError, ValidationError
 from .integration import IntegrationTokenManager
 from .jws import JWSVerifier
-from .models import (
-    ServiceAppAuthorizedResult,
-    ServiceAppDeauthorizedResult,
-    ServiceAppEvent,
-)
-from .service_app import ServiceAppTokenManager
+from .models import ServiceAppEvent
+from .service_app import ServiceAppTokenManager, WebhookResult
 from .storage import InMemoryTokenStorage, TokenStorage
 from .webhooks import WebhookManager, read_service_app_delivery, same_application
 
@@ -46,9 +40,6 @@ log = get_logger("webex_byova.client")
 
 #: Environment variable read by :meth:`BYOVA.from_env` for the webhook secret.
 WEBHOOK_SECRET_ENV = "WEBEX_WEBHOOK_SECRET"
-_HANDLED_EVENTS_KEPT = 4096
-
-WebhookResult = ServiceAppAuthorizedResult | ServiceAppDeauthorizedResult
 
 
 class BYOVA:
@@ -93,8 +84,6 @@ class BYOVA:
         self._service_app_credentials = service_app
         self._webhook_secret = webhook_secret or None
         self._portal: Portal = self._integration.portal
-        self._handled: OrderedDict[str, WebhookResult] = OrderedDict()
-        self._handled_lock = threading.Lock()
 
     @classmethod
     def from_env(cls, *, config: BYOVAConfig | None = None) -> BYOVA:
@@ -194,36 +183,9 @@ class BYOVA:
             payload, raw_body=raw_body, headers=headers, secret=self._webhook_secret
         )
         self._check_application(event)
-        with self._handled_lock:
-            previous = self._handled.get(event.idempotency_key)
-        if previous is not None:
-            log.info(
-                "serviceApp %s for org %s already handled (redelivery)", event.event, event.org_id
-            )
-            return previous.model_copy(update={"duplicate": True})
-        result: WebhookResult
-        if event.event == "authorized":
-            token = yield from self._service_app.fetch_org_token_flow(event.org_id)
-            result = ServiceAppAuthorizedResult(
-                org_id=event.org_id,
-                org_hydra_id=event.org_hydra_id,
-                idempotency_key=event.idempotency_key,
-                token_expires_at=token.expires_at_datetime,
-            )
-        else:
-            had = yield Call(lambda: self._service_app.ahas_org(event.org_id))
-            yield Call(lambda: self._service_app.arevoke_org(event.org_id))
-            result = ServiceAppDeauthorizedResult(
-                org_id=event.org_id,
-                org_hydra_id=event.org_hydra_id,
-                idempotency_key=event.idempotency_key,
-                tokens_removed=bool(had),
-            )
-        with self._handled_lock:
-            self._handled[event.idempotency_key] = result
-            while len(self._handled) > _HANDLED_EVENTS_KEPT:
-                self._handled.popitem(last=False)
-        log.info("serviceApp %s handled for org %s", event.event, event.org_id)
+        result: WebhookResult = yield from self._service_app.handle_event_flow(event)
+        if not (result.duplicate or result.stale):
+            log.info("serviceApp %s handled for org %s", event.event, event.org_id)
         return result
 
     def _check_application(self, event: ServiceAppEvent) -> None:
@@ -262,8 +224,11 @@ class BYOVA:
 
         On authorization, fetches and stores Service App tokens for the org. On
         deauthorization, removes stored tokens. Redeliveries (same app, org, event and
-        authorization date) are recognised and answered with ``duplicate=True`` without
-        repeating the work; a deauthorization is idempotent anyway.
+        authorization date) are answered with ``duplicate=True`` without repeating the work,
+        and an event older than the org's last handled one (a ``deauthorized`` delivered late
+        after the org authorized again) with ``stale=True``, changing nothing. Both are
+        remembered in the token store, so they hold across restarts (see
+        :meth:`ServiceAppTokenManager.handle_event_flow`).
 
         When a webhook secret is configured, pass ``raw_body`` (the exact request bytes) and
         ``headers``; the signature is checked before anything else and the event is read from

@@ -18,6 +18,7 @@ __all__ = [
     "RateLimitError",
     "ReauthorizationRequiredError",
     "ServerError",
+    "TokenStorageError",
     "ValidationError",
     "WebexBYOVAError",
 ]
@@ -130,3 +131,23 @@ class OrgNotRegisteredError(WebexBYOVAError):
             "authorize the Service App for it first"
         )
         self.org_id = org_id
+
+
+class TokenStorageError(WebexBYOVAError):
+    """The token store cannot be used: the file is not a token database (not SQLite,
+    truncated, a foreign ``tokens`` table), a stored value is not a token (junk, not JSON, not
+    decryptable), or the store cannot be reached.
+
+    The message names the store (file path or Redis URL, without password) and the problem.
+
+    Attributes:
+        store: Where the store lives (file path, Redis URL and prefix), if known.
+        key: The entry concerned (``integration``, ``org:<uuid>``, ...), if one.
+    """
+
+    def __init__(
+        self, message: str, *, store: str | None = None, key: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.store = store
+        self.key = key

@@ -8,10 +8,13 @@ sends it as the gRPC ``authorization`` metadata (raw or ``Bearer <token>``).
 2. ``alg`` must be ``RS256`` (pinned out of band; ``none``/``HS256``/... are refused) and
    ``kid`` must be present;
 3. ``iss`` must be in the issuer allow-list **before** any key is fetched (SSRF guard);
-4. the issuer's key set (``<iss>/oauth2/v2/keys/verificationjwk``) comes from a per-issuer
-   cache with a TTL. An unknown ``kid`` triggers one refetch (at most one per
-   ``refetch_cooldown`` seconds per issuer); stale keys are served while the key endpoint
-   rate-limits or fails; concurrent verifications share one in-flight fetch;
+4. the issuer's key set (``<iss>/oauth2/v2/keys/verificationjwk``, or the configured
+   ``jwk_url_us``/``jwk_url_eu`` for the US/EU Webex issuers) comes from a per-issuer
+   cache with a TTL; only RSA signing keys of 2048 to 8192 bits are used, and a token whose
+   ``kid`` names a refused key gets that key's reason (``weak_key``, ...). An unknown
+   ``kid`` triggers one refetch (at most one per ``refetch_cooldown`` seconds per issuer);
+   stale keys are served while the key endpoint rate-limits or fails; concurrent
+   verifications share one in-flight fetch;
 5. the signature is verified with joserfc, then the claims (``exp``/``nbf``/``iat`` with
    leeway, non-empty ``aud``/``sub``/``jti``, the data-source URL character for character,
    the schema id, the audience and the org).
@@ -34,6 +37,7 @@ import binascii
 import enum
 import json
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -61,6 +65,9 @@ __all__ = [
     "BYOVA_SCHEMA_ID",
     "JWKS_PATH",
     "JWKS_RETRY_POLICY",
+    "MAX_RSA_BITS",
+    "MIN_RSA_BITS",
+    "REGION_ISSUERS",
     "WEBEX_ISSUERS",
     "Expectations",
     "FetchFailed",
@@ -68,6 +75,7 @@ __all__ = [
     "IssuerKeys",
     "JWSVerificationError",
     "JWSVerifier",
+    "KeySet",
     "ParsedToken",
     "Plan",
     "check_claims",
@@ -75,6 +83,7 @@ __all__ = [
     "jwks_url_for",
     "parse_jwks",
     "parse_token",
+    "read_jwks",
     "strip_bearer",
 ]
 
@@ -89,6 +98,11 @@ WEBEX_ISSUERS: Final[tuple[str, ...]] = (
     "https://idbrokerbts.webex.com/idb",
     "https://idbrokerbts-eu.webex.com/idb",
 )
+#: The issuer whose keys ``BYOVAConfig.jwk_url_<region>`` serves, per region.
+REGION_ISSUERS: Final[Mapping[str, str]] = {
+    "us": "https://idbroker.webex.com/idb",
+    "eu": "https://idbroker-eu.webex.com/idb",
+}
 #: Appended to an issuer to get its key set URL.
 JWKS_PATH: Final = "/oauth2/v2/keys/verificationjwk"
 #: The BYOVA data-source schema (``com.cisco.datasource.schema.uuid``).
@@ -118,7 +132,9 @@ class JWSVerificationError(ValueError):
             ``missing_kid``, ``issuer_not_allowed``, ``unknown_kid``, ``bad_signature``,
             ``expired``, ``not_yet_valid``, ``missing_claim:<claim>``,
             ``invalid_claim:<claim>``, ``claim_mismatch:url|schema|aud|org``,
-            ``jwks_unavailable``.
+            ``jwks_unavailable``, or, when the issuer publishes the token's ``kid`` but the
+            key is refused (see :class:`KeySet`): ``weak_key`` (RSA under 2048 bits),
+            ``key_too_large``, ``key_not_allowed``, ``key_unusable``, ``duplicate_kid``.
     """
 
     def __init__(self, reason: str, message: str | None = None) -> None:
@@ -213,11 +229,61 @@ def jwks_url_for(issuer: str) -> str:
     return normalize_issuer(issuer) + JWKS_PATH
 
 
-def parse_jwks(body: Any) -> dict[str, RSAKey]:
-    """Return the usable RS256 verification keys of a JWKS document, by ``kid``.
+#: RSA moduli shorter than this are refused (``weak_key``): 1024-bit keys are factorable.
+MIN_RSA_BITS: Final = 2048
+#: RSA moduli longer than this are refused (``key_too_large``): each verification with a huge
+#: modulus costs a lot of CPU, and no issuer needs more.
+MAX_RSA_BITS: Final = 8192
+#: Key-set entries beyond this many are ignored (a hostile key set cannot cost unbounded work).
+MAX_JWKS_KEYS: Final = 64
 
-    Keys that are not RSA, are for encryption, declare another algorithm, have no ``kid`` or
-    do not import are skipped.
+
+@dataclass(frozen=True)
+class KeySet:
+    """A parsed JWKS: the usable keys by ``kid``, and why each other ``kid`` was refused.
+
+    ``rejected`` maps a ``kid`` to a :class:`JWSVerificationError` reason: ``weak_key``,
+    ``key_too_large``, ``key_not_allowed`` (not RSA, not for signatures, another ``alg``),
+    ``key_unusable`` (does not import, e.g. a bad exponent) or ``duplicate_kid`` (two
+    different keys share the ``kid``, so neither is trusted).
+    """
+
+    keys: dict[str, RSAKey] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _jwk_problem(item: Mapping[str, Any]) -> str | None:
+    """Why a key-set entry cannot verify RS256 tokens (a reason), or ``None``."""
+    if item.get("kty") != "RSA":
+        return "key_not_allowed"
+    if item.get("use", "sig") != "sig" or item.get("alg", ALGORITHM) != ALGORITHM:
+        return "key_not_allowed"
+    n = item.get("n")
+    if not isinstance(n, str) or not _BASE64URL.fullmatch(n):
+        return "key_unusable"
+    if len(n) > MAX_RSA_BITS // 6 + 4:  # longer text cannot be a MAX_RSA_BITS modulus
+        return "key_too_large"
+    try:
+        bits = int.from_bytes(_b64decode(n), "big").bit_length()
+    except (binascii.Error, ValueError):
+        return "key_unusable"
+    if bits < MIN_RSA_BITS:
+        return "weak_key"
+    if bits > MAX_RSA_BITS:
+        return "key_too_large"
+    return None
+
+
+def read_jwks(body: Any) -> KeySet:
+    """Parse a JWKS document into usable RS256 verification keys and refused ``kid`` values.
+
+    An entry is usable when it is an RSA signing key for RS256 (``use``/``alg`` absent or
+    ``sig``/``RS256``) with a ``kid`` and a modulus of :data:`MIN_RSA_BITS` to
+    :data:`MAX_RSA_BITS` bits that imports. Entries without a ``kid`` cannot be selected by
+    any token and are skipped; only the first :data:`MAX_JWKS_KEYS` entries are read.
 
     Raises:
         ValueError: The document is not a ``{"keys": [...]}`` object.
@@ -226,21 +292,44 @@ def parse_jwks(body: Any) -> dict[str, RSAKey]:
         body = json.loads(body)
     if not isinstance(body, Mapping) or not isinstance(body.get("keys"), list):
         raise ValueError("a JWKS is an object with a 'keys' list")
-    keys: dict[str, RSAKey] = {}
-    for item in body["keys"]:
-        if not isinstance(item, Mapping) or item.get("kty") != "RSA":
+    entries = body["keys"]
+    if len(entries) > MAX_JWKS_KEYS:
+        log.warning("the key set has %d entries; reading the first %d", len(entries), MAX_JWKS_KEYS)
+    seen: dict[str, Mapping[str, Any]] = {}
+    result = KeySet()
+    for item in entries[:MAX_JWKS_KEYS]:
+        if not isinstance(item, Mapping):
             continue
         kid = item.get("kid")
-        if not isinstance(kid, str) or not kid or kid in keys:
+        if not isinstance(kid, str) or not kid:
             continue
-        if item.get("use", "sig") != "sig" or item.get("alg", ALGORITHM) != ALGORITHM:
+        if kid in seen:
+            if seen[kid] != item:
+                result.keys.pop(kid, None)
+                result.rejected[kid] = "duplicate_kid"
             continue
-        public = {k: v for k, v in item.items() if k in ("kty", "kid", "n", "e", "use", "alg")}
-        try:
-            keys[kid] = RSAKey.import_key(public)
-        except (JoseError, ValueError, TypeError) as exc:
-            log.warning("skipping an unusable JWK kid=%s: %s", kid, type(exc).__name__)
-    return keys
+        seen[kid] = item
+        problem = _jwk_problem(item)
+        if problem is None:
+            public = {k: v for k, v in item.items() if k in ("kty", "kid", "n", "e", "use", "alg")}
+            try:
+                result.keys[kid] = RSAKey.import_key(public)
+            except (JoseError, ValueError, TypeError):
+                problem = "key_unusable"
+        if problem is not None:
+            result.rejected[kid] = problem
+            log.warning("refusing JWK kid=%r: %s", kid[:64], problem)
+    return result
+
+
+def parse_jwks(body: Any) -> dict[str, RSAKey]:
+    """The usable RS256 verification keys of a JWKS document, by ``kid`` (see
+    :func:`read_jwks`, which also says why the other entries were refused).
+
+    Raises:
+        ValueError: The document is not a ``{"keys": [...]}`` object.
+    """
+    return read_jwks(body).keys
 
 
 class _Unset(enum.Enum):
@@ -365,9 +454,10 @@ def verify_signature(parsed: ParsedToken, key: RSAKey) -> None:
 
 @dataclass(frozen=True)
 class FetchOk:
-    """A key set was fetched."""
+    """A key set was fetched (``rejected``: refused ``kid`` values and why)."""
 
     keys: dict[str, RSAKey]
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -394,9 +484,10 @@ def jwks_fetch_flow(spec: RequestSpec) -> Flow[FetchOutcome]:
     if not response.is_success:
         return FetchFailed(False, f"unexpected status {response.status_code}")
     try:
-        return FetchOk(parse_jwks(response.content))
+        keyset = read_jwks(response.content)
     except ValueError as exc:
         return FetchFailed(False, f"invalid key set: {exc}")
+    return FetchOk(keyset.keys, keyset.rejected)
 
 
 class Plan(enum.Enum):
@@ -412,6 +503,7 @@ class IssuerKeys:
 
     url: str
     keys: dict[str, RSAKey] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # kid -> reason it was refused
     fetched_at: float | None = None  # last successful fetch
     attempted_at: float | None = None  # last fetch attempt, successful or not
     broken: bool = False  # the last attempt failed non-transiently
@@ -438,8 +530,14 @@ class IssuerKeys:
         if cooling:
             if self.fetched_at is None:
                 raise JWSVerificationError("jwks_unavailable", "the key set could not be fetched")
-            raise JWSVerificationError("unknown_kid", "no key with this kid")
+            raise self._missing(kid)
         return Plan.FETCH
+
+    def _missing(self, kid: str) -> JWSVerificationError:
+        reason = self.rejected.get(kid)
+        if reason is not None:
+            return JWSVerificationError(reason, "the issuer's key with this kid is refused")
+        return JWSVerificationError("unknown_kid", "no key with this kid")
 
     def apply(self, outcome: FetchOutcome, now: float) -> None:
         """Record a fetch outcome."""
@@ -448,6 +546,7 @@ class IssuerKeys:
         self.fetches += 1
         if isinstance(outcome, FetchOk):
             self.keys = outcome.keys
+            self.rejected = outcome.rejected
             self.fetched_at = now
             self.broken = self.last_failed = False
         else:
@@ -461,7 +560,7 @@ class IssuerKeys:
             return key
         if self.last_failed:
             raise JWSVerificationError("jwks_unavailable", "the key set could not be fetched")
-        raise JWSVerificationError("unknown_kid", "no key with this kid")
+        raise self._missing(kid)
 
 
 # --------------------------------------------------------------------------- the verifier
@@ -471,8 +570,11 @@ class JWSVerifier:
     """Verify Webex data-source JWS tokens (sync and async).
 
     Args:
-        config: SDK configuration; its ``extra_issuers`` are trusted too and the issuer of its
-            region's ``jwk_url`` is added to the default allow-list.
+        config: SDK configuration; its ``extra_issuers`` are trusted too, ``jwk_url_us`` and
+            ``jwk_url_eu`` are where the keys of the US and EU Webex issuers
+            (:data:`REGION_ISSUERS`) are fetched, whatever their path, and when the active
+            region's ``jwk_url`` ends with :data:`JWKS_PATH` the issuer it names is trusted
+            too (the local emulator).
         http: HTTP client for key fetches (not closed by this object). By default a private
             client with :data:`JWKS_RETRY_POLICY` and a 10 s timeout is created.
         extra_issuers: More issuers to trust (e.g. the local emulator).
@@ -513,13 +615,18 @@ class JWSVerifier:
             for issuer in WEBEX_ISSUERS:
                 urls[issuer] = jwks_url_for(issuer)
             region_url = self.config.jwk_url
-            if region_url.rstrip("/").endswith(JWKS_PATH):
+            if region_url.rstrip("/").endswith(JWKS_PATH):  # an issuer-shaped URL: trust it
                 urls[normalize_issuer(region_url.rstrip("/")[: -len(JWKS_PATH)])] = region_url
         else:
             for issuer in issuers:
                 urls[normalize_issuer(issuer)] = jwks_url_for(issuer)
         for issuer in (*self.config.extra_issuers, *extra_issuers):
             urls.setdefault(normalize_issuer(issuer), jwks_url_for(issuer))
+        # The configured region URLs are the key source of their region's issuer, whatever
+        # their path (a proxy, a mirror, a test key set).
+        for region, url in (("us", self.config.jwk_url_us), ("eu", self.config.jwk_url_eu)):
+            if REGION_ISSUERS[region] in urls:
+                urls[REGION_ISSUERS[region]] = url
         self._issuers = {issuer: IssuerKeys(url) for issuer, url in urls.items()}
         self._defaults = Expectations.build(
             url=expected_url,

@@ -222,6 +222,11 @@ class ServiceAppAuthorizedResult(BaseModel):
     duplicate: bool = Field(
         default=False, description="True when this delivery was already handled"
     )
+    stale: bool = Field(
+        default=False,
+        description="True when a newer event for the org was already handled, so this "
+        "older one was ignored (nothing changed)",
+    )
     token_expires_at: datetime | None = None
 
 
@@ -234,6 +239,11 @@ class ServiceAppDeauthorizedResult(BaseModel):
     idempotency_key: str
     duplicate: bool = Field(
         default=False, description="True when this delivery was already handled"
+    )
+    stale: bool = Field(
+        default=False,
+        description="True when a newer event for the org was already handled, so this "
+        "older one was ignored (nothing changed)",
     )
     tokens_removed: bool = Field(
         default=False, description="True when stored tokens existed and were deleted"

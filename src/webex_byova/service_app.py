@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 from ._flow import Call, Flow, Http, Locked, Portal, run_async, run_sync
@@ -34,14 +34,31 @@ from ._oauth import (
 )
 from .config import BYOVAConfig
 from .credentials import ServiceAppCredentials
-from .errors import AuthenticationError, OrgNotRegisteredError, WebexBYOVAError
+from .errors import (
+    AuthenticationError,
+    OrgNotRegisteredError,
+    TokenStorageError,
+    WebexBYOVAError,
+)
 from .integration import IntegrationTokenManager
-from .storage.base import TokenStorage, store_lock
+from .models import ServiceAppAuthorizedResult, ServiceAppDeauthorizedResult, ServiceAppEvent
+from .storage.base import (
+    WEBHOOK_PREFIX,
+    KeyValueTokenStorage,
+    TokenStorage,
+    WebhookStateStorage,
+    store_lock,
+)
 from .tokens import OAuthToken
+from .webhooks import OrgEventLog
 
-__all__ = ["ServiceAppTokenManager"]
+__all__ = ["ServiceAppTokenManager", "WebhookResult"]
 
 log = get_logger("webex_byova.auth")
+
+T = TypeVar("T")
+#: What handling a ``serviceApp`` event returns.
+WebhookResult = ServiceAppAuthorizedResult | ServiceAppDeauthorizedResult
 
 
 class ServiceAppTokenManager:
@@ -91,6 +108,8 @@ class ServiceAppTokenManager:
         self._portal = portal or integration.portal
         # Last token seen per org, served without a store read while not due for refresh.
         self._hot: dict[str, OAuthToken] = {}
+        # Webhook event logs when the store cannot keep them (a custom TokenStorage).
+        self._event_logs: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -116,17 +135,17 @@ class ServiceAppTokenManager:
     def _lock_key(self, uuid: str) -> str:
         return f"webex_byova:{id(self._storage)}:org:{uuid}"
 
-    def _locked(self, uuid: str, flow: Flow[OAuthToken]) -> Locked:
+    def _locked(self, uuid: str, flow: Flow[T]) -> Locked:
         """Process lock for the org, then (inside) the store's cross-process lock."""
         return Locked(self._lock_key(uuid), self._store_locked(uuid, flow))
 
-    def _store_locked(self, uuid: str, flow: Flow[OAuthToken]) -> Flow[OAuthToken]:
-        token: OAuthToken = yield Locked(
+    def _store_locked(self, uuid: str, flow: Flow[T]) -> Flow[T]:
+        result: T = yield Locked(
             f"{self._lock_key(uuid)}:store",
             flow,
             store_lock(self._storage, f"org:{uuid}", self._lock_ttl),
         )
-        return token
+        return result
 
     # ------------------------------------------------------------------ flows
     def org_token_info_flow(self, org_id: str, *, force_refresh: bool = False) -> Flow[OAuthToken]:
@@ -280,6 +299,81 @@ class ServiceAppTokenManager:
             )
             return token
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ serviceApp events
+    def handle_event_flow(self, event: ServiceAppEvent) -> Flow[WebhookResult]:
+        """Apply a verified ``serviceApp`` event under the org's lock (this process and, for
+        SQLite/Redis stores, every process sharing the store).
+
+        ``authorized`` fetches and stores the org's tokens, ``deauthorized`` deletes them; a
+        redelivery (``duplicate``) or an event older than the org's last applied one
+        (``stale``: e.g. a late ``deauthorized`` after the org authorized again) changes
+        nothing. The org's event log lives in the token store, so this holds across restarts.
+        """
+        result: WebhookResult = yield self._locked(event.org_id, self._event_flow(event))
+        return result
+
+    def _event_flow(self, event: ServiceAppEvent) -> Flow[WebhookResult]:
+        uuid = event.org_id
+        history = yield from self._read_event_log(uuid)
+        disposition = history.disposition(event)
+        common = {
+            "org_id": uuid,
+            "org_hydra_id": event.org_hydra_id,
+            "idempotency_key": event.idempotency_key,
+        }
+        if disposition != "apply":
+            log.info(
+                "serviceApp %s for org %s ignored: %s (last applied: %s at %s)",
+                event.event,
+                uuid,
+                "already handled (redelivery)" if disposition == "duplicate" else "older event",
+                history.last_event,
+                history.last_at.isoformat() if history.last_at else "unknown time",
+            )
+            flags = {"duplicate": disposition == "duplicate", "stale": disposition == "stale"}
+            if event.event == "authorized":
+                return ServiceAppAuthorizedResult(**common, **flags)
+            return ServiceAppDeauthorizedResult(**common, **flags)
+        result: WebhookResult
+        if event.event == "authorized":
+            token = yield from self._fetch_flow(uuid)  # the org lock is held already
+            result = ServiceAppAuthorizedResult(
+                **common, token_expires_at=token.expires_at_datetime
+            )
+        else:
+            had = yield Call(lambda: self._storage.get_org_token(uuid))
+            yield Call(lambda: self._storage.delete_org_token(uuid))
+            self._hot.pop(uuid, None)
+            result = ServiceAppDeauthorizedResult(**common, tokens_removed=had is not None)
+        yield from self._write_event_log(uuid, history.after(event))
+        return result
+
+    def _read_event_log(self, uuid: str) -> Flow[OrgEventLog]:
+        store = self._storage
+        if isinstance(store, WebhookStateStorage):
+            raw: bytes | None = yield Call(lambda: store.get_webhook_state(uuid))
+        else:
+            raw = self._event_logs.get(uuid)
+        if raw is None:
+            return OrgEventLog()
+        try:
+            return OrgEventLog.from_json(raw)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            problem, key = "the webhook event log is not readable", f"{WEBHOOK_PREFIX}{uuid}"
+            if isinstance(store, KeyValueTokenStorage):
+                raise store.storage_error(problem, key=key) from None
+            raise TokenStorageError(
+                f"token store {type(store).__name__}: {problem}", key=key
+            ) from None
+
+    def _write_event_log(self, uuid: str, history: OrgEventLog) -> Flow[None]:
+        store = self._storage
+        data = history.to_json()
+        if isinstance(store, WebhookStateStorage):
+            yield Call(lambda: store.set_webhook_state(uuid, data))
+        else:
+            self._event_logs[uuid] = data
 
     # ------------------------------------------------------------------ public API
     def get_org_token(self, org_id: str, *, force_refresh: bool = False) -> str:

@@ -13,6 +13,11 @@ Inbound (no I/O):
   delivery into a :class:`~webex_byova.models.ServiceAppEvent`. The customer org is read from
   ``data.authorizerOrgId``, then ``data.orgId``, then the envelope ``orgId`` (the envelope
   ``orgId`` is the webhook owner's org, hence last); UUID or Hydra ids are accepted.
+* :class:`OrgEventLog` orders one org's events and recognises redeliveries: an event is
+  applied only when it is newer than the last one applied for the org (see
+  :func:`event_position`), so a ``deauthorized`` delivered late, or replayed after a
+  restart, cannot delete the tokens of an org that authorized the app again. The service-app
+  manager keeps the log in the token store, under the org's lock.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, Protocol
 
 from ._authed import TokenFlow, authed_request, iterate_async, iterate_sync, page_flow
 from ._flow import Call, Flow, Portal, run_async, run_sync
@@ -34,8 +41,10 @@ from .models import ServiceAppEvent, Webhook
 
 __all__ = [
     "SERVICE_APP_EVENTS",
+    "OrgEventLog",
     "WebhookManager",
     "WebhookSignatureError",
+    "event_position",
     "parse_service_app_event",
     "read_service_app_delivery",
     "same_application",
@@ -210,6 +219,120 @@ def parse_service_app_event(payload: Any) -> ServiceAppEvent:
         idempotency_key=key,
         raw=dict(payload),
     )
+
+
+# --------------------------------------------------------------------------- event order
+
+#: Idempotency keys of applied events remembered per org (redeliveries are recognised).
+EVENTS_REMEMBERED: Final = 64
+_RANK = {"authorized": 0, "deauthorized": 1}
+Disposition = Literal["apply", "duplicate", "stale"]
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def event_position(event: ServiceAppEvent) -> tuple[datetime, int] | None:
+    """Where an event falls in its org's history: its time, then ``authorized`` before
+    ``deauthorized`` at the same time; ``None`` when the payload carries no usable time.
+
+    The time is ``data.deauthorizationDate`` (deauthorizations), else ``data.authorizationDate``
+    (for a deauthorization, the date of the authorization it ends), else ``data.created``. The
+    envelope ``created`` is not used: it is the webhook's own creation time, the same for every
+    delivery.
+    """
+    data = event.raw.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    names: tuple[str, ...] = ("authorizationDate", "created")
+    if event.event == "deauthorized":
+        names = ("deauthorizationDate", *names)
+    for name in names:
+        moment = _timestamp(data.get(name))
+        if moment is not None:
+            return moment, _RANK[event.event]
+    return None
+
+
+@dataclass(frozen=True)
+class OrgEventLog:
+    """What is remembered of one org's applied ``serviceApp`` events (sans-IO).
+
+    Attributes:
+        last_at: Time of the newest applied event that had one.
+        last_rank: 0 when that event was an authorization, 1 for a deauthorization.
+        last_event: ``authorized`` or ``deauthorized`` (the newest applied event).
+        seen: Idempotency keys of the last :data:`EVENTS_REMEMBERED` applied events.
+    """
+
+    last_at: datetime | None = None
+    last_rank: int = 0
+    last_event: str | None = None
+    seen: tuple[str, ...] = ()
+
+    def disposition(self, event: ServiceAppEvent) -> Disposition:
+        """``duplicate`` (this delivery was applied), ``stale`` (a newer or equal event was
+        applied for the org) or ``apply``."""
+        if event.idempotency_key in self.seen:
+            return "duplicate"
+        position = event_position(event)
+        if (
+            position is not None
+            and self.last_at is not None
+            and position <= (self.last_at, self.last_rank)
+        ):
+            return "stale"
+        return "apply"
+
+    def after(self, event: ServiceAppEvent) -> OrgEventLog:
+        """The log once ``event`` is applied."""
+        seen = (*self.seen, event.idempotency_key)[-EVENTS_REMEMBERED:]
+        position = event_position(event)
+        if position is None:
+            return OrgEventLog(self.last_at, self.last_rank, event.event, seen)
+        return OrgEventLog(position[0], position[1], event.event, seen)
+
+    def to_json(self) -> bytes:
+        """Serialise for the token store (no secrets: times and hashes)."""
+        doc = {
+            "v": 1,
+            "last_at": self.last_at.isoformat() if self.last_at is not None else None,
+            "last_rank": self.last_rank,
+            "last_event": self.last_event,
+            "seen": list(self.seen),
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> OrgEventLog:
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            ValueError: The data is not an event log.
+        """
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            raise ValueError("not a webhook event log")
+        last_at = doc.get("last_at")
+        seen = doc.get("seen")
+        rank = doc.get("last_rank")
+        event = doc.get("last_event")
+        if (
+            (last_at is not None and _timestamp(last_at) is None)
+            or rank not in (0, 1)
+            or (event is not None and event not in SERVICE_APP_EVENTS)
+            or not isinstance(seen, list)
+            or not all(isinstance(k, str) for k in seen)
+        ):
+            raise ValueError("malformed webhook event log")
+        return cls(_timestamp(last_at), int(rank), event, tuple(seen[-EVENTS_REMEMBERED:]))
 
 
 def read_service_app_delivery(

@@ -21,6 +21,7 @@ from .._ids import org_uuid
 from ..client import BYOVA
 from ..config import BYOVAConfig
 from ..data_sources import BYOVA_SCHEMA_ID, DEFAULT_TOKEN_LIFETIME_MINUTES, OrgClient
+from ..errors import TokenStorageError
 from ..jws import JWSVerifier
 from ..models import DataSource, Webhook
 from ..storage import from_url
@@ -438,13 +439,15 @@ def doctor(
             continue
         ok = Path(path).is_file()
         add(f"tls {name}", "ok" if ok else "fail", path if ok else f"{path} does not exist")
+    _doctor_media_auth(env, add)
     try:
         sdk = build_sdk(base_url, env)
     except (SettingsError, ValueError) as exc:
         add("sdk", "fail", str(exc))
         return rows
     try:
-        add("token store", "ok", type(sdk.storage).__name__)
+        if not _doctor_token_store(sdk, add):
+            return rows
         token = sdk.integration.get_stored_token()
         if token is None:
             add("integration token", "warn", "none stored: run `byova auth login`")
@@ -468,6 +471,45 @@ def doctor(
     finally:
         sdk.close()
     return rows
+
+
+def _doctor_token_store(sdk: BYOVA, add: Any) -> bool:
+    """Read every stored token once (bundled stores); ``False`` when the store is unusable."""
+    store = sdk.storage
+    check = getattr(store, "check", None)
+    if check is None:  # a custom TokenStorage: nothing to check beyond using it
+        add("token store", "ok", type(store).__name__)
+        return True
+    try:
+        count = sdk.integration.portal.call(check)
+    except TokenStorageError as exc:
+        add("token store", "fail", str(exc))
+        return False
+    where = getattr(store, "location", type(store).__name__)
+    add("token store", "ok", f"{where} ({count} token{'s' if count != 1 else ''})")
+    return True
+
+
+def _doctor_media_auth(env: Mapping[str, str], add: Any) -> None:
+    """Media-server token checks as ``byova serve`` would configure them."""
+    from ..media.config import MediaServerConfig
+
+    try:
+        media = MediaServerConfig.from_env(env)
+    except ValueError as exc:
+        add("media config", "fail", str(exc))
+        return
+    if not media.verify_tokens:
+        add("media token checks", "warn", "off (WEBEX_MEDIA_VERIFY_TOKENS): any caller is served")
+    elif media.expected_url is None:
+        add(
+            "media token checks",
+            "warn",
+            "WEBEX_MEDIA_EXPECTED_URL is unset: any data-source token of a trusted issuer is "
+            "accepted; set it to the URL your data source is registered under",
+        )
+    else:
+        add("media token checks", "ok", f"expected data-source URL {media.expected_url}")
 
 
 def _doctor_data_source(sdk: BYOVA, org: str, url: str, add: Any) -> None:

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from ..errors import TokenStorageError
 from .base import (
     INTEGRATION_KEY,
     ORG_PREFIX,
+    WEBHOOK_PREFIX,
     KeyValueTokenStorage,
     LockingTokenStorage,
     LockLease,
     TokenStorage,
+    WebhookStateStorage,
     org_key,
 )
 from .encrypted import EncryptedTokenStorage, TokenDecryptionError, generate_key
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INTEGRATION_KEY",
     "ORG_PREFIX",
+    "WEBHOOK_PREFIX",
     "EncryptedTokenStorage",
     "InMemoryTokenStorage",
     "KeyValueTokenStorage",
@@ -44,6 +48,8 @@ __all__ = [
     "SQLiteTokenStorage",
     "TokenDecryptionError",
     "TokenStorage",
+    "TokenStorageError",
+    "WebhookStateStorage",
     "default_sqlite_path",
     "from_url",
     "generate_key",

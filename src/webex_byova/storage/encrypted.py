@@ -1,7 +1,8 @@
 """Encrypting wrapper: Fernet (AES-128-CBC + HMAC-SHA256) around any bundled backend.
 
-Values are encrypted before they reach the inner store; keys (``integration``,
-``org:<uuid>``) stay readable so orgs can be listed. Several keys may be given for rotation:
+Tokens are encrypted before they reach the inner store; keys (``integration``,
+``org:<uuid>``) stay readable so orgs can be listed. Webhook event logs (times and hashes,
+no secrets) are stored unencrypted. Several keys may be given for rotation:
 the first encrypts, all of them decrypt (``MultiFernet``).
 """
 
@@ -12,14 +13,14 @@ from contextlib import asynccontextmanager
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from ..errors import WebexBYOVAError
+from ..errors import TokenStorageError
 from ..tokens import OAuthToken
-from .base import KeyValueTokenStorage, LockLease
+from .base import KeyValueTokenStorage, LockLease, is_token_key
 
 __all__ = ["EncryptedTokenStorage", "TokenDecryptionError", "generate_key"]
 
 
-class TokenDecryptionError(WebexBYOVAError):
+class TokenDecryptionError(TokenStorageError):
     """A stored value could not be decrypted (wrong key, or the data was tampered with)."""
 
 
@@ -67,19 +68,35 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
         try:
             plain = self._fernet.decrypt(data)
         except InvalidToken as exc:
-            raise TokenDecryptionError(
-                "a stored token could not be decrypted: wrong WEBEX_TOKEN_STORE_KEY or "
-                "tampered data"
-            ) from exc
+            raise self._undecryptable() from exc
         return OAuthToken.from_json(plain)
 
+    def _undecryptable(self, key: str | None = None) -> TokenDecryptionError:
+        error = self.storage_error(
+            "a stored token could not be decrypted: wrong WEBEX_TOKEN_STORE_KEY or tampered data",
+            key=key,
+            cls=TokenDecryptionError,
+        )
+        assert isinstance(error, TokenDecryptionError)
+        return error
+
+    @property
+    def location(self) -> str:
+        """The inner store's location."""
+        return f"{self.inner.location} (encrypted)"
+
     async def rotate(self) -> int:
-        """Re-encrypt every value with the first key; returns how many were rewritten."""
-        keys = await self.inner.list_keys()
+        """Re-encrypt every token with the first key; returns how many were rewritten (the
+        webhook event logs hold no secrets and are stored as they are)."""
+        keys = [key for key in await self.inner.list_keys() if is_token_key(key)]
         for key in keys:
             data = await self.inner.get_value(key)
             if data is not None:
-                await self.inner.set_value(key, self._fernet.rotate(data))
+                try:
+                    rotated = self._fernet.rotate(data)
+                except InvalidToken:
+                    raise self._undecryptable(key) from None
+                await self.inner.set_value(key, rotated)
         return len(keys)
 
     async def get_value(self, key: str) -> bytes | None:

@@ -20,6 +20,11 @@ class InMemoryTokenStorage(KeyValueTokenStorage):
         self._data: dict[str, bytes] = {}
         self._guard = threading.Lock()
 
+    @property
+    def location(self) -> str:
+        """``memory`` (this process)."""
+        return "memory"
+
     async def get_value(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None``."""
         with self._guard:

@@ -14,9 +14,9 @@ import asyncio
 import secrets
 import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._optional import require
 from .base import KeyValueTokenStorage, LockLease
@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 _redis_asyncio = require("redis.asyncio", "redis")
+_RedisError: type[Exception] = require("redis.exceptions", "redis").RedisError
 
 __all__ = ["RedisTokenStorage"]
+
+T = TypeVar("T")
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -90,13 +93,32 @@ class RedisTokenStorage(KeyValueTokenStorage):
         return f"{self.prefix}t:{key}"
 
     @property
+    def location(self) -> str:
+        """The Redis URL (password masked) and key prefix."""
+        return f"{_safe_url(self.url)} prefix {self.prefix!r}"
+
+    async def _guarded(self, op: Awaitable[T], key: str | None = None) -> T:
+        """Await a Redis command; Redis failures become a TokenStorageError naming the store
+        (a value of another Redis type, an unreachable server, ...)."""
+        try:
+            return await op
+        except _RedisError as exc:
+            text = str(exc)
+            problem = (
+                "a key holds a value of another Redis type (not a webex_byova token store?)"
+                if "WRONGTYPE" in text
+                else f"Redis error ({type(exc).__name__}: {text[:200]})"
+            )
+            raise self.storage_error(problem, key=key) from None
+
+    @property
     def _index(self) -> str:
         return f"{self.prefix}keys"
 
     # -- byte level
     async def get_value(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None``."""
-        value = await self._client().get(self._key(key))
+        value = await self._guarded(self._client().get(self._key(key)), key)
         if value is None:
             return None
         return value.encode() if isinstance(value, str) else bytes(value)
@@ -106,18 +128,18 @@ class RedisTokenStorage(KeyValueTokenStorage):
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.set(self._key(key), value)
             pipe.sadd(self._index, key)
-            await pipe.execute()
+            await self._guarded(pipe.execute(), key)
 
     async def delete_value(self, key: str) -> None:
         """Remove ``key``."""
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.delete(self._key(key))
             pipe.srem(self._index, key)
-            await pipe.execute()
+            await self._guarded(pipe.execute(), key)
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Keys starting with ``prefix``, sorted."""
-        members = await self._client().smembers(self._index)
+        members = await self._guarded(self._client().smembers(self._index))
         keys = (m.decode() if isinstance(m, bytes) else str(m) for m in members)
         return sorted(k for k in keys if k.startswith(prefix))
 
@@ -128,7 +150,7 @@ class RedisTokenStorage(KeyValueTokenStorage):
             for key in keys:
                 pipe.delete(self._key(key))
             pipe.delete(self._index)
-            await pipe.execute()
+            await self._guarded(pipe.execute())
 
     # -- cross-process lock
     @asynccontextmanager
@@ -154,7 +176,7 @@ class RedisTokenStorage(KeyValueTokenStorage):
 
         try:
             while True:
-                if await client.set(name, owner, nx=True, px=ttl_ms):
+                if await self._guarded(client.set(name, owner, nx=True, px=ttl_ms), key):
                     break
                 await asyncio.sleep(self._poll)
         except BaseException:

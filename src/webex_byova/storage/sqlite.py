@@ -36,6 +36,22 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS locks ("
     " key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
 )
+#: The columns each table must have; a file whose table lacks one belongs to something else.
+_COLUMNS = {"tokens": ("key", "value", "updated_at"), "locks": ("key", "owner", "expires_at")}
+
+
+def _sqlite_problem(exc: sqlite3.Error | OSError) -> str:
+    """A short description of a SQLite/OS failure for a :class:`TokenStorageError`."""
+    text = str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot open the file ({type(exc).__name__}: {exc.strerror or text})"
+    if "file is not a database" in text:
+        return "not a SQLite database (file is not a database)"
+    if "malformed" in text or "corrupt" in text:
+        return f"the database file is damaged or truncated ({text})"
+    if "no such column" in text or "no such table" in text:
+        return f"not a webex_byova token database ({text})"
+    return f"SQLite error ({type(exc).__name__}: {text})"
 
 
 def default_sqlite_path() -> Path:
@@ -95,6 +111,9 @@ class SQLiteTokenStorage(KeyValueTokenStorage):
                     if "locked" not in str(exc) or time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
+                except BaseException:
+                    conn.close()
+                    raise
             self._conn = conn
         return self._conn
 
@@ -106,14 +125,35 @@ class SQLiteTokenStorage(KeyValueTokenStorage):
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         for statement in _SCHEMA:
             conn.execute(statement)
+        for table, needed in _COLUMNS.items():
+            have = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+            missing = [c for c in needed if c not in have]
+            if missing:
+                raise self.storage_error(
+                    f"not a webex_byova token database: its {table!r} table has columns "
+                    f"{', '.join(sorted(have)) or 'none'} (missing {', '.join(missing)})"
+                )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._guard:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="webex-byova-sqlite")
             executor = self._executor
-        future = executor.submit(lambda: fn(self._connect()))
+        future = executor.submit(self._call, fn)
         return await asyncio.wrap_future(future)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the worker; SQLite/OS failures become a TokenStorageError naming
+        the file."""
+        try:
+            return fn(self._connect())
+        except (sqlite3.Error, OSError) as exc:
+            raise self.storage_error(_sqlite_problem(exc)) from None
+
+    @property
+    def location(self) -> str:
+        """The database file."""
+        return str(self.path)
 
     # -- byte level
     async def get_value(self, key: str) -> bytes | None:
@@ -163,6 +203,17 @@ class SQLiteTokenStorage(KeyValueTokenStorage):
         return await self._run(
             lambda conn: str(conn.execute("PRAGMA integrity_check").fetchone()[0])
         )
+
+    async def check(self) -> int:
+        """:meth:`integrity_check`, then read every token (see the base class).
+
+        Raises:
+            TokenStorageError: The file is not a sound token database, or an entry is junk.
+        """
+        result = await self.integrity_check()
+        if result != "ok":
+            raise self.storage_error(f"integrity check failed ({result[:200]})")
+        return await super().check()
 
     # -- cross-process lock
     @asynccontextmanager
