@@ -196,3 +196,30 @@ async def test_chunk_audio_is_not_paced_by_default(media_server, caller_factory)
         assert result.audio == prompt
         assert len(result.finals) == 1
         assert result.audio[:4] != b"RIFF"  # raw µ-law, no header
+
+
+async def test_a_request_after_the_final_on_the_same_rpc_is_dropped(media_server):
+    server = await media_server(half_close_timeout_s=60.0)
+    _agent(server)
+    pressed: list[str] = []
+
+    @server.on("dtmf_input")
+    def record(event: Any) -> None:
+        pressed.append(event.digits)
+
+    await server.start()
+    async with aio.insecure_channel(server.address) as channel:
+        stub = vva_grpc.VoiceVirtualAgentStub(channel)
+        cid = str(uuid.uuid4())
+        call = stub.ProcessCallerInput()
+        await call.write(_start(cid))
+        welcome = await asyncio.wait_for(call.read(), SAFETY)
+        assert welcome.prompts[0].text == "Welcome"
+        await call.write(_dtmf(cid, 1))  # an RPC is one turn: nothing more is due on it
+        await call.done_writing()
+        assert await asyncio.wait_for(call.read(), SAFETY) is aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        again, code = await _reply_then_half_close(stub, _dtmf(cid, 1))  # its own RPC: answered
+        assert code == grpc.StatusCode.OK
+        assert [r.prompts[0].text for r in again] == ["You pressed one"]
+    assert pressed == ["1"]

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._logging import get_logger
-from ._frontend import CallRejected, TurnHandle
+from ._frontend import CallRejected, FrontEnd, TurnHandle
 from ._grpc_frontend import SERVICE_NAME, GrpcFrontEnd
 from ._messages import CallerRequest
 from ._model import ConversationRecord, InputSettings
@@ -145,6 +145,7 @@ class BYOVAMediaServer:
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grpc: GrpcFrontEnd | None = None
+        self._front_ends: list[FrontEnd] = []
         self._port = 0
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -545,6 +546,18 @@ class BYOVAMediaServer:
         await handle.drain()
         return handle
 
+    def end_conversation(self, conversation_id: str, reason: str = "connection_lost") -> bool:
+        """End a live conversation from a front end (e.g. its WebSocket was lost).
+
+        Open turns are completed without a FINAL, a waiting ``collect_input()`` fails and
+        ``session_end`` is dispatched with ``reason``. Returns ``False`` if it was not live.
+        """
+        session = self._live.get(conversation_id)
+        if session is None or session.ended:
+            return False
+        session._end(reason, None)
+        return True
+
     def _turn_finished(self, turn: Turn) -> None:
         """A turn's handle is done (responses ended or the caller went away)."""
         session = turn.session
@@ -561,17 +574,28 @@ class BYOVAMediaServer:
 
     async def start(self) -> None:
         """Bind and start the gRPC server."""
-        if self._grpc is not None:
+        if self._front_ends:
             raise RuntimeError("server already started")
         cfg = self.config
         _log.setLevel(cfg.log_level)
         if cfg.verify_tokens and self._verifier is None:
             self._verifier = self._build_verifier()
             self._owns_verifier = True
-        front = GrpcFrontEnd(self, verifier=self._verifier if cfg.verify_tokens else None)
-        self._port = await front.start()
-        self._grpc = front
         self._stopping = False
+        grpc_front = GrpcFrontEnd(self, verifier=self._verifier if cfg.verify_tokens else None)
+        fronts: list[FrontEnd] = [grpc_front]
+        started: list[FrontEnd] = []
+        try:
+            for front in fronts:
+                await front.start()
+                started.append(front)
+        except BaseException:
+            for front in started:
+                await front.stop(0)
+            raise
+        self._front_ends = started
+        self._grpc = grpc_front
+        self._port = grpc_front.port
         self._stopped.clear()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         _log.info(
@@ -600,16 +624,18 @@ class BYOVAMediaServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Gracefully stop the server: refuse new RPCs, let live turns finish for ``grace``."""
-        front = self._grpc
-        if front is None:
+        fronts = self._front_ends
+        if not fronts:
             return
         self._stopping = True
-        await front.begin_shutdown()
+        for front in fronts:
+            await front.begin_shutdown()
         deadline = self.clock() + max(0.0, grace)
         if self._open_rpcs:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
-        await front.stop(max(0.0, deadline - self.clock()))
+        for front in fronts:
+            await front.stop(max(0.0, deadline - self.clock()))
         for session in list(self._live.values()):
             if not session.ended:
                 session._end("server_stop", None)
@@ -630,6 +656,7 @@ class BYOVAMediaServer:
                 await self._verifier.aclose()
             self._verifier = None
         self._grpc = None
+        self._front_ends = []
         self._stopped.set()
         _log.info("BYOVA media server stopped")
 

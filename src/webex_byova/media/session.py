@@ -756,7 +756,7 @@ class Turn:
         return self.kind != "audio" or self._input_delivered
 
     @property
-    def takes_input(self) -> bool:
+    def _takes_input(self) -> bool:
         """Whether a further caller message still belongs to this turn.
 
         False once the turn is over, its FINAL (or terminal response) is out, or (WebSocket)
