@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ..tokens import OAuthToken
 from ._env import ENV_VARS, REQUIRED_VARS, config_for_base_url, env_base_url
 
 __all__ = [
+    "NO_WEBHOOK_SECRET_WARNING",
     "SettingsError",
     "auth_login",
     "auth_refresh",
@@ -42,6 +43,7 @@ __all__ = [
     "datasources_list",
     "datasources_update",
     "doctor",
+    "duplicate_url_warning",
     "jws_verify",
     "mint_data_source_token",
     "orgs_list",
@@ -268,6 +270,16 @@ def datasources_get(sdk: BYOVA, org: str, data_source_id: str) -> dict[str, Any]
     return data_source_row(org_client(sdk, org).data_sources.get(data_source_id))
 
 
+def duplicate_url_warning(url: str, schema_id: str, ids: list[str]) -> str:
+    """What to tell a user who registers a second data source for the same URL and schema."""
+    return (
+        f"a data source for {url} (schema {schema_id}) already exists: {', '.join(ids)}. "
+        "Another one makes `register_or_update` (and `byova simulate --mint-token`) refuse "
+        "with a ConflictError; to refresh the existing one use "
+        f"`byova datasources update {ids[0]}` or `byova datasources extend {ids[0]}`."
+    )
+
+
 def datasources_create(
     sdk: BYOVA,
     org: str,
@@ -277,9 +289,15 @@ def datasources_create(
     audience: str = "BYOVAGateway",
     subject: str = "callAudioData",
     token_lifetime_minutes: int = DEFAULT_TOKEN_LIFETIME_MINUTES,
+    on_warning: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Register a data source."""
-    ds = org_client(sdk, org).data_sources.create(
+    """Register a data source; ``on_warning`` hears when one exists for the URL already."""
+    resource = org_client(sdk, org).data_sources
+    if on_warning is not None:
+        same = [ds.id for ds in resource.list() if ds.url == url and ds.schema_id == schema_id]
+        if same:
+            on_warning(duplicate_url_warning(url, schema_id, same))
+    ds = resource.create(
         schema_id=schema_id,
         url=url,
         audience=audience,
@@ -367,10 +385,29 @@ def webhooks_list(sdk: BYOVA) -> list[dict[str, Any]]:
     return [_webhook_row(h) for h in sdk.webhooks.list()]
 
 
+#: Said when ``webhooks ensure`` runs without a signing secret.
+NO_WEBHOOK_SECRET_WARNING = (
+    "no webhook secret: Webex will not sign the serviceApp events, so your receiver cannot "
+    "tell them from forged ones. Pass --secret or set WEBEX_WEBHOOK_SECRET (the receiver's "
+    "BYOVA.from_env() reads the same variable)."
+)
+
+
 def webhooks_ensure(
-    sdk: BYOVA, target_url: str, *, secret: str | None = None
+    sdk: BYOVA,
+    target_url: str,
+    *,
+    secret: str | None = None,
+    on_warning: Callable[[str], Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Make sure ``serviceApp`` authorized/deauthorized webhooks target ``target_url``."""
+    """Make sure ``serviceApp`` authorized/deauthorized webhooks target ``target_url``.
+
+    ``on_warning`` hears when there is no ``secret`` (unsigned events).
+    """
+    if not (secret or "").strip():
+        secret = None
+        if on_warning is not None:
+            on_warning(NO_WEBHOOK_SECRET_WARNING)
     return [
         _webhook_row(h) for h in sdk.webhooks.ensure_service_app_webhooks(target_url, secret=secret)
     ]
@@ -438,6 +475,7 @@ def doctor(
             continue
         ok = Path(path).is_file()
         add(f"tls {name}", "ok" if ok else "fail", path if ok else f"{path} does not exist")
+    _doctor_expected_url(env, add)
     try:
         sdk = build_sdk(base_url, env)
     except (SettingsError, ValueError) as exc:
@@ -468,6 +506,38 @@ def doctor(
     finally:
         sdk.close()
     return rows
+
+
+def _doctor_expected_url(env: Mapping[str, str], add: Callable[[str, str, str], None]) -> None:
+    """The media server's required URL claim must be the URL the data source is registered for."""
+    expected = env.get("WEBEX_MEDIA_EXPECTED_URL", "").strip()
+    registered = env.get("WEBEX_DATA_SOURCE_URL", "").strip()
+    if not expected and not registered:
+        return
+    if expected and registered:
+        if expected == registered:
+            add("expected url", "ok", "WEBEX_MEDIA_EXPECTED_URL matches WEBEX_DATA_SOURCE_URL")
+        else:
+            add(
+                "expected url",
+                "fail",
+                f"WEBEX_MEDIA_EXPECTED_URL {expected!r} differs from WEBEX_DATA_SOURCE_URL "
+                f"{registered!r}: the media server will reject every token of that data source "
+                "(claim_mismatch:url; compared character for character)",
+            )
+    elif registered:
+        add(
+            "expected url",
+            "warn",
+            "WEBEX_MEDIA_EXPECTED_URL is unset: the media server accepts tokens of any data "
+            f"source; set it to {registered!r}",
+        )
+    else:
+        add(
+            "expected url",
+            "info",
+            "WEBEX_DATA_SOURCE_URL is unset: set it to the registered URL to check the data source",
+        )
 
 
 def _doctor_data_source(sdk: BYOVA, org: str, url: str, add: Any) -> None:

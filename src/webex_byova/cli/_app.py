@@ -20,6 +20,30 @@ __all__ = ["app", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _hide_flag_metavars() -> None:
+    """Show on/off flags without a ``<bool>`` type column in ``--help`` (they take no value).
+
+    Typer renders every option's type, flags included (``--json <bool>``), which reads as if
+    the flag wanted an argument. Applied once, to the option class the ``byova`` app uses.
+    """
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_byova_flags_hidden", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._byova_flags_hidden = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_metavars()
+
 app = typer.Typer(
     name="byova",
     help="Webex BYOVA / BYODS toolkit: offline demo call, media server, call simulator, "
@@ -85,6 +109,13 @@ def _handles_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _warn(text: str) -> None:
+    """A warning on stderr (stdout stays the command's result; secrets redacted)."""
+    from .._logging import redact
+
+    typer.echo(f"warning: {redact(text)}", err=True)
 
 
 def _wait_for_interrupt() -> None:
@@ -289,6 +320,7 @@ def ds_create(
             audience=audience,
             subject=subject,
             token_lifetime_minutes=token_lifetime_minutes,
+            on_warning=_warn,
         )
     Renderer(as_json=as_json, show_tokens=show_tokens).record(row, title="Data source created")
 
@@ -415,7 +447,7 @@ def webhooks_ensure(
     from . import _admin
 
     with _admin.build_sdk(base_url) as sdk:
-        rows = _admin.webhooks_ensure(sdk, target_url, secret=secret)
+        rows = _admin.webhooks_ensure(sdk, target_url, secret=secret, on_warning=_warn)
     Renderer(as_json=as_json, show_tokens=show_tokens).table(rows, _HOOK_COLUMNS, title="Webhooks")
 
 
