@@ -15,12 +15,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._env import load_env
 from .._ids import org_uuid
+from .._logging import get_logger
 from ..client import BYOVA
 from ..config import BYOVAConfig
 from ..data_sources import BYOVA_SCHEMA_ID, DEFAULT_TOKEN_LIFETIME_MINUTES, OrgClient
+from ..errors import APIConnectionError, AuthenticationError
 from ..jws import JWSVerifier
 from ..models import DataSource, Webhook
 from ..storage import from_url
@@ -44,6 +47,7 @@ __all__ = [
     "datasources_update",
     "doctor",
     "duplicate_url_warning",
+    "follow_authorize_url",
     "jws_verify",
     "mint_data_source_token",
     "orgs_list",
@@ -55,6 +59,8 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "sqlite://"
+
+log = get_logger("webex_byova.cli")
 
 
 class SettingsError(ValueError):
@@ -120,19 +126,52 @@ def _token_row(token: OAuthToken, now: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- auth
 
 
-def consent_automatically(url: str) -> None:
-    """Act as the user's browser against the emulator (it auto-consents and redirects).
+def follow_authorize_url(url: str, *, timeout: float = 30.0) -> None:
+    """Act as the user's browser against the emulator: GET ``url`` and follow its redirect.
 
-    Follows ``url`` on a daemon thread; the redirect lands on the SDK's local listener.
+    The emulator consents without a login page and redirects to the SDK's local listener,
+    which records the outcome. Only the listener's own answer is left to it (an error page
+    there means the authorization was denied; ``authorize()`` reports that).
+
+    Raises:
+        APIConnectionError: The authorize URL cannot be reached (e.g. the emulator is down).
+        AuthenticationError: The authorize endpoint refused the request.
+    """
+    authorize = urlsplit(url)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            failed = urlsplit(exc.url or url)
+            if (failed.netloc, failed.path) != (authorize.netloc, authorize.path):
+                return  # the listener's answer: authorize() raises with its description
+            body = exc.read(2000).decode("utf-8", "replace")
+        raise AuthenticationError(
+            f"the authorize endpoint {authorize.scheme}://{authorize.netloc}{authorize.path} "
+            f"answered HTTP {exc.code}: {body.strip()[:300]}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise APIConnectionError(
+            f"cannot reach the authorize URL {authorize.scheme}://{authorize.netloc}"
+            f"{authorize.path}: {reason} (is the emulator running? `byova emulator`)"
+        ) from None
+
+
+def consent_automatically(url: str) -> None:
+    """:func:`follow_authorize_url` on a daemon thread, for callers inside an event loop.
+
+    Failures are only logged: the caller's ``aauthorize()`` times out. Sync callers use
+    :func:`follow_authorize_url`, which fails at once.
     """
 
     def _go() -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(url, timeout=30) as resp:
-                resp.read()
-        except (urllib.error.URLError, OSError):
-            pass  # the listener reports the outcome (or the timeout)
+            follow_authorize_url(url)
+        except (APIConnectionError, AuthenticationError) as exc:
+            log.warning("automatic consent failed: %s", exc)
 
     threading.Thread(target=_go, daemon=True).start()
 
@@ -148,14 +187,16 @@ def auth_login(
     """Run the Integration's browser authorization and store the tokens.
 
     ``auto_consent`` makes an HTTP client follow the authorize URL instead of a browser
-    (only meaningful against the emulator, which consents without a login page).
+    (only meaningful against the emulator, which consents without a login page); when that
+    fails (the emulator is down) this raises at once instead of waiting ``timeout``.
     """
 
     def _url(url: str) -> None:
         if on_url is not None:
             on_url(url)
         if auto_consent:
-            consent_automatically(url)
+            # the sync listener runs on its own thread, so following here cannot deadlock
+            follow_authorize_url(url, timeout=min(timeout, 30.0))
 
     token = sdk.integration.authorize(
         open_browser=open_browser and not auto_consent, timeout=timeout, on_url=_url
@@ -253,10 +294,11 @@ def mint_data_source_token(
     """Register (or refresh) the BYOVA data source for ``url`` and return its JWS.
 
     Uses the stored Integration token; without one it authorizes with
-    :func:`consent_automatically` (works against the emulator only).
+    :func:`follow_authorize_url` (works against the emulator only; fails at once when it is
+    unreachable).
     """
     if not sdk.integration.has_token():
-        sdk.integration.authorize(open_browser=False, on_url=consent_automatically, timeout=30)
+        sdk.integration.authorize(open_browser=False, on_url=follow_authorize_url, timeout=30)
     ds = org_client(sdk, resolve_org(org, environ)).data_sources.register_or_update(
         url, audience="BYOVAGateway", subject="callAudioData"
     )

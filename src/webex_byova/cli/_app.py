@@ -200,7 +200,9 @@ def auth_login(
             open_browser=browser,
             auto_consent=auto_consent,
             timeout=timeout,
-            on_url=lambda url: out.message(f"Open this URL to authorize:\n{url}"),
+            on_url=lambda url: out.message(
+                f"Open this URL to authorize (waiting up to {timeout:g} s for the redirect):\n{url}"
+            ),
         )
     out.record(result, title="Integration authorized")
 
