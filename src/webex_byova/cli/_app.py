@@ -149,7 +149,7 @@ def emulator(
     as_json: JsonOut = False,
 ) -> None:
     """Run the local Webex emulator and print its URLs and seeded (fake) credentials."""
-    from ._emulator_cmd import emulator_info, start_emulator
+    from ._emulator_cmd import emulator_info, export_lines, start_emulator
 
     emu = start_emulator(host, port, authorize=authorize)
     try:
@@ -163,9 +163,9 @@ def emulator(
         else:
             env = info.pop("env")
             out.record(info, title="Webex emulator")
-            out.message("[bold]Point the SDK and CLI at it:[/bold]")
-            for key, value in env.items():
-                out.console.print(f"export {key}={value}", markup=False)
+            out.message("[bold]Point the SDK, the CLI and `byova serve` at it:[/bold]")
+            for line in export_lines(env):
+                out.console.print(line, markup=False)
             out.message("[dim]Ctrl-C to stop.[/dim]")
         _wait_for_interrupt()
     finally:

@@ -146,7 +146,6 @@ def tracking_id_for(supplied: str | None) -> str:
     return f"EMU_{uuid.uuid4()}"
 
 
-
 def json_response(
     status: int, payload: Any, headers: list[tuple[str, str]] | None = None
 ) -> EmuResponse:
@@ -330,9 +329,7 @@ def _oauth_fail(status: int, error: str, message: str, tracking_id: str) -> EmuR
     return error_response(status, message, tracking_id, oauth_error=error)
 
 
-def client_credentials(
-    authorization: str | None, form: dict[str, str]
-) -> tuple[str, str] | str:
+def client_credentials(authorization: str | None, form: dict[str, str]) -> tuple[str, str] | str:
     """``(client_id, client_secret)`` from HTTP Basic or the form body (RFC 6749 2.3.1).
 
     ``client_secret_basic`` is ``Basic base64(urlencode(id) ":" urlencode(secret))``;
