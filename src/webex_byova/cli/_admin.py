@@ -6,7 +6,9 @@ Every function takes a :class:`~webex_byova.client.BYOVA` (built by :func:`build
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -26,7 +28,7 @@ from ..data_sources import BYOVA_SCHEMA_ID, DEFAULT_TOKEN_LIFETIME_MINUTES, OrgC
 from ..errors import APIConnectionError, AuthenticationError
 from ..jws import JWSVerifier
 from ..models import DataSource, Webhook
-from ..storage import from_url
+from ..storage import default_sqlite_path, from_url
 from ..tokens import OAuthToken
 from ._env import ENV_VARS, REQUIRED_VARS, config_for_base_url, env_base_url
 
@@ -45,10 +47,12 @@ __all__ = [
     "datasources_get",
     "datasources_list",
     "datasources_update",
+    "default_store_path",
     "doctor",
     "duplicate_url_warning",
     "follow_authorize_url",
     "jws_verify",
+    "legacy_store_path",
     "mint_data_source_token",
     "orgs_list",
     "resolve_org",
@@ -58,7 +62,23 @@ __all__ = [
     "webhooks_list",
 ]
 
-DEFAULT_STORE = "sqlite://"
+
+def default_store_path(base_url: str, client_id: str) -> Path:
+    """The CLI's default token store for one environment: base URL and Integration client id.
+
+    ``<user data dir>/environments/<host>-<hash>.db``; the hash covers both, so two
+    Integrations on one Webex, real Webex and the emulator, or two emulator runs (fresh
+    client ids) each get their own file. The host part only helps a person find the file.
+    """
+    digest = hashlib.sha256(f"{base_url.rstrip('/')}\n{client_id}".encode()).hexdigest()[:16]
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", urlsplit(base_url).netloc or "webex")
+    return default_sqlite_path().parent / "environments" / f"{host}-{digest}.db"
+
+
+def legacy_store_path() -> Path:
+    """The single file earlier versions used for every environment (no longer read)."""
+    return default_sqlite_path()
+
 
 log = get_logger("webex_byova.cli")
 
@@ -83,18 +103,23 @@ def build_sdk(base_url: str | None = None, environ: Mapping[str, str] | None = N
     """A :class:`BYOVA` from ``WEBEX_*`` variables (see :mod:`webex_byova._env`).
 
     ``--base-url`` wins over ``WEBEX_BASE_URL``. Unlike the library, whose default token store
-    is in memory, the CLI defaults to SQLite so ``auth login`` survives the process.
+    is in memory, the CLI defaults to SQLite so ``auth login`` survives the process: one file
+    per environment (:func:`default_store_path`), so the tokens and orgs of one Webex (or
+    emulator run, or Integration) are never reported for another.
 
     Raises:
         SettingsError: naming every missing variable or the bad value.
     """
     env = _env(environ)
     store = None
-    if not env.get("WEBEX_TOKEN_STORE", "").strip():
+    config = resolve_config(base_url, env)
+    client_id = env.get("WEBEX_INTEGRATION_CLIENT_ID", "").strip()
+    if not env.get("WEBEX_TOKEN_STORE", "").strip() and client_id:
         keys = [k.strip() for k in env.get("WEBEX_TOKEN_STORE_KEY", "").split(",") if k.strip()]
-        store = from_url(DEFAULT_STORE, encryption_key=keys or None)
+        path = default_store_path(config.base_url, client_id)
+        store = from_url(f"sqlite:///{path}", encryption_key=keys or None)
     try:
-        settings = load_env(env, config=resolve_config(base_url, env), token_storage=store)
+        settings = load_env(env, config=config, token_storage=store)
     except ValueError as exc:
         raise SettingsError(
             f"{exc}; see `byova doctor` (`byova emulator` prints a working set for local use)"
@@ -518,6 +543,14 @@ def doctor(
         ok = Path(path).is_file()
         add(f"tls {name}", "ok" if ok else "fail", path if ok else f"{path} does not exist")
     _doctor_expected_url(env, add)
+    legacy = legacy_store_path()
+    if not env.get("WEBEX_TOKEN_STORE", "").strip() and legacy.is_file():
+        add(
+            "legacy token store",
+            "info",
+            f"{legacy} (one file for every environment, from an earlier version) is no longer "
+            "read: tokens are kept per environment now; log in again, then delete it",
+        )
     try:
         sdk = build_sdk(base_url, env)
     except (SettingsError, ValueError) as exc:
