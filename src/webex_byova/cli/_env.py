@@ -12,7 +12,8 @@ __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "REQUIRED_VARS", "config_for_base_url
 
 #: Environment variables the CLI reads (name -> meaning), shown by ``byova doctor``.
 ENV_VARS: dict[str, str] = {
-    "WEBEX_BASE_URL": "Webex REST base URL (default https://webexapis.com/v1; the emulator's URL)",
+    "WEBEX_BASE_URL": "Webex REST base URL (default https://webexapis.com/v1; the emulator's URL, "
+    "whose JWS issuer is then trusted)",
     "WEBEX_INTEGRATION_CLIENT_ID": "Integration client id (required)",
     "WEBEX_INTEGRATION_CLIENT_SECRET": "Integration client secret (required)",
     "WEBEX_INTEGRATION_REDIRECT_URI": "Integration redirect URI used by `byova auth login`",
