@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -118,22 +119,32 @@ def _warn(text: str) -> None:
     typer.echo(f"warning: {redact(text)}", err=True)
 
 
-def _wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs.
+
+    Install it *before* announcing readiness: a caller that reads the announcement and sends
+    SIGINT at once must not hit the inherited disposition (a background job of a script
+    inherits SIGINT ignored, so Python's KeyboardInterrupt would never come).
+    """
     stop = threading.Event()
-    # Handle SIGINT explicitly too: a background job of a script inherits SIGINT ignored, so
-    # Python's KeyboardInterrupt never comes and `kill -INT` would not stop the command.
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait_for_interrupt(stop: threading.Event) -> None:
+    """Block until ``stop`` (from an :func:`_interruptible` block) is set."""
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # -- emulator ---------------------------------------------------------------------------------
@@ -153,21 +164,22 @@ def emulator(
 
     emu = start_emulator(host, port, authorize=authorize)
     try:
-        info = emulator_info(emu)
-        # The seeded credentials are random per run and only work against this emulator:
-        # printing them is the point of the command.
-        out = Renderer(as_json=as_json, show_tokens=True)
-        if as_json:
-            sys.stdout.write(json.dumps(info) + "\n")
-            sys.stdout.flush()
-        else:
-            env = info.pop("env")
-            out.record(info, title="Webex emulator")
-            out.message("[bold]Point the SDK, the CLI and `byova serve` at it:[/bold]")
-            for line in export_lines(env):
-                out.console.print(line, markup=False)
-            out.message("[dim]Ctrl-C to stop.[/dim]")
-        _wait_for_interrupt()
+        with _interruptible() as stop:
+            info = emulator_info(emu)
+            # The seeded credentials are random per run and only work against this emulator:
+            # printing them is the point of the command.
+            out = Renderer(as_json=as_json, show_tokens=True)
+            if as_json:
+                sys.stdout.write(json.dumps(info) + "\n")
+                sys.stdout.flush()
+            else:
+                env = info.pop("env")
+                out.record(info, title="Webex emulator")
+                out.message("[bold]Point the SDK, the CLI and `byova serve` at it:[/bold]")
+                for line in export_lines(env):
+                    out.console.print(line, markup=False)
+                out.message("[dim]Ctrl-C to stop.[/dim]")
+            _wait_for_interrupt(stop)
     finally:
         emu.stop()
 
