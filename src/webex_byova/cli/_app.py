@@ -30,9 +30,11 @@ def _hide_flag_metavars() -> None:
     """
     from typer.core import TyperOption
 
-    original = TyperOption.display_type_rich
-    if getattr(original, "_byova_flags_hidden", False):
-        return
+    original: Callable[[TyperOption, Any], str | None] | None = getattr(
+        TyperOption, "display_type_rich", None
+    )
+    if original is None or getattr(original, "_byova_flags_hidden", False):
+        return  # another typer version renders types elsewhere (the help test would say so)
 
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
         if self.is_flag and self.metavar is None:
