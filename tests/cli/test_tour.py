@@ -8,8 +8,8 @@ in the repository root with the virtualenv's ``bin`` first on ``PATH`` (an activ
 prints apply to every later line, as a user pastes them.
 
 Changed for a shared test machine, and nothing else: fixed ports (``byova emulator`` gets
-``--port 0``, ``50051`` becomes a free port) and ``WEBEX_MEDIA_HOST=127.0.0.1`` (the servers
-of the tests stay on loopback).
+``--port 0``, ``50051`` and ``WEBEX_MEDIA_PORT`` become a free port) and
+``WEBEX_MEDIA_HOST=127.0.0.1`` (the servers of the tests stay on loopback).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class Terminal:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["XDG_DATA_HOME"] = str(tmp_path / "data")
         env["WEBEX_MEDIA_HOST"] = "127.0.0.1"
+        env["WEBEX_MEDIA_PORT"] = str(self.media_port)  # `byova serve` without --port
         env["COLUMNS"] = "200"
         self.env = env
         self.running: list[tuple[str, subprocess.Popen[str]]] = []
