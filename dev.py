@@ -2,7 +2,10 @@
 """Developer entry point: the README's two commands.
 
     python3 dev.py demo   # the offline demo call (creates or reuses .venv)
-    python3 dev.py test   # every gate: ruff, format, mypy --strict, stub check, pytest + coverage
+    python3 dev.py test   # every gate: ruff, format, mypy --strict, stub check, API reference,
+                          # pytest + coverage
+    python3 dev.py docs   # only the API reference (pdoc) into build/api-reference/
+    python3 dev.py setup  # only create or update .venv
 
 Only the standard library is used here, so this runs on a fresh machine with Python 3.11+.
 The virtualenv lives in ``.venv`` next to this file and is reinstalled only when
@@ -36,6 +39,12 @@ COMPAT_EXTRAS = "all"
 COMPAT_TESTS = ("tests/media", "tests/proxy", "tests/media_audio")
 #: Dev tools the compat environment does not need (they pin protobuf 7 or only lint/type-check).
 _COMPAT_SKIP = ("grpcio-tools", "mypy", "ruff")
+SRC = ROOT / "src"
+API_REFERENCE = ROOT / "build" / "api-reference"  # gitignored (build/)
+#: Packages whose ``__all__`` names lazily imported classes (behind the optional extras): pdoc
+#: does not call a module ``__getattr__`` and would warn. Their modules are documented one by
+#: one, and every public name is on the ``webex_byova`` page.
+DOCS_SKIP = frozenset({"webex_byova.storage", "webex_byova.media.proxy"})
 
 
 def _venv_python(venv_dir: Path = VENV) -> Path:
@@ -117,6 +126,53 @@ def ensure_redis_server() -> None:
     )
 
 
+def public_modules() -> list[str]:
+    """Every module of the package without a ``_``-prefixed part, the package first."""
+    names = []
+    for path in sorted((SRC / "webex_byova").rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        if any(part.startswith("_") for part in parts):
+            continue
+        name = ".".join(parts)
+        if name not in DOCS_SKIP:
+            names.append(name)
+    return sorted(names, key=lambda n: (n != "webex_byova", n))
+
+
+def docs_command(python: str | os.PathLike[str], output: Path) -> list[str]:
+    """The pdoc run that builds the API reference from the docstrings (warnings are errors)."""
+    return [
+        str(python),
+        "-W",
+        "error",
+        "-m",
+        "pdoc",
+        "--docformat",
+        "google",
+        "--no-show-source",
+        "--footer-text",
+        "webex_byova API reference",
+        "--output-directory",
+        str(output),
+        *public_modules(),
+    ]
+
+
+def build_docs(python: Path, output: Path = API_REFERENCE) -> None:
+    """Build the API reference into ``output`` (replaced), failing on any pdoc warning."""
+    if output.exists():
+        shutil.rmtree(output)
+    _run(*docs_command(python, output))
+    print(f"API reference: {output / 'index.html'}", flush=True)
+
+
+def cmd_docs(_extra: list[str]) -> int:
+    build_docs(ensure_venv())
+    return 0
+
+
 def cmd_test(extra: list[str]) -> int:
     python = ensure_venv()
     ensure_redis_server()
@@ -125,7 +181,9 @@ def cmd_test(extra: list[str]) -> int:
     _run(_bin("mypy"))
     if (ROOT / "scripts" / "gen_proto.py").exists():
         _run(python, "scripts/gen_proto.py", "--check")
+    build_docs(python)
     env = dict(os.environ)
+    env["WEBEX_BYOVA_API_REFERENCE"] = str(API_REFERENCE)  # tests/cli/test_api_reference.py
     cmd = [
         str(python),
         "-m",
@@ -150,7 +208,12 @@ def cmd_demo(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"test": cmd_test, "demo": cmd_demo, "setup": lambda _x: (ensure_venv(), 0)[1]}
+    commands = {
+        "test": cmd_test,
+        "demo": cmd_demo,
+        "docs": cmd_docs,
+        "setup": lambda _x: (ensure_venv(), 0)[1],
+    }
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

@@ -5,7 +5,9 @@ Required: ``WEBEX_INTEGRATION_CLIENT_ID``, ``WEBEX_INTEGRATION_CLIENT_SECRET``,
 
 Optional: ``WEBEX_INTEGRATION_REDIRECT_URI``, ``WEBEX_INTEGRATION_SCOPES`` (space or comma
 separated), ``WEBEX_SA_APPLICATION_ID``, ``WEBEX_REGION`` (``us``/``eu``), ``WEBEX_BASE_URL``
-(``authorize`` and ``access_token`` URLs are derived from it), ``WEBEX_TOKEN_STORE``
+(any URL other than real Webex's also moves the ``authorize`` and ``access_token`` URLs below
+it, and the JWS key set and issuer to the same origin's ``/idb``: the emulator's layout, see
+:func:`config_for_base_url`), ``WEBEX_TOKEN_STORE``
 (``memory`` | ``sqlite:///path`` | ``redis://host:port/db``; default ``memory``) and
 ``WEBEX_TOKEN_STORE_KEY`` (Fernet key(s), comma separated: encrypts the store).
 """
@@ -15,12 +17,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .config import BYOVAConfig
 from .credentials import DEFAULT_REDIRECT_URI, IntegrationCredentials, ServiceAppCredentials
+from .jws import jwks_url_for
 from .storage import TokenStorage, from_url
 
-__all__ = ["REQUIRED_VARIABLES", "EnvSettings", "load_env"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "REQUIRED_VARIABLES",
+    "EnvSettings",
+    "config_for_base_url",
+    "load_env",
+]
+
+DEFAULT_BASE_URL = BYOVAConfig().base_url
 
 REQUIRED_VARIABLES: tuple[str, ...] = (
     "WEBEX_INTEGRATION_CLIENT_ID",
@@ -45,6 +57,35 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     if value is None or not value.strip():
         return None
     return value.strip()
+
+
+def config_for_base_url(base_url: str | None, *, region: str | None = None) -> BYOVAConfig:
+    """A :class:`BYOVAConfig` for ``base_url``.
+
+    Real Webex (the default URL) keeps every default. Any other base URL (the emulator, a
+    proxy) gets its OAuth endpoints below the base URL and its JWKS and issuer at the same
+    origin's ``/idb`` (the emulator's layout), so the data-source tokens it mints verify.
+
+    Raises:
+        ValueError: For an unknown region or a base URL that is not http(s).
+    """
+    kwargs: dict[str, object] = {}
+    if region:
+        kwargs["region"] = region
+    if base_url is None or base_url.strip().rstrip("/") == DEFAULT_BASE_URL:
+        return BYOVAConfig(**kwargs)  # type: ignore[arg-type]
+    base = base_url.strip().rstrip("/")
+    parts = urlsplit(base)
+    issuer = f"{parts.scheme}://{parts.netloc}/idb"
+    return BYOVAConfig(
+        base_url=base,
+        authorize_url=base + "/authorize",
+        token_url=base + "/access_token",
+        jwk_url_us=jwks_url_for(issuer),
+        jwk_url_eu=jwks_url_for(issuer),
+        extra_issuers=(issuer,),
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def load_env(
@@ -85,18 +126,10 @@ def load_env(
         application_id=_get(env, "WEBEX_SA_APPLICATION_ID"),
     )
     if config is None:
-        overrides: dict[str, str] = {}
-        region = _get(env, "WEBEX_REGION")
-        if region:
-            overrides["region"] = region
-        base_url = _get(env, "WEBEX_BASE_URL")
-        if base_url:
-            base = base_url.rstrip("/")
-            overrides.update(
-                base_url=base, authorize_url=f"{base}/authorize", token_url=f"{base}/access_token"
-            )
         try:
-            config = BYOVAConfig(**overrides)  # type: ignore[arg-type]
+            config = config_for_base_url(
+                _get(env, "WEBEX_BASE_URL"), region=_get(env, "WEBEX_REGION")
+            )
         except ValueError as exc:
             raise ValueError(f"invalid WEBEX_REGION/WEBEX_BASE_URL: {exc}") from exc
     if token_storage is None:

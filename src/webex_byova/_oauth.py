@@ -26,6 +26,7 @@ __all__ = [
     "CallbackResult",
     "application_token_body",
     "authorization_code_form",
+    "authorize_instructions",
     "build_authorize_url",
     "callback_page",
     "code_challenge",
@@ -273,6 +274,26 @@ def with_port(redirect_uri: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return urlunsplit((parts.scheme, f"{host}:{port}", parts.path, parts.query, ""))
+
+
+def authorize_instructions(
+    url: str, *, redirect_uri: str, timeout: float, browser_opened: bool | None
+) -> str:
+    """What to tell the person authorizing: the URL, whether a browser opened, how long we wait.
+
+    ``browser_opened`` is ``None`` when no browser was asked for, ``False`` when opening one
+    failed (e.g. a server without a desktop), ``True`` when one opened.
+    """
+    if browser_opened is None:
+        head = "Open this URL in a browser to authorize the Integration:"
+    elif browser_opened:
+        head = "A browser was opened to authorize the Integration; if none appeared, open:"
+    else:
+        head = "Could not open a browser. Open this URL in one to authorize the Integration:"
+    return (
+        f"{head}\n{url}\nWaiting up to {timeout:g} s for the redirect to {redirect_uri} "
+        "(`timeout=` changes this)."
+    )
 
 
 def redirect_target(redirect_uri: str) -> tuple[str, int, str]:

@@ -248,22 +248,44 @@ class BYOVA:
         return await run_async(self._webhook_flow(payload, raw_body, headers), self._http)
 
     # -- JWS
-    def verify_jws_token(self, jws_token: str) -> dict[str, Any]:
+    def verify_jws_token(
+        self,
+        jws_token: str,
+        *,
+        expected_url: str | None = None,
+        expected_org_id: str | None = None,
+    ) -> dict[str, Any]:
         """Verify an inbound BYODS JWS token (sync).
+
+        Args:
+            jws_token: The token (raw or ``Bearer <token>``).
+            expected_url: Require this ``com.cisco.datasource.url`` claim, character for
+                character (your data source's registered URL); ``None`` skips the check.
+            expected_org_id: Require this org (UUID or Hydra id); ``None`` skips the check.
 
         Raises:
             ValueError: If the token is invalid or no matching JWK is found
                 (:class:`~webex_byova.jws.JWSVerificationError` with a ``reason``).
         """
-        return self._jws.verify(jws_token)
+        return self._jws.verify(
+            jws_token, expected_url=expected_url, expected_org_id=expected_org_id
+        )
 
-    async def averify_jws_token(self, jws_token: str) -> dict[str, Any]:
-        """Verify an inbound BYODS JWS token.
+    async def averify_jws_token(
+        self,
+        jws_token: str,
+        *,
+        expected_url: str | None = None,
+        expected_org_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Verify an inbound BYODS JWS token (see :meth:`verify_jws_token` for the keywords).
 
         Raises:
             ValueError: If the token is invalid or no matching JWK is found.
         """
-        return await self._jws.averify(jws_token)
+        return await self._jws.averify(
+            jws_token, expected_url=expected_url, expected_org_id=expected_org_id
+        )
 
     # -- lifecycle
     def close(self) -> None:

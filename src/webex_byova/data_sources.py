@@ -174,7 +174,7 @@ class DataSourcesResource:
     def create_flow(
         self,
         *,
-        schema_id: str,
+        schema_id: str = BYOVA_SCHEMA_ID,
         url: str,
         audience: str,
         subject: str,
@@ -350,14 +350,19 @@ class DataSourcesResource:
     def create(
         self,
         *,
-        schema_id: str,
+        schema_id: str = BYOVA_SCHEMA_ID,
         url: str,
         audience: str,
         subject: str,
         token_lifetime_minutes: int = DEFAULT_TOKEN_LIFETIME_MINUTES,
         nonce: str | None = None,
     ) -> DataSource:
-        """Register a data source (``nonce`` defaults to a fresh UUID)."""
+        """Register a data source (``nonce`` defaults to a fresh UUID).
+
+        ``schema_id`` defaults to the BYOVA schema, as in :meth:`register_or_update`. Webex
+        accepts several data sources for one URL; :meth:`register_or_update` then refuses to
+        pick one, so prefer it unless you want a second registration.
+        """
         flow = self.create_flow(
             schema_id=schema_id,
             url=url,
@@ -371,7 +376,7 @@ class DataSourcesResource:
     async def acreate(
         self,
         *,
-        schema_id: str,
+        schema_id: str = BYOVA_SCHEMA_ID,
         url: str,
         audience: str,
         subject: str,

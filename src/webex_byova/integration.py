@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import webbrowser
@@ -31,6 +32,7 @@ from ._oauth import (
     AuthorizationRequest,
     CallbackResult,
     authorization_code_form,
+    authorize_instructions,
     callback_page,
     is_dead_refresh_error,
     new_authorization_request,
@@ -430,6 +432,31 @@ class IntegrationTokenManager:
         return self.create_authorization_request(redirect_uri=redirect, scopes=scopes)
 
     @staticmethod
+    def _announce(
+        request: AuthorizationRequest, timeout: float, opened: bool | None, *, print_it: bool
+    ) -> None:
+        """Log (and without ``on_url``, print to stderr) the URL and how long we will wait.
+
+        Without this a machine with no browser would wait the whole ``timeout`` in silence.
+        """
+        if opened is False:
+            log.warning("could not open a browser for the authorize URL; open it yourself")
+        log.info(
+            "authorize URL: %s (waiting up to %gs for the redirect to %s)",
+            request.url,
+            timeout,
+            request.redirect_uri,
+        )
+        if print_it:
+            text = authorize_instructions(
+                request.url,
+                redirect_uri=request.redirect_uri,
+                timeout=timeout,
+                browser_opened=opened,
+            )
+            print(text, file=sys.stderr, flush=True)
+
+    @staticmethod
     def _answer(
         target: str, path: str, request: AuthorizationRequest | None
     ) -> tuple[int, bytes, CallbackResult | None]:
@@ -453,7 +480,9 @@ class IntegrationTokenManager:
         Listens on the redirect URI's host and port (port ``0``: a free port, substituted into
         the redirect URI) without blocking the event loop, opens the browser (optional),
         verifies ``state`` and exchanges the code. ``on_url`` receives the authorize URL
-        (e.g. to print it).
+        (e.g. to print it); without ``on_url`` the URL, whether a browser opened and how long
+        it waits are printed to stderr (and logged), so a machine without a browser does not
+        wait in silence.
 
         Raises:
             AuthenticationError: Denied access, state mismatch, or no redirect within
@@ -486,8 +515,10 @@ class IntegrationTokenManager:
             holder.append(request)
             if on_url is not None:
                 on_url(request.url)
+            opened = None
             if open_browser:
-                await loop.run_in_executor(None, webbrowser.open, request.url)
+                opened = bool(await loop.run_in_executor(None, webbrowser.open, request.url))
+            self._announce(request, timeout, opened, print_it=on_url is None)
             try:
                 result = await asyncio.wait_for(outcome, timeout)
             except TimeoutError:
@@ -542,8 +573,8 @@ class IntegrationTokenManager:
             holder.append(request)
             if on_url is not None:
                 on_url(request.url)
-            if open_browser:
-                webbrowser.open(request.url)
+            opened = bool(webbrowser.open(request.url)) if open_browser else None
+            self._announce(request, timeout, opened, print_it=on_url is None)
             if not done.wait(timeout):
                 raise AuthenticationError(
                     f"authorization timed out: no redirect reached {request.redirect_uri} "

@@ -6,29 +6,34 @@ Every function takes a :class:`~webex_byova.client.BYOVA` (built by :func:`build
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._env import load_env
 from .._ids import org_uuid
+from .._logging import get_logger
 from ..client import BYOVA
 from ..config import BYOVAConfig
 from ..data_sources import BYOVA_SCHEMA_ID, DEFAULT_TOKEN_LIFETIME_MINUTES, OrgClient
-from ..errors import TokenStorageError
+from ..errors import APIConnectionError, AuthenticationError, TokenStorageError
 from ..jws import JWSVerifier
 from ..models import DataSource, Webhook
-from ..storage import from_url
+from ..storage import default_sqlite_path, from_url
 from ..tokens import OAuthToken
 from ._env import ENV_VARS, REQUIRED_VARS, config_for_base_url, env_base_url
 
 __all__ = [
+    "NO_WEBHOOK_SECRET_WARNING",
     "SettingsError",
     "auth_login",
     "auth_refresh",
@@ -42,8 +47,12 @@ __all__ = [
     "datasources_get",
     "datasources_list",
     "datasources_update",
+    "default_store_path",
     "doctor",
+    "duplicate_url_warning",
+    "follow_authorize_url",
     "jws_verify",
+    "legacy_store_path",
     "mint_data_source_token",
     "orgs_list",
     "resolve_org",
@@ -53,7 +62,25 @@ __all__ = [
     "webhooks_list",
 ]
 
-DEFAULT_STORE = "sqlite://"
+
+def default_store_path(base_url: str, client_id: str) -> Path:
+    """The CLI's default token store for one environment: base URL and Integration client id.
+
+    ``<user data dir>/environments/<host>-<hash>.db``; the hash covers both, so two
+    Integrations on one Webex, real Webex and the emulator, or two emulator runs (fresh
+    client ids) each get their own file. The host part only helps a person find the file.
+    """
+    digest = hashlib.sha256(f"{base_url.rstrip('/')}\n{client_id}".encode()).hexdigest()[:16]
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", urlsplit(base_url).netloc or "webex")
+    return default_sqlite_path().parent / "environments" / f"{host}-{digest}.db"
+
+
+def legacy_store_path() -> Path:
+    """The single file earlier versions used for every environment (no longer read)."""
+    return default_sqlite_path()
+
+
+log = get_logger("webex_byova.cli")
 
 
 class SettingsError(ValueError):
@@ -76,18 +103,23 @@ def build_sdk(base_url: str | None = None, environ: Mapping[str, str] | None = N
     """A :class:`BYOVA` from ``WEBEX_*`` variables (see :mod:`webex_byova._env`).
 
     ``--base-url`` wins over ``WEBEX_BASE_URL``. Unlike the library, whose default token store
-    is in memory, the CLI defaults to SQLite so ``auth login`` survives the process.
+    is in memory, the CLI defaults to SQLite so ``auth login`` survives the process: one file
+    per environment (:func:`default_store_path`), so the tokens and orgs of one Webex (or
+    emulator run, or Integration) are never reported for another.
 
     Raises:
         SettingsError: naming every missing variable or the bad value.
     """
     env = _env(environ)
     store = None
-    if not env.get("WEBEX_TOKEN_STORE", "").strip():
+    config = resolve_config(base_url, env)
+    client_id = env.get("WEBEX_INTEGRATION_CLIENT_ID", "").strip()
+    if not env.get("WEBEX_TOKEN_STORE", "").strip() and client_id:
         keys = [k.strip() for k in env.get("WEBEX_TOKEN_STORE_KEY", "").split(",") if k.strip()]
-        store = from_url(DEFAULT_STORE, encryption_key=keys or None)
+        path = default_store_path(config.base_url, client_id)
+        store = from_url(f"sqlite:///{path}", encryption_key=keys or None)
     try:
-        settings = load_env(env, config=resolve_config(base_url, env), token_storage=store)
+        settings = load_env(env, config=config, token_storage=store)
     except ValueError as exc:
         raise SettingsError(
             f"{exc}; see `byova doctor` (`byova emulator` prints a working set for local use)"
@@ -119,19 +151,52 @@ def _token_row(token: OAuthToken, now: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- auth
 
 
-def consent_automatically(url: str) -> None:
-    """Act as the user's browser against the emulator (it auto-consents and redirects).
+def follow_authorize_url(url: str, *, timeout: float = 30.0) -> None:
+    """Act as the user's browser against the emulator: GET ``url`` and follow its redirect.
 
-    Follows ``url`` on a daemon thread; the redirect lands on the SDK's local listener.
+    The emulator consents without a login page and redirects to the SDK's local listener,
+    which records the outcome. Only the listener's own answer is left to it (an error page
+    there means the authorization was denied; ``authorize()`` reports that).
+
+    Raises:
+        APIConnectionError: The authorize URL cannot be reached (e.g. the emulator is down).
+        AuthenticationError: The authorize endpoint refused the request.
+    """
+    authorize = urlsplit(url)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            failed = urlsplit(exc.url or url)
+            if (failed.netloc, failed.path) != (authorize.netloc, authorize.path):
+                return  # the listener's answer: authorize() raises with its description
+            body = exc.read(2000).decode("utf-8", "replace")
+        raise AuthenticationError(
+            f"the authorize endpoint {authorize.scheme}://{authorize.netloc}{authorize.path} "
+            f"answered HTTP {exc.code}: {body.strip()[:300]}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise APIConnectionError(
+            f"cannot reach the authorize URL {authorize.scheme}://{authorize.netloc}"
+            f"{authorize.path}: {reason} (is the emulator running? `byova emulator`)"
+        ) from None
+
+
+def consent_automatically(url: str) -> None:
+    """:func:`follow_authorize_url` on a daemon thread, for callers inside an event loop.
+
+    Failures are only logged: the caller's ``aauthorize()`` times out. Sync callers use
+    :func:`follow_authorize_url`, which fails at once.
     """
 
     def _go() -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(url, timeout=30) as resp:
-                resp.read()
-        except (urllib.error.URLError, OSError):
-            pass  # the listener reports the outcome (or the timeout)
+            follow_authorize_url(url)
+        except (APIConnectionError, AuthenticationError) as exc:
+            log.warning("automatic consent failed: %s", exc)
 
     threading.Thread(target=_go, daemon=True).start()
 
@@ -147,14 +212,16 @@ def auth_login(
     """Run the Integration's browser authorization and store the tokens.
 
     ``auto_consent`` makes an HTTP client follow the authorize URL instead of a browser
-    (only meaningful against the emulator, which consents without a login page).
+    (only meaningful against the emulator, which consents without a login page); when that
+    fails (the emulator is down) this raises at once instead of waiting ``timeout``.
     """
 
     def _url(url: str) -> None:
         if on_url is not None:
             on_url(url)
         if auto_consent:
-            consent_automatically(url)
+            # the sync listener runs on its own thread, so following here cannot deadlock
+            follow_authorize_url(url, timeout=min(timeout, 30.0))
 
     token = sdk.integration.authorize(
         open_browser=open_browser and not auto_consent, timeout=timeout, on_url=_url
@@ -252,10 +319,11 @@ def mint_data_source_token(
     """Register (or refresh) the BYOVA data source for ``url`` and return its JWS.
 
     Uses the stored Integration token; without one it authorizes with
-    :func:`consent_automatically` (works against the emulator only).
+    :func:`follow_authorize_url` (works against the emulator only; fails at once when it is
+    unreachable).
     """
     if not sdk.integration.has_token():
-        sdk.integration.authorize(open_browser=False, on_url=consent_automatically, timeout=30)
+        sdk.integration.authorize(open_browser=False, on_url=follow_authorize_url, timeout=30)
     ds = org_client(sdk, resolve_org(org, environ)).data_sources.register_or_update(
         url, audience="BYOVAGateway", subject="callAudioData"
     )
@@ -269,6 +337,16 @@ def datasources_get(sdk: BYOVA, org: str, data_source_id: str) -> dict[str, Any]
     return data_source_row(org_client(sdk, org).data_sources.get(data_source_id))
 
 
+def duplicate_url_warning(url: str, schema_id: str, ids: list[str]) -> str:
+    """What to tell a user who registers a second data source for the same URL and schema."""
+    return (
+        f"a data source for {url} (schema {schema_id}) already exists: {', '.join(ids)}. "
+        "Another one makes `register_or_update` (and `byova simulate --mint-token`) refuse "
+        "with a ConflictError; to refresh the existing one use "
+        f"`byova datasources update {ids[0]}` or `byova datasources extend {ids[0]}`."
+    )
+
+
 def datasources_create(
     sdk: BYOVA,
     org: str,
@@ -278,9 +356,15 @@ def datasources_create(
     audience: str = "BYOVAGateway",
     subject: str = "callAudioData",
     token_lifetime_minutes: int = DEFAULT_TOKEN_LIFETIME_MINUTES,
+    on_warning: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Register a data source."""
-    ds = org_client(sdk, org).data_sources.create(
+    """Register a data source; ``on_warning`` hears when one exists for the URL already."""
+    resource = org_client(sdk, org).data_sources
+    if on_warning is not None:
+        same = [ds.id for ds in resource.list() if ds.url == url and ds.schema_id == schema_id]
+        if same:
+            on_warning(duplicate_url_warning(url, schema_id, same))
+    ds = resource.create(
         schema_id=schema_id,
         url=url,
         audience=audience,
@@ -368,10 +452,29 @@ def webhooks_list(sdk: BYOVA) -> list[dict[str, Any]]:
     return [_webhook_row(h) for h in sdk.webhooks.list()]
 
 
+#: Said when ``webhooks ensure`` runs without a signing secret.
+NO_WEBHOOK_SECRET_WARNING = (
+    "no webhook secret: Webex will not sign the serviceApp events, so your receiver cannot "
+    "tell them from forged ones. Pass --secret or set WEBEX_WEBHOOK_SECRET (the receiver's "
+    "BYOVA.from_env() reads the same variable)."
+)
+
+
 def webhooks_ensure(
-    sdk: BYOVA, target_url: str, *, secret: str | None = None
+    sdk: BYOVA,
+    target_url: str,
+    *,
+    secret: str | None = None,
+    on_warning: Callable[[str], Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Make sure ``serviceApp`` authorized/deauthorized webhooks target ``target_url``."""
+    """Make sure ``serviceApp`` authorized/deauthorized webhooks target ``target_url``.
+
+    ``on_warning`` hears when there is no ``secret`` (unsigned events).
+    """
+    if not (secret or "").strip():
+        secret = None
+        if on_warning is not None:
+            on_warning(NO_WEBHOOK_SECRET_WARNING)
     return [
         _webhook_row(h) for h in sdk.webhooks.ensure_service_app_webhooks(target_url, secret=secret)
     ]
@@ -440,6 +543,15 @@ def doctor(
         ok = Path(path).is_file()
         add(f"tls {name}", "ok" if ok else "fail", path if ok else f"{path} does not exist")
     _doctor_media_auth(env, add)
+    _doctor_expected_url(env, add)
+    legacy = legacy_store_path()
+    if not env.get("WEBEX_TOKEN_STORE", "").strip() and legacy.is_file():
+        add(
+            "legacy token store",
+            "info",
+            f"{legacy} (one file for every environment, from an earlier version) is no longer "
+            "read: tokens are kept per environment now; log in again, then delete it",
+        )
     try:
         sdk = build_sdk(base_url, env)
     except (SettingsError, ValueError) as exc:
@@ -510,6 +622,38 @@ def _doctor_media_auth(env: Mapping[str, str], add: Any) -> None:
         )
     else:
         add("media token checks", "ok", f"expected data-source URL {media.expected_url}")
+
+
+def _doctor_expected_url(env: Mapping[str, str], add: Callable[[str, str, str], None]) -> None:
+    """The media server's required URL claim must be the URL the data source is registered for."""
+    expected = env.get("WEBEX_MEDIA_EXPECTED_URL", "").strip()
+    registered = env.get("WEBEX_DATA_SOURCE_URL", "").strip()
+    if not expected and not registered:
+        return
+    if expected and registered:
+        if expected == registered:
+            add("expected url", "ok", "WEBEX_MEDIA_EXPECTED_URL matches WEBEX_DATA_SOURCE_URL")
+        else:
+            add(
+                "expected url",
+                "fail",
+                f"WEBEX_MEDIA_EXPECTED_URL {expected!r} differs from WEBEX_DATA_SOURCE_URL "
+                f"{registered!r}: the media server will reject every token of that data source "
+                "(claim_mismatch:url; compared character for character)",
+            )
+    elif registered:
+        add(
+            "expected url",
+            "warn",
+            "WEBEX_MEDIA_EXPECTED_URL is unset: the media server accepts tokens of any data "
+            f"source; set it to {registered!r}",
+        )
+    else:
+        add(
+            "expected url",
+            "info",
+            "WEBEX_DATA_SOURCE_URL is unset: set it to the registered URL to check the data source",
+        )
 
 
 def _doctor_data_source(sdk: BYOVA, org: str, url: str, add: Any) -> None:

@@ -21,6 +21,32 @@ __all__ = ["app", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _hide_flag_metavars() -> None:
+    """Show on/off flags without a ``<bool>`` type column in ``--help`` (they take no value).
+
+    Typer renders every option's type, flags included (``--json <bool>``), which reads as if
+    the flag wanted an argument. Applied once, to the option class the ``byova`` app uses.
+    """
+    from typer.core import TyperOption
+
+    original: Callable[[TyperOption, Any], str | None] | None = getattr(
+        TyperOption, "display_type_rich", None
+    )
+    if original is None or getattr(original, "_byova_flags_hidden", False):
+        return  # another typer version renders types elsewhere (the help test would say so)
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._byova_flags_hidden = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_metavars()
+
 app = typer.Typer(
     name="byova",
     help="Webex BYOVA / BYODS toolkit: offline demo call, media server, call simulator, "
@@ -88,32 +114,39 @@ def _handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@contextlib.contextmanager
-def _interruptible() -> Iterator[Callable[[], None]]:
-    """Install the Ctrl-C/SIGTERM handlers, then yield a function that blocks until one comes.
+def _warn(text: str) -> None:
+    """A warning on stderr (stdout stays the command's result; secrets redacted)."""
+    from .._logging import redact
 
-    The handlers go in *before* the command announces that it is ready, so a signal sent right
-    after the announcement is never lost. SIGINT is handled explicitly too: a background job of a
-    script inherits SIGINT ignored, so Python's KeyboardInterrupt never comes and `kill -INT`
-    would not stop the command.
+    typer.echo(f"warning: {redact(text)}", err=True)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs.
+
+    Install it *before* announcing readiness: a caller that reads the announcement and sends
+    SIGINT at once must not hit the inherited disposition (a background job of a script
+    inherits SIGINT ignored, so Python's KeyboardInterrupt would never come).
     """
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
-
-    def wait() -> None:
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-
     try:
-        yield wait
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _wait_for_interrupt(stop: threading.Event) -> None:
+    """Block until ``stop`` (from an :func:`_interruptible` block) is set."""
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
 
 
 # -- emulator ---------------------------------------------------------------------------------
@@ -129,11 +162,11 @@ def emulator(
     as_json: JsonOut = False,
 ) -> None:
     """Run the local Webex emulator and print its URLs and seeded (fake) credentials."""
-    from ._emulator_cmd import emulator_info, start_emulator
+    from ._emulator_cmd import emulator_info, export_lines, start_emulator
 
     emu = start_emulator(host, port, authorize=authorize)
     try:
-        with _interruptible() as wait_for_interrupt:
+        with _interruptible() as stop:
             info = emulator_info(emu)
             # The seeded credentials are random per run and only work against this emulator:
             # printing them is the point of the command.
@@ -144,11 +177,11 @@ def emulator(
             else:
                 env = info.pop("env")
                 out.record(info, title="Webex emulator")
-                out.message("[bold]Point the SDK and CLI at it:[/bold]")
-                for key, value in env.items():
-                    out.console.print(f"export {key}={value}", markup=False)
+                out.message("[bold]Point the SDK, the CLI and `byova serve` at it:[/bold]")
+                for line in export_lines(env):
+                    out.console.print(line, markup=False)
                 out.message("[dim]Ctrl-C to stop.[/dim]")
-            wait_for_interrupt()
+            _wait_for_interrupt(stop)
     finally:
         emu.stop()
 
@@ -181,7 +214,9 @@ def auth_login(
             open_browser=browser,
             auto_consent=auto_consent,
             timeout=timeout,
-            on_url=lambda url: out.message(f"Open this URL to authorize:\n{url}"),
+            on_url=lambda url: out.message(
+                f"Open this URL to authorize (waiting up to {timeout:g} s for the redirect):\n{url}"
+            ),
         )
     out.record(result, title="Integration authorized")
 
@@ -301,6 +336,7 @@ def ds_create(
             audience=audience,
             subject=subject,
             token_lifetime_minutes=token_lifetime_minutes,
+            on_warning=_warn,
         )
     Renderer(as_json=as_json, show_tokens=show_tokens).record(row, title="Data source created")
 
@@ -427,7 +463,7 @@ def webhooks_ensure(
     from . import _admin
 
     with _admin.build_sdk(base_url) as sdk:
-        rows = _admin.webhooks_ensure(sdk, target_url, secret=secret)
+        rows = _admin.webhooks_ensure(sdk, target_url, secret=secret, on_warning=_warn)
     Renderer(as_json=as_json, show_tokens=show_tokens).table(rows, _HOOK_COLUMNS, title="Webhooks")
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from ..testing import WebexEmulator
 
-__all__ = ["emulator_info", "start_emulator"]
+__all__ = ["emulator_info", "export_lines", "start_emulator"]
+
+#: Variables for the media server (``byova serve``, ``BYOVAMediaServer.from_env``).
+MEDIA_PREFIX = "WEBEX_MEDIA_"
 
 
 def start_emulator(
@@ -26,6 +30,9 @@ def emulator_info(emu: WebexEmulator) -> dict[str, Any]:
     """URLs, seeded credentials and the ``WEBEX_*`` variables that point the SDK/CLI at ``emu``.
 
     The credentials are random per run and only valid against this local emulator.
+    ``WEBEX_MEDIA_EXTRA_ISSUERS`` makes a media server started with these variables trust the
+    data-source tokens the emulator mints (``byova simulate --mint-token``); production
+    servers trust only Webex's issuers.
     """
     env = {
         "WEBEX_BASE_URL": emu.base_url,
@@ -36,6 +43,7 @@ def emulator_info(emu: WebexEmulator) -> dict[str, Any]:
         "WEBEX_SA_CLIENT_SECRET": emu.service_app.client_secret,
         "WEBEX_SA_APPLICATION_ID": emu.service_app.application_id,
         "WEBEX_ORG_ID": emu.org.org_id,
+        "WEBEX_MEDIA_EXTRA_ISSUERS": emu.issuer,
     }
     return {
         "url": emu.url,
@@ -50,3 +58,18 @@ def emulator_info(emu: WebexEmulator) -> dict[str, Any]:
         "service_app_authorized": emu.is_authorized(emu.org.org_id),
         "env": env,
     }
+
+
+def export_lines(env: dict[str, str]) -> list[str]:
+    """The shell lines ``byova emulator`` prints: ``export`` lines under ``#`` comments.
+
+    Every line can be pasted into a POSIX shell as is (the comments are shell comments).
+    """
+    rest = {k: v for k, v in env.items() if not k.startswith(MEDIA_PREFIX)}
+    media = {k: v for k, v in env.items() if k.startswith(MEDIA_PREFIX)}
+    lines = ["# the SDK (BYOVA.from_env) and the byova admin commands"]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in rest.items()]
+    if media:
+        lines.append("# byova serve / BYOVAMediaServer.from_env: trust the emulator's tokens")
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in media.items()]
+    return lines

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
-from ..config import BYOVAConfig
+from .._env import DEFAULT_BASE_URL, config_for_base_url
 
 __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "REQUIRED_VARS", "config_for_base_url", "env_base_url"]
 
-DEFAULT_BASE_URL = BYOVAConfig().base_url
-JWKS_PATH = "/idb/oauth2/v2/keys/verificationjwk"
 
 #: Environment variables the CLI reads (name -> meaning), shown by ``byova doctor``.
 ENV_VARS: dict[str, str] = {
-    "WEBEX_BASE_URL": "Webex REST base URL (default https://webexapis.com/v1; the emulator's URL)",
+    "WEBEX_BASE_URL": "Webex REST base URL (default https://webexapis.com/v1; the emulator's URL, "
+    "whose JWS issuer is then trusted)",
     "WEBEX_INTEGRATION_CLIENT_ID": "Integration client id (required)",
     "WEBEX_INTEGRATION_CLIENT_SECRET": "Integration client secret (required)",
     "WEBEX_INTEGRATION_REDIRECT_URI": "Integration redirect URI used by `byova auth login`",
@@ -45,29 +43,3 @@ def env_base_url(environ: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     value = env.get("WEBEX_BASE_URL", "").strip()
     return value or None
-
-
-def config_for_base_url(base_url: str | None, *, region: str | None = None) -> BYOVAConfig:
-    """A :class:`BYOVAConfig` for ``base_url``.
-
-    Real Webex (the default URL) keeps every default. Any other base URL (the emulator, a
-    proxy) gets its OAuth endpoints below the base URL and its JWKS and issuer at the same
-    origin's ``/idb`` (the emulator's layout), so JWS verification trusts it.
-    """
-    kwargs: dict[str, object] = {}
-    if region:
-        kwargs["region"] = region
-    if base_url is None or base_url.rstrip("/") == DEFAULT_BASE_URL:
-        return BYOVAConfig(**kwargs)  # type: ignore[arg-type]
-    base = base_url.rstrip("/")
-    parts = urlsplit(base)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return BYOVAConfig(
-        base_url=base,
-        authorize_url=base + "/authorize",
-        token_url=base + "/access_token",
-        jwk_url_us=origin + JWKS_PATH,
-        jwk_url_eu=origin + JWKS_PATH,
-        extra_issuers=(origin + "/idb",),
-        **kwargs,  # type: ignore[arg-type]
-    )

@@ -14,14 +14,17 @@ call it::
 Endpoints (below ``emu.base_url`` = ``http://127.0.0.1:PORT/v1``):
 
 * ``GET /authorize`` auto-consents and redirects to ``redirect_uri?code=..&state=..``.
-* ``POST /access_token`` (form) ``authorization_code`` and ``refresh_token`` grants.
+* ``POST /access_token`` (form) ``authorization_code`` and ``refresh_token`` grants; the
+  client authenticates with HTTP Basic (``client_secret_basic``) or in the form
+  (``client_secret_post``); a wrong client gets 401 with ``WWW-Authenticate``.
 * ``POST /applications/{applicationId}/token`` Service App org tokens.
 * ``/webhooks`` and ``/webhooks/{id}``: POST, GET (``max``, ``ownedBy``, ``Link`` paging),
   PUT, DELETE.
 * ``/dataSources`` (trailing slash too), ``/dataSources/{id}``, ``/dataSources/schemas[/{id}]``.
 * ``GET /idb/oauth2/v2/keys/verificationjwk`` (below ``emu.url``): the JWKS of ``emu.issuer``.
 
-Every response carries a ``TrackingID`` header (``EMU_<uuid>``); errors use Webex's body
+Every response carries a ``TrackingID`` header: the caller's own ``TrackingID`` echoed (when
+it is a plain token, as Webex does), else ``EMU_<uuid>``; errors use Webex's body
 ``{message, errors:[{description}], trackingId}``; OAuth errors add ``error`` and
 ``error_description``.
 
@@ -115,6 +118,7 @@ from ._emulator_routes import (
     error_response,
     mint_data_source_claims,
     route,
+    tracking_id_for,
 )
 from ._emulator_state import (
     DataSourceRecord,
@@ -547,7 +551,7 @@ class WebexEmulator:
                     query=parse_qs(split.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
-                    tracking_id=f"EMU_{uuid.uuid4()}",
+                    tracking_id=tracking_id_for(self.headers.get("TrackingID")),
                 )
                 resp = emulator._process(req)
                 if resp is None:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from ._emulator_jws import KeyRing
 from ._emulator_state import (
@@ -40,9 +40,11 @@ __all__ = [
     "EmuRequest",
     "EmuResponse",
     "RouteContext",
+    "client_credentials",
     "error_response",
     "mint_data_source_claims",
     "route",
+    "tracking_id_for",
 ]
 
 JWKS_PATH = "/idb/oauth2/v2/keys/verificationjwk"
@@ -128,6 +130,20 @@ class RouteContext:
 
 
 # -- response helpers -------------------------------------------------------------------
+
+#: What a caller-supplied ``TrackingID`` may contain to be echoed (no CR/LF, bounded).
+_TRACKING_ID = re.compile(r"[A-Za-z0-9_.:/+=-]{1,200}")
+
+
+def tracking_id_for(supplied: str | None) -> str:
+    """The response's ``TrackingID``: the caller's own (as Webex echoes it), else ``EMU_<uuid>``.
+
+    Only a plain token-like value is echoed, so a header cannot inject CR/LF or grow a log.
+    """
+    value = (supplied or "").strip()
+    if _TRACKING_ID.fullmatch(value):
+        return value
+    return f"EMU_{uuid.uuid4()}"
 
 
 def json_response(
@@ -313,6 +329,31 @@ def _oauth_fail(status: int, error: str, message: str, tracking_id: str) -> EmuR
     return error_response(status, message, tracking_id, oauth_error=error)
 
 
+def client_credentials(authorization: str | None, form: dict[str, str]) -> tuple[str, str] | str:
+    """``(client_id, client_secret)`` from HTTP Basic or the form body (RFC 6749 2.3.1).
+
+    ``client_secret_basic`` is ``Basic base64(urlencode(id) ":" urlencode(secret))``;
+    ``client_secret_post`` puts both in the form. A client must use one method only. Returns
+    an error description (for ``invalid_request``) when the request is malformed.
+    """
+    header = (authorization or "").strip()
+    if not header.lower().startswith("basic "):
+        return form.get("client_id", ""), form.get("client_secret", "")
+    if "client_secret" in form:
+        return "Use one client authentication method: HTTP Basic or client_secret in the body."
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return "The Basic authorization header is not valid base64 of 'id:secret'."
+    raw_id, sep, raw_secret = decoded.partition(":")
+    if not sep:
+        return "The Basic authorization header is not valid base64 of 'id:secret'."
+    client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+    if form.get("client_id", client_id) != client_id:
+        return "client_id in the body differs from the Basic authorization header."
+    return client_id, secret
+
+
 def _access_token(ctx: RouteContext, req: EmuRequest) -> EmuResponse:
     st = ctx.state
     tid = req.tracking_id
@@ -325,13 +366,17 @@ def _access_token(ctx: RouteContext, req: EmuRequest) -> EmuResponse:
         return _oauth_fail(400, "invalid_request", "grant_type is required.", tid)
     if grant not in ("authorization_code", "refresh_token"):
         return _oauth_fail(400, "unsupported_grant_type", f"Unsupported grant_type {grant!r}.", tid)
-    client_id = form.get("client_id", "")
-    secret = form.get("client_secret", "")
+    credentials = client_credentials(req.headers.get("authorization"), form)
+    if isinstance(credentials, str):
+        return _oauth_fail(400, "invalid_request", credentials, tid)
+    client_id, secret = credentials
     client: Integration | ServiceApp | None = st.integrations.get(client_id) or (
         st.service_apps.get(client_id)
     )
     if client is None or not hmac.compare_digest(client.client_secret.encode(), secret.encode()):
-        return _oauth_fail(401, "invalid_client", "Invalid client_id or client_secret.", tid)
+        resp = _oauth_fail(401, "invalid_client", "Invalid client_id or client_secret.", tid)
+        resp.headers.append(("WWW-Authenticate", 'Basic realm="webex-emulator"'))
+        return resp
     now = st.clock.now()
     if grant == "authorization_code":
         if not isinstance(client, Integration):
