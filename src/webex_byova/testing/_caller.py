@@ -484,7 +484,7 @@ class WebexCaller:
     ) -> TurnResult:
         """One audio turn: stream the utterance in frames, then silence, as Webex does.
 
-        Give a ``wav`` (any supported format), raw 8 kHz ``ulaw`` or ``pcm16`` at
+        Give a ``wav`` (any format :func:`~webex_byova.media.audio.read_wav` accepts), raw 8 kHz ``ulaw`` or ``pcm16`` at
         ``sample_rate``. Frames go out as ``encoding`` (µ-law by default) at ``sample_rate``
         (8000 for µ-law/A-law unless given). Sending stops at ``END_OF_INPUT`` (then the
         caller half-closes); otherwise after the trailing silence.
@@ -524,7 +524,7 @@ class WebexCaller:
         enc = _audio.AudioEncoding.coerce(encoding)
         if wav is not None:
             info = _audio.read_wav(wav)
-            pcm = _audio.downmix_pcm16(_audio.decode(info.payload, info.encoding), info.channels)
+            pcm = info.mono_pcm16()
             src_rate = info.sample_rate
         elif ulaw is not None:
             pcm, src_rate = _audio.decode(ulaw, "MULAW"), 8000
