@@ -141,6 +141,9 @@ def demo(
         raise typer.BadParameter("--audio-mode must be wav or chunk")
     mode: Literal["wav", "chunk"] = "chunk" if audio_mode == "chunk" else "wav"
     if serve_only:
+        from ._serve import check_port_free
+
+        check_port_free(host, port)
         _run(_serve_demo(host, port, mode))
         return
     from ._demo import run_demo
@@ -189,25 +192,37 @@ def demo(
 
 async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"]) -> None:
     from ._demo_env import start_demo_environment
+    from ._serve import PortInUseError, bind_address
 
-    env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
     try:
+        env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
+    except RuntimeError as exc:
+        if "bind" not in str(exc).lower():
+            raise
+        raise PortInUseError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
+    try:
+        stop = _stop_event()
         sys.stdout.write(json.dumps(env.describe()) + "\n")
         sys.stdout.flush()
-        await _until_signalled(env.server)
+        await stop.wait()
     finally:
         await env.aclose()
 
 
-async def _until_signalled(server: Any) -> None:
+def _stop_event() -> asyncio.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP (a closed terminal): a graceful stop.
+
+    Install it before announcing the server, so a signal sent as soon as the announcement
+    is read is never the default action (KeyboardInterrupt, or death by SIGHUP).
+    """
     import signal
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # non-POSIX
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # non-POSIX
+            loop.add_signal_handler(getattr(signal, name), stop.set)
+    return stop
 
 
 # --------------------------------------------------------------------------- serve
@@ -261,10 +276,10 @@ def serve(
             "--tls-client-ca": tls_client_ca,
         }
         raise typer.Exit(run_with_reload(child_command(target, options), roots))
-    from ._serve import apply_overrides, load_app
+    from ._serve import apply_overrides, check_port_free, load_app
 
     server = load_app(target)
-    apply_overrides(
+    config = apply_overrides(
         server,
         {
             "host": host,
@@ -274,22 +289,49 @@ def serve(
             "tls_client_ca_file": tls_client_ca,
         },
     )
+    check_port_free(config.host, config.port)
     _run(_serve_app(server, target))
 
 
+async def _start_listening(server: Any) -> None:
+    """``server.start()``; a bind failure becomes one line (gRPC raises a bare RuntimeError)."""
+    from ._serve import PortInUseError, bind_address
+
+    try:
+        await server.start()
+    except RuntimeError as exc:
+        if "bind" not in str(exc).lower():
+            raise
+        where = bind_address(server.config.host, server.config.port)
+        raise PortInUseError(
+            f"cannot listen on {where}: the address is in use or not available here"
+        ) from None
+
+
 async def _serve_app(server: Any, target: str) -> None:
-    await server.start()
+    from ._serve import bind_address, exposure_warning
+
+    await _start_listening(server)
     config = server.config
     try:
+        stop = _stop_event()
+        err = Console(stderr=True, highlight=False)
+        bound = bind_address(config.host, server.port)
+        reach = f", connect to {server.address}" if bound != server.address else ""
         # One parseable line on stderr: tools (and our tests) read the bound address from it.
-        Console(stderr=True, highlight=False).print(
-            f"serving {target} on {server.address} "
+        err.print(
+            f"serving {target} on {bound} "
             f"({'TLS' if config.tls else 'plaintext'}, tokens "
-            f"{'verified' if config.verify_tokens else 'NOT verified'}); Ctrl-C to stop",
+            f"{'verified' if config.verify_tokens else 'NOT verified'}{reach}); Ctrl-C to stop",
             markup=False,
             soft_wrap=True,
         )
-        await _until_signalled(server)
+        warning = exposure_warning(
+            config.host, server.port, tls=config.tls, verify_tokens=config.verify_tokens
+        )
+        if warning:
+            err.print(warning, style="bold yellow", markup=False, soft_wrap=True)
+        await stop.wait()
     finally:
         await server.stop()
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._logging import SECRET_KEYS, mask, redact
@@ -153,4 +154,4 @@ class Renderer:
 
     def error(self, text: str) -> None:
         """An error message on stderr (secrets redacted)."""
-        self.err.print(f"[bold red]error:[/bold red] {redact(text)}")
+        self.err.print(f"[bold red]error:[/bold red] {escape(redact(text))}", soft_wrap=True)
