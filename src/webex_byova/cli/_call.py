@@ -12,7 +12,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import grpc
 
 from ..media import audio as _audio
 from ..media._model import enums_from_digits
@@ -23,12 +26,14 @@ __all__ = [
     "CallScript",
     "LoadStats",
     "TurnReport",
+    "connection_hint",
     "late_frames",
     "parse_target",
     "percentile",
     "run_call",
     "run_load",
     "summarize_turn",
+    "tls_credentials",
     "turn_latency",
 ]
 
@@ -62,6 +67,46 @@ class CallScript:
 
 
 _GRPC_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")
+
+
+def tls_credentials(
+    *,
+    tls: bool = False,
+    ca_cert: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> grpc.ChannelCredentials | None:
+    """Channel credentials for ``simulate``'s TLS options (``None``: plaintext).
+
+    Any of the files implies TLS; ``ca_cert`` replaces the system's root CAs; a client
+    certificate and its key (mutual TLS) come together. Unreadable files raise ``OSError``.
+    """
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("--client-cert and --client-key go together (mutual TLS)")
+    if not (tls or ca_cert or client_cert):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_cert.read_bytes() if ca_cert else None,
+        private_key=client_key.read_bytes() if client_key else None,
+        certificate_chain=client_cert.read_bytes() if client_cert else None,
+    )
+
+
+def connection_hint(statuses: Sequence[str], *, tls: bool) -> str | None:
+    """What to try when calls failed with ``UNAVAILABLE`` (``statuses``: codes or errors)."""
+    if not any(s.startswith("UNAVAILABLE") for s in statuses):
+        return None
+    if tls:
+        return (
+            "the server is unreachable or the TLS handshake failed: check --target, --ca-cert "
+            "(the CA that signed the server's certificate), --tls-server-name, or drop --tls "
+            "for a plaintext server"
+        )
+    return (
+        "the server is unreachable, or it expects TLS (a plaintext call to a TLS server "
+        "fails with 'Socket closed'): check --target, or add --tls (and --ca-cert for a "
+        "private CA)"
+    )
 
 
 def parse_target(target: str) -> str:
@@ -340,7 +385,7 @@ class LoadStats:
     """Aggregate of a load test."""
 
     calls: int = 0
-    completed: int = 0
+    completed: int = 0  # finished, with or without success
     failed: int = 0
     active: int = 0
     peak_concurrency: int = 0
@@ -381,6 +426,7 @@ class LoadStats:
         return {
             "calls": self.calls,
             "completed": self.completed,
+            "succeeded": self.completed - self.failed,
             "failed": self.failed,
             "peak_concurrency": self.peak_concurrency,
             "turns": self.turns,

@@ -370,47 +370,94 @@ def simulate(
         bool, typer.Option("--no-hangup", help="Do not send SESSION_END at the end.")
     ] = False,
     fast: Annotated[bool, typer.Option("--fast", help="Send audio as fast as possible.")] = False,
-    calls: Annotated[int, typer.Option("--calls", help="Number of calls (load test).")] = 1,
+    calls: Annotated[
+        int, typer.Option("--calls", min=1, help="Number of calls (more than 1: a load test).")
+    ] = 1,
     rate: Annotated[float, typer.Option("--rate", help="New calls per second (load test).")] = 1.0,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Webex/emulator base URL for --mint-token.")
     ] = None,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", help="Call over TLS (implied by --ca-cert, --client-cert, --tls-server-name)."
+        ),
+    ] = False,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert",
+            help="PEM CA certificate(s) to trust for the server's certificate (default: the "
+            "system's root CAs).",
+        ),
+    ] = None,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option("--client-cert", help="PEM client certificate chain (mutual TLS)."),
+    ] = None,
+    client_key: Annotated[
+        Path | None,
+        typer.Option("--client-key", help="PEM private key of --client-cert (mutual TLS)."),
+    ] = None,
+    tls_server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-server-name",
+            help="Name the server's certificate carries, when it differs from --target's host.",
+        ),
+    ] = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Place simulated Webex calls against any BYOVA server; with --calls N, a load test."""
+    """Place simulated Webex calls against any BYOVA server; with --calls N, a load test.
+
+    Turn latency is the time from the end of the caller's input (the server's END_OF_INPUT
+    for speech, the end of the request for DTMF and events) to the server's first reply.
+    A load test also counts late caller frames: 20 ms audio frames sent more than 20 ms
+    behind their real-time schedule, a sign that this machine could not keep up (not
+    measured with --fast).
+    """
     _need_media()
     from ..media import assets
-    from ._call import CallScript, parse_target
+    from ._call import CallScript, parse_target, tls_credentials
 
     target = parse_target(target)
+    if rate <= 0:
+        raise typer.BadParameter(f"--rate must be > 0 calls per second, got {rate}")
     wav_bytes = wav.read_bytes() if wav is not None else assets.load("speech_hello.wav")
     script = CallScript(
         wav=wav_bytes, utterances=turns, dtmf=tuple(dtmf or ()), hang_up=not no_hangup
     )
     if token is not None and mint_token is not None:
         raise typer.BadParameter("pass --token or --mint-token, not both")
+    credentials = tls_credentials(
+        tls=tls or tls_server_name is not None,
+        ca_cert=ca_cert,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
+    channel = {"credentials": credentials, "tls_server_name": tls_server_name}
     if mint_token is not None:
         token = _mint(mint_token, base_url)
     out = Renderer(as_json=as_json)
-    if calls <= 1:
+    if calls == 1:
         report: CallReport = _run(
-            _simulate_one(target, token, agent, org, script, not fast, as_json)
+            _simulate_one(target, token, agent, org, script, not fast, as_json, channel)
         )
         if as_json:
             out.json(report.to_json())
         else:
-            _print_call(report)
+            _print_call(report, tls=credentials is not None)
         if not report.ok:
             raise typer.Exit(1)
         return
     stats: LoadStats = _run(
-        _simulate_load(target, token, agent, org, script, not fast, calls, rate, as_json)
+        _simulate_load(target, token, agent, org, script, not fast, calls, rate, as_json, channel)
     )
     data = stats.to_json()
     if as_json:
         out.json(data)
     else:
-        _print_load(data)
+        _print_load(data, realtime=not fast, tls=credentials is not None)
     if stats.failed:
         raise typer.Exit(1)
 
@@ -423,7 +470,13 @@ def _mint(url: str, base_url: str | None) -> str:
 
 
 def _caller(
-    target: str, token: str | None, agent: str, org: str, realtime: bool, n: int = 0
+    target: str,
+    token: str | None,
+    agent: str,
+    org: str,
+    realtime: bool,
+    n: int = 0,
+    channel: dict[str, Any] | None = None,
 ) -> Any:
     from ..testing._caller import WebexCaller
 
@@ -434,11 +487,19 @@ def _caller(
         customer_org_id=org,
         realtime=realtime,
         tracking_id=f"BYOVASIM_{n}",
+        **(channel or {}),
     )
 
 
 async def _simulate_one(
-    target: str, token: str | None, agent: str, org: str, script: Any, realtime: bool, quiet: bool
+    target: str,
+    token: str | None,
+    agent: str,
+    org: str,
+    script: Any,
+    realtime: bool,
+    quiet: bool,
+    channel: dict[str, Any],
 ) -> CallReport:
     from ._call import run_call
 
@@ -452,7 +513,7 @@ async def _simulate_one(
         if not quiet:
             console.print(_send_line(sent, at))
 
-    async with _caller(target, token, agent, org, realtime) as caller:
+    async with _caller(target, token, agent, org, realtime, channel=channel) as caller:
         return await run_call(caller, script, observe=show, on_send=send)
 
 
@@ -466,6 +527,7 @@ async def _simulate_load(
     calls: int,
     rate: float,
     quiet: bool,
+    channel: dict[str, Any],
 ) -> LoadStats:
     from ._call import run_load
 
@@ -489,7 +551,7 @@ async def _simulate_load(
 
     with progress:
         return await run_load(
-            lambda n: _caller(target, token, agent, org, realtime, n),
+            lambda n: _caller(target, token, agent, org, realtime, n, channel),
             script,
             calls=calls,
             rate=rate,
@@ -497,7 +559,20 @@ async def _simulate_load(
         )
 
 
-def _print_call(report: CallReport) -> None:
+LATENCY_NOTE = (
+    "latency: from the end of the caller's input (the server's END_OF_INPUT for speech, the "
+    "end of the request for DTMF and events) to the server's first reply."
+)
+LATE_NOTE = (
+    "late caller frames: 20 ms audio frames the caller sent more than 20 ms behind their "
+    "real-time schedule; when there are any, this machine (the caller, and the server if it "
+    "runs here) could not keep up, and the latencies above are pessimistic."
+)
+
+
+def _print_call(report: CallReport, *, tls: bool = False) -> None:
+    from ._call import connection_hint
+
     console = Console(highlight=False)
     table = Table(title=f"Call {report.conversation_id}")
     for col in ("#", "sent", "events", "prompt", "latency", "status"):
@@ -513,25 +588,54 @@ def _print_call(report: CallReport) -> None:
         )
     console.print(table)
     console.print(f"outcome={report.outcome} ok={report.ok} {report.error or ''}")
+    console.print(f"[dim]{LATENCY_NOTE}[/dim]")
+    hint = connection_hint([t.code for t in report.turns], tls=tls)
+    if hint:
+        console.print(f"[yellow]hint:[/yellow] {hint}", markup=True)
 
 
-def _print_load(data: dict[str, Any]) -> None:
-    console = Console(highlight=False)
+def load_rows(data: dict[str, Any], *, realtime: bool) -> list[tuple[str, str]]:
+    """The load-test summary as (metric, value) rows (pure: JSON of :class:`LoadStats` in)."""
     lat = data["latency_ms"]
-    table = Table(title="Load test", show_header=False)
-    table.add_column("metric", style="bold")
-    table.add_column("value")
-    rows = [
-        ("calls", f"{data['completed']}/{data['calls']} completed, {data['failed']} failed"),
+    failed, finished = data["failed"], data["completed"]
+    succeeded = finished - failed
+    calls = f"{data['calls']} placed: {succeeded} succeeded, {failed} failed"
+    if finished < data["calls"]:
+        calls += f", {data['calls'] - finished} unfinished"
+    if lat["samples"]:
+        latency = f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms ({lat['samples']} turns)"
+    else:
+        latency = "n/a (no turn was answered)"
+    if not realtime:
+        late = "not measured (--fast sends audio unpaced)"
+    elif data["frames_sent"]:
+        late = f"{data['late_frames']} of {data['frames_sent']} frames"
+    else:
+        late = "n/a (no audio sent)"
+    return [
+        ("calls", calls),
         ("peak concurrent calls", str(data["peak_concurrency"])),
         ("turns", f"{data['turns']} ({data['turn_errors']} errors)"),
-        ("turn latency p50/p95/p99", f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms"),
-        ("late caller frames", f"{data['late_frames']} of {data['frames_sent']}"),
+        ("turn latency p50/p95/p99", latency),
+        ("late caller frames", late),
         ("outcomes", json.dumps(data["outcomes"])),
         ("duration", f"{data['duration_s']} s"),
     ]
-    for key, value in rows:
+
+
+def _print_load(data: dict[str, Any], *, realtime: bool = True, tls: bool = False) -> None:
+    from ._call import connection_hint
+
+    console = Console(highlight=False)
+    table = Table(title="Load test", show_header=False)
+    table.add_column("metric", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in load_rows(data, realtime=realtime):
         table.add_row(key, value)
     for err, count in data["errors"].items():
         table.add_row("error", f"{count} x {err}")
     console.print(table)
+    console.print(f"[dim]{LATENCY_NOTE}\n{LATE_NOTE}[/dim]")
+    hint = connection_hint(list(data["errors"]), tls=tls)
+    if hint:
+        console.print(f"[yellow]hint:[/yellow] {hint}")
