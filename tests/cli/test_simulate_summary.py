@@ -24,7 +24,9 @@ def closed_port() -> int:
 def test_calls_zero_is_refused(runner: CliRunner) -> None:
     result = runner.invoke(app, ["simulate", "--target", "127.0.0.1:9", "--calls", "0"], env=WIDE)
     assert result.exit_code == 2
-    assert "Invalid value for '--calls': Input should be greater than or equal to 1" in result.output
+    assert (
+        "Invalid value for '--calls': Input should be greater than or equal to 1" in result.output
+    )
     result = runner.invoke(
         app, ["simulate", "--target", "127.0.0.1:9", "--calls", "2", "--rate", "0"], env=WIDE
     )
