@@ -153,6 +153,7 @@ class TurnReport:
     late_frames: int
     terminal: bool
     result: TurnResult = field(repr=False)
+    finished_at: float = 0.0  # seconds since the call started, when the caller saw the end
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (no protobufs)."""
@@ -161,6 +162,7 @@ class TurnReport:
             "kind": self.kind,
             "sent": self.sent,
             "started_at_ms": round(self.started_at * 1000, 1),
+            "finished_at_ms": round(self.finished_at * 1000, 1),
             "ok": self.ok,
             "status": self.code,
             "details": self.details,
@@ -279,9 +281,19 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
 
 
 def summarize_turn(
-    index: int, sent: str, started_at: float, result: TurnResult, *, frame_s: float, realtime: bool
+    index: int,
+    sent: str,
+    started_at: float,
+    result: TurnResult,
+    *,
+    frame_s: float,
+    realtime: bool,
+    finished_at: float | None = None,
 ) -> TurnReport:
-    """Build a :class:`TurnReport` from a caller's :class:`TurnResult`."""
+    """Build a :class:`TurnReport` from a caller's :class:`TurnResult`.
+
+    ``finished_at`` defaults to ``started_at`` plus the RPC's duration.
+    """
     latency = turn_latency(result)
     audio = result.audio
     return TurnReport(
@@ -301,6 +313,7 @@ def summarize_turn(
         late_frames=late_frames(result.frame_times, frame_s) if realtime else 0,
         terminal=result.terminal,
         result=result,
+        finished_at=started_at + result.duration if finished_at is None else finished_at,
     )
 
 
@@ -314,14 +327,16 @@ async def run_call(
     observe: Observer | None = None,
     on_send: Callable[[str, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    start_time: float | None = None,
 ) -> CallReport:
     """Play ``script`` through ``caller``; never raises for server misbehaviour.
 
     ``on_send(what, seconds_since_call_start)`` runs as each RPC starts, ``observe(turn)``
-    when it completes.
+    when it completes. Times count from ``start_time`` (a ``clock()`` value; default: now),
+    so that other observers of the call (the demo's server events) can share the timeline.
     """
     report = CallReport(conversation_id=caller.conversation_id)
-    t0 = clock()
+    t0 = clock() if start_time is None else start_time
     frame_s = caller.frame_ms / 1000
 
     def begin(sent: str) -> float:
@@ -338,6 +353,7 @@ async def run_call(
             result,
             frame_s=frame_s,
             realtime=caller.realtime,
+            finished_at=clock() - t0,
         )
         report.turns.append(turn)
         if observe is not None:

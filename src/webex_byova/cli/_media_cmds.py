@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,20 +36,30 @@ def _run(coro: Any) -> Any:
 
 # --------------------------------------------------------------------------- rendering
 
+LATENCY_NOTE = (
+    "latency: from the end of the caller's input (the server's END_OF_INPUT for speech, the "
+    "end of the request for DTMF and events) to the server's first reply."
+)
+LATE_NOTE = (
+    "late caller frames: 20 ms audio frames the caller sent more than 20 ms behind their "
+    "real-time schedule; when there are any, this machine (the caller, and the server if it "
+    "runs here) could not keep up, and the latencies above are pessimistic."
+)
+
 
 def _send_line(sent: str, at: float) -> str:
-    return f"[cyan]{at * 1000:7.0f} ms[/cyan]  caller → {sent}"
+    return f"[cyan]{at * 1000:7.0f} ms[/cyan]  caller → server  {escape(sent)}"
 
 
 def _turn_line(turn: TurnReport) -> str:
-    at = turn.started_at * 1000 + turn.duration_ms
-    parts = [f"[cyan]{at:7.0f} ms[/cyan]  server ← {turn.sent}:"]
+    at = turn.finished_at * 1000
+    parts = [f"[cyan]{at:7.0f} ms[/cyan]  server → caller  reply to {escape(turn.sent)}:"]
     if not turn.ok:
         parts.append(f"[red]{turn.code}: {turn.details}[/red]")
     if turn.events:
         parts.append(", ".join(turn.events))
     if turn.texts:
-        parts.append("[italic]“" + _short(" / ".join(turn.texts), 60) + "”[/italic]")
+        parts.append("[italic]“" + escape(_short(" / ".join(turn.texts), 60)) + "”[/italic]")
     if turn.audio_ms:
         parts.append(f"audio {turn.audio_ms:.0f} ms")
     if turn.latency_ms is not None and turn.kind != "start_of_dtmf":
@@ -108,7 +119,10 @@ def _checks_table(result: DemoResult) -> Table:
 @_handles_errors
 def demo(
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the bot's audio (WAV).")
+        Path,
+        typer.Option(
+            "--output", "-o", help="Where to write the bot's audio (16-bit PCM WAV, 8 kHz)."
+        ),
     ] = Path("demo-output") / "bot_audio.wav",
     hangup: Annotated[
         bool, typer.Option("--hangup", help="End with DTMF 9 (goodbye) instead of 5 (agent).")
@@ -163,6 +177,9 @@ def demo(
         console.print(f"[magenta]{at * 1000:7.0f} ms[/magenta]  {text}")
 
     console.rule("[bold]webex_byova demo call")
+    from ._demo_agent import AUDIO_NOTE
+
+    console.print(f"[dim]{AUDIO_NOTE}\n{LATENCY_NOTE}[/dim]")
     result: DemoResult = _run(
         run_demo(
             output=output,
@@ -180,7 +197,10 @@ def demo(
     else:
         console.print(_summary_table(result))
         console.print(_checks_table(result))
-        console.print(f"bot audio written to [bold]{result.output}[/bold]")
+        console.print(
+            f"bot audio written to [bold]{result.output}[/bold] (16-bit PCM WAV, 8 kHz mono: "
+            "the chimes and the echo of the caller's words)"
+        )
         verdict = "[bold green]call OK[/bold green]" if result.ok else "[bold red]call FAILED"
         console.print(
             f"{verdict}  outcome={result.report.outcome}  "
@@ -557,17 +577,6 @@ async def _simulate_load(
             rate=rate,
             on_update=update,
         )
-
-
-LATENCY_NOTE = (
-    "latency: from the end of the caller's input (the server's END_OF_INPUT for speech, the "
-    "end of the request for DTMF and events) to the server's first reply."
-)
-LATE_NOTE = (
-    "late caller frames: 20 ms audio frames the caller sent more than 20 ms behind their "
-    "real-time schedule; when there are any, this machine (the caller, and the server if it "
-    "runs here) could not keep up, and the latencies above are pessimistic."
-)
 
 
 def _print_call(report: CallReport, *, tls: bool = False) -> None:
