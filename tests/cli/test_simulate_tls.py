@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from webex_byova.cli import app
+from webex_byova.testing import WebexCaller
 
 from .conftest import BYOVA
 from .test_serve_reload import APP, Lines
@@ -162,3 +164,18 @@ def test_tls_options_are_checked_before_calling(runner: CliRunner, pki: Path) ->
     missing = simulate(runner, "127.0.0.1:9", "--ca-cert", str(pki / "nope.pem"))
     assert missing.exit_code == 1
     assert "nope.pem" in missing.output
+
+
+async def test_webex_caller_tls_options(pki: Path) -> None:
+    with pytest.raises(ValueError, match="tls_server_name needs TLS"):
+        WebexCaller("127.0.0.1:9", tls_server_name=SERVER_NAME)
+    with tls_server(pki) as target:
+        # tls=True trusts the system's roots only: this private CA is refused
+        async with WebexCaller(target, tls=True, realtime=False, rpc_timeout=5) as caller:
+            refused = await caller.start_session()
+        assert refused.code == grpc.StatusCode.UNAVAILABLE
+        creds = grpc.ssl_channel_credentials((pki / "ca.pem").read_bytes())
+        async with WebexCaller(
+            target, credentials=creds, tls_server_name=SERVER_NAME, realtime=False
+        ) as caller:
+            assert (await caller.start_session()).texts == ["secure hello"]
