@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -94,8 +95,13 @@ def _handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+@contextlib.contextmanager
+def _interrupts() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs (handlers restored after).
+
+    Enter it before printing what a caller waits for: a signal sent as soon as that output
+    is read must find the handler in place.
+    """
     stop = threading.Event()
     # Handle SIGINT explicitly too: a background job of a script inherits SIGINT ignored, so
     # Python's KeyboardInterrupt never comes and `kill -INT` would not stop the command.
@@ -103,13 +109,18 @@ def _wait_for_interrupt() -> None:
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        while not stop.wait(0.5):
-            pass
+        yield stop
     except KeyboardInterrupt:
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _wait_for_interrupt(stop: threading.Event) -> None:
+    """Block until ``stop`` (from :func:`_interrupts`) is set."""
+    while not stop.wait(0.5):
+        pass
 
 
 # -- emulator ---------------------------------------------------------------------------------
@@ -129,21 +140,22 @@ def emulator(
 
     emu = start_emulator(host, port, authorize=authorize)
     try:
-        info = emulator_info(emu)
-        # The seeded credentials are random per run and only work against this emulator:
-        # printing them is the point of the command.
-        out = Renderer(as_json=as_json, show_tokens=True)
-        if as_json:
-            sys.stdout.write(json.dumps(info) + "\n")
-            sys.stdout.flush()
-        else:
-            env = info.pop("env")
-            out.record(info, title="Webex emulator")
-            out.message("[bold]Point the SDK and CLI at it:[/bold]")
-            for key, value in env.items():
-                out.console.print(f"export {key}={value}", markup=False)
-            out.message("[dim]Ctrl-C to stop.[/dim]")
-        _wait_for_interrupt()
+        with _interrupts() as stop:
+            info = emulator_info(emu)
+            # The seeded credentials are random per run and only work against this emulator:
+            # printing them is the point of the command.
+            out = Renderer(as_json=as_json, show_tokens=True)
+            if as_json:
+                sys.stdout.write(json.dumps(info) + "\n")
+                sys.stdout.flush()
+            else:
+                env = info.pop("env")
+                out.record(info, title="Webex emulator")
+                out.message("[bold]Point the SDK and CLI at it:[/bold]")
+                for key, value in env.items():
+                    out.console.print(f"export {key}={value}", markup=False)
+                out.message("[dim]Ctrl-C to stop.[/dim]")
+            _wait_for_interrupt(stop)
     finally:
         emu.stop()
 
