@@ -55,7 +55,7 @@ def _turn_line(turn: TurnReport) -> str:
     at = turn.finished_at * 1000
     parts = [f"[cyan]{at:7.0f} ms[/cyan]  server → caller  reply to {escape(turn.sent)}:"]
     if not turn.ok:
-        parts.append(f"[red]{turn.code}: {turn.details}[/red]")
+        parts.append(f"[red]{turn.code}: {escape(turn.details)}[/red]")
     if turn.events:
         parts.append(", ".join(turn.events))
     if turn.texts:
@@ -455,13 +455,13 @@ def simulate(
         client_cert=client_cert,
         client_key=client_key,
     )
-    channel = {"credentials": credentials, "tls_server_name": tls_server_name}
+    tls_options = {"credentials": credentials, "tls_server_name": tls_server_name}
     if mint_token is not None:
         token = _mint(mint_token, base_url)
     out = Renderer(as_json=as_json)
     if calls == 1:
         report: CallReport = _run(
-            _simulate_one(target, token, agent, org, script, not fast, as_json, channel)
+            _simulate_one(target, token, agent, org, script, not fast, as_json, tls_options)
         )
         if as_json:
             out.json(report.to_json())
@@ -471,7 +471,9 @@ def simulate(
             raise typer.Exit(1)
         return
     stats: LoadStats = _run(
-        _simulate_load(target, token, agent, org, script, not fast, calls, rate, as_json, channel)
+        _simulate_load(
+            target, token, agent, org, script, not fast, calls, rate, as_json, tls_options
+        )
     )
     data = stats.to_json()
     if as_json:
@@ -496,7 +498,7 @@ def _caller(
     org: str,
     realtime: bool,
     n: int = 0,
-    channel: dict[str, Any] | None = None,
+    tls_options: dict[str, Any] | None = None,
 ) -> Any:
     from ..testing._caller import WebexCaller
 
@@ -507,7 +509,7 @@ def _caller(
         customer_org_id=org,
         realtime=realtime,
         tracking_id=f"BYOVASIM_{n}",
-        **(channel or {}),
+        **(tls_options or {}),
     )
 
 
@@ -519,7 +521,7 @@ async def _simulate_one(
     script: Any,
     realtime: bool,
     quiet: bool,
-    channel: dict[str, Any],
+    tls_options: dict[str, Any],
 ) -> CallReport:
     from ._call import run_call
 
@@ -533,7 +535,7 @@ async def _simulate_one(
         if not quiet:
             console.print(_send_line(sent, at))
 
-    async with _caller(target, token, agent, org, realtime, channel=channel) as caller:
+    async with _caller(target, token, agent, org, realtime, tls_options=tls_options) as caller:
         return await run_call(caller, script, observe=show, on_send=send)
 
 
@@ -547,7 +549,7 @@ async def _simulate_load(
     calls: int,
     rate: float,
     quiet: bool,
-    channel: dict[str, Any],
+    tls_options: dict[str, Any],
 ) -> LoadStats:
     from ._call import run_load
 
@@ -571,7 +573,7 @@ async def _simulate_load(
 
     with progress:
         return await run_load(
-            lambda n: _caller(target, token, agent, org, realtime, n, channel),
+            lambda n: _caller(target, token, agent, org, realtime, n, tls_options),
             script,
             calls=calls,
             rate=rate,
