@@ -144,6 +144,23 @@ def test_busy_port_is_one_line(app_file: Path, host: str) -> None:
     )
 
 
+@pytest.mark.parametrize("port", ["0", "50999"])
+def test_an_address_of_another_machine_is_one_line(app_file: Path, port: str) -> None:
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: nothing can listen there."""
+    proc = run_serve(
+        ["serve", str(app_file), "--host", "192.0.2.1", "--port", port], app_file.parent
+    )
+    assert_one_line(
+        proc, f"error: cannot listen on 192.0.2.1:{port}: Cannot assign requested address"
+    )
+    demo = run_serve(
+        ["demo", "--serve-only", "--host", "192.0.2.1", "--port", port], app_file.parent
+    )
+    assert_one_line(
+        demo, f"error: cannot listen on 192.0.2.1:{port}: Cannot assign requested address"
+    )
+
+
 def test_demo_serve_only_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     with listener() as port:
         proc = run_serve(["demo", "--serve-only", "--port", str(port)], tmp_path)

@@ -212,14 +212,14 @@ def demo(
 
 async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"]) -> None:
     from ._demo_env import start_demo_environment
-    from ._serve import PortInUseError, bind_address
+    from ._serve import ListenError, bind_address
 
     try:
         env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
     except RuntimeError as exc:
         if "bind" not in str(exc).lower():
             raise
-        raise PortInUseError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
+        raise ListenError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
     try:
         stop = _stop_event()
         sys.stdout.write(json.dumps(env.describe()) + "\n")
@@ -315,7 +315,7 @@ def serve(
 
 async def _start_listening(server: Any) -> None:
     """``server.start()``; a bind failure becomes one line (gRPC raises a bare RuntimeError)."""
-    from ._serve import PortInUseError, bind_address
+    from ._serve import ListenError, bind_address
 
     try:
         await server.start()
@@ -323,7 +323,7 @@ async def _start_listening(server: Any) -> None:
         if "bind" not in str(exc).lower():
             raise
         where = bind_address(server.config.host, server.config.port)
-        raise PortInUseError(
+        raise ListenError(
             f"cannot listen on {where}: the address is in use or not available here"
         ) from None
 

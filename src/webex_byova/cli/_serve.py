@@ -20,6 +20,7 @@ from ._app import CLIError
 
 __all__ = [
     "AppLoadError",
+    "ListenError",
     "PortInUseError",
     "app_traceback",
     "apply_overrides",
@@ -41,7 +42,11 @@ class AppLoadError(CLIError):
     """``APP`` does not name a media server, or importing it failed."""
 
 
-class PortInUseError(CLIError):
+class ListenError(CLIError):
+    """The server cannot listen on the address it was given."""
+
+
+class PortInUseError(ListenError):
     """The address to listen on is taken by another process."""
 
 
@@ -161,22 +166,22 @@ def _bind_candidates(host: str, port: int) -> list[tuple[int, Any]]:
         return [(socket.AF_INET6, ("::", port)), (socket.AF_INET, ("0.0.0.0", port))]
     try:
         infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError:
-        return []  # let the server report the unresolvable name
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
     return [(family, addr) for family, _, _, _, addr in infos]
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Raise :class:`PortInUseError` when another process listens on ``host:port``.
+    """Raise :class:`ListenError` when the server could not listen on ``host:port``.
 
     Binds (and closes) a socket the way gRPC does (``SO_REUSEADDR``), so the server's own
-    bind never fails later with a C-core log line and a traceback. The address counts as
-    taken only when every address gRPC would try is taken (it succeeds with any one).
-    Port 0 (a free port) is always free.
+    bind never fails later with a C-core log line and a traceback. gRPC listens when any one
+    of the addresses it tries works, so this raises only when all of them fail:
+    :class:`PortInUseError` when another process holds the port, else the system's reason
+    (an address of another machine, a privileged port, a name that does not resolve).
+    Port 0 (a free port) is checked for the address alone.
     """
-    if port == 0:
-        return
-    tried = in_use = 0
+    failures: list[OSError] = []
     for family, addr in _bind_candidates(host, port):
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
@@ -186,20 +191,22 @@ def check_port_free(host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            tried += 1
             try:
                 sock.bind(addr)
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    in_use += 1
-                    continue
-                return  # another problem: the server will report it
+                failures.append(exc)
+                continue
             return
-    if tried and in_use == tried:
+    if not failures:
+        return  # nothing could be tried here: let the server report it
+    where = bind_address(host, port)
+    if all(f.errno == errno.EADDRINUSE for f in failures):
         raise PortInUseError(
-            f"port {port} is already in use on {bind_address(host, port)}: another process is "
-            "listening there; stop it or choose another --port"
+            f"port {port} is already in use on {where}: another process is listening there; "
+            "stop it or choose another --port"
         )
+    reason = next(f for f in failures if f.errno != errno.EADDRINUSE)
+    raise ListenError(f"cannot listen on {where}: {reason.strerror or reason}")
 
 
 def load_app(spec: str) -> BYOVAMediaServer:
