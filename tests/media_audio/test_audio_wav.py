@@ -208,8 +208,8 @@ GOOD_FMT = chunk(b"fmt ", fmt_body(1, 1, 8000, 16))
         (riff(b"fmt " + struct.pack("<I", 16) + bytes(8)), "truncated fmt chunk"),
         (riff(chunk(b"fmt ", bytes(12)), chunk(b"data", b"")), "fmt chunk too short (12 bytes"),
         (
-            riff(chunk(b"fmt ", fmt_body(3, 1, 8000, 32)), chunk(b"data", bytes(8))),
-            "unsupported WAV format tag 3 (IEEE float)",
+            riff(chunk(b"fmt ", fmt_body(3, 1, 8000, 16)), chunk(b"data", bytes(8))),
+            "16-bit IEEE float samples are not supported (32 and 64-bit are)",
         ),
         (
             riff(chunk(b"fmt ", fmt_body(0x55, 1, 8000, 16)), chunk(b"data", bytes(8))),
@@ -220,12 +220,8 @@ GOOD_FMT = chunk(b"fmt ", fmt_body(1, 1, 8000, 16))
             "unsupported WAV format tag 0x1234",
         ),
         (
-            riff(chunk(b"fmt ", fmt_body(1, 1, 8000, 24)), chunk(b"data", bytes(6))),
-            "24-bit samples",
-        ),
-        (
-            riff(chunk(b"fmt ", fmt_body(1, 1, 8000, 8)), chunk(b"data", bytes(6))),
-            "8-bit samples (PCM); only 16-bit",
+            riff(chunk(b"fmt ", fmt_body(1, 1, 8000, 40)), chunk(b"data", bytes(10))),
+            "40-bit PCM samples are not supported (8-bit unsigned and 16, 24 or 32-bit",
         ),
         (
             riff(chunk(b"fmt ", fmt_body(7, 1, 8000, 16)), chunk(b"data", bytes(6))),
@@ -256,14 +252,20 @@ GOOD_FMT = chunk(b"fmt ", fmt_body(1, 1, 8000, 16))
             "unsupported WAVE_FORMAT_EXTENSIBLE sub-format",
         ),
         (
-            riff(chunk(b"fmt ", extensible_fmt(3, 1, 8000, 32)), chunk(b"data", bytes(8))),
-            "unsupported WAV format tag 3 (IEEE float)",
+            riff(
+                chunk(b"fmt ", extensible_fmt(3, 1, 8000, 32, valid=24)), chunk(b"data", bytes(8))
+            ),
+            "24-bit samples in 32-bit float containers",
         ),
         (
             riff(
-                chunk(b"fmt ", extensible_fmt(1, 1, 8000, 32, valid=24)), chunk(b"data", bytes(8))
+                chunk(b"fmt ", extensible_fmt(1, 1, 8000, 16, valid=20)), chunk(b"data", bytes(8))
             ),
-            "24-bit samples in 32-bit containers",
+            "20-bit samples in 16-bit containers",
+        ),
+        (
+            riff(chunk(b"fmt ", fmt_body(0x0002, 1, 8000, 4)), chunk(b"data", bytes(8))),
+            "supported: PCM (8-bit unsigned, 16/24/32-bit signed), IEEE float (32/64-bit)",
         ),
     ],
 )

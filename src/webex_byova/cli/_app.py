@@ -17,7 +17,7 @@ from .._version import __version__
 from ..errors import WebexBYOVAError
 from ._render import Renderer
 
-__all__ = ["app", "main"]
+__all__ = ["CLIError", "app", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +100,10 @@ def _root(
     """Webex BYOVA / BYODS toolkit."""
 
 
+class CLIError(ValueError):
+    """An error whose message is complete for the user: printed without its type name."""
+
+
 def _handles_errors(func: F) -> F:
     """Turn SDK/settings errors into a one-line message and exit code 1 (no traceback)."""
 
@@ -107,6 +111,9 @@ def _handles_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except CLIError as exc:
+            Renderer().error(str(exc))
+            raise typer.Exit(1) from None
         except (WebexBYOVAError, ValueError, OSError) as exc:
             Renderer().error(f"{type(exc).__name__}: {exc}")
             raise typer.Exit(1) from None

@@ -12,7 +12,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import grpc
 
 from ..media import audio as _audio
 from ..media._grpc_codec import enums_from_digits
@@ -23,12 +26,14 @@ __all__ = [
     "CallScript",
     "LoadStats",
     "TurnReport",
+    "connection_hint",
     "late_frames",
     "parse_target",
     "percentile",
     "run_call",
     "run_load",
     "summarize_turn",
+    "tls_credentials",
     "turn_latency",
 ]
 
@@ -62,6 +67,46 @@ class CallScript:
 
 
 _GRPC_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")
+
+
+def tls_credentials(
+    *,
+    tls: bool = False,
+    ca_cert: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> grpc.ChannelCredentials | None:
+    """Channel credentials for ``simulate``'s TLS options (``None``: plaintext).
+
+    Any of the files implies TLS; ``ca_cert`` replaces the system's root CAs; a client
+    certificate and its key (mutual TLS) come together. Unreadable files raise ``OSError``.
+    """
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("--client-cert and --client-key go together (mutual TLS)")
+    if not (tls or ca_cert or client_cert):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_cert.read_bytes() if ca_cert else None,
+        private_key=client_key.read_bytes() if client_key else None,
+        certificate_chain=client_cert.read_bytes() if client_cert else None,
+    )
+
+
+def connection_hint(statuses: Sequence[str], *, tls: bool) -> str | None:
+    """What to try when calls failed with ``UNAVAILABLE`` (``statuses``: codes or errors)."""
+    if not any(s.startswith("UNAVAILABLE") for s in statuses):
+        return None
+    if tls:
+        return (
+            "the server is unreachable or the TLS handshake failed: check --target, --ca-cert "
+            "(the CA that signed the server's certificate), --tls-server-name, or drop --tls "
+            "for a plaintext server"
+        )
+    return (
+        "the server is unreachable, or it expects TLS (a plaintext call to a TLS server "
+        "fails with 'Socket closed'): check --target, or add --tls (and --ca-cert for a "
+        "private CA)"
+    )
 
 
 def parse_target(target: str) -> str:
@@ -108,6 +153,7 @@ class TurnReport:
     late_frames: int
     terminal: bool
     result: TurnResult = field(repr=False)
+    finished_at: float = 0.0  # seconds since the call started, when the caller saw the end
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (no protobufs)."""
@@ -116,6 +162,7 @@ class TurnReport:
             "kind": self.kind,
             "sent": self.sent,
             "started_at_ms": round(self.started_at * 1000, 1),
+            "finished_at_ms": round(self.finished_at * 1000, 1),
             "ok": self.ok,
             "status": self.code,
             "details": self.details,
@@ -234,9 +281,19 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
 
 
 def summarize_turn(
-    index: int, sent: str, started_at: float, result: TurnResult, *, frame_s: float, realtime: bool
+    index: int,
+    sent: str,
+    started_at: float,
+    result: TurnResult,
+    *,
+    frame_s: float,
+    realtime: bool,
+    finished_at: float | None = None,
 ) -> TurnReport:
-    """Build a :class:`TurnReport` from a caller's :class:`TurnResult`."""
+    """Build a :class:`TurnReport` from a caller's :class:`TurnResult`.
+
+    ``finished_at`` defaults to ``started_at`` plus the RPC's duration.
+    """
     latency = turn_latency(result)
     audio = result.audio
     return TurnReport(
@@ -256,6 +313,7 @@ def summarize_turn(
         late_frames=late_frames(result.frame_times, frame_s) if realtime else 0,
         terminal=result.terminal,
         result=result,
+        finished_at=started_at + result.duration if finished_at is None else finished_at,
     )
 
 
@@ -269,14 +327,16 @@ async def run_call(
     observe: Observer | None = None,
     on_send: Callable[[str, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    start_time: float | None = None,
 ) -> CallReport:
     """Play ``script`` through ``caller``; never raises for server misbehaviour.
 
     ``on_send(what, seconds_since_call_start)`` runs as each RPC starts, ``observe(turn)``
-    when it completes.
+    when it completes. Times count from ``start_time`` (a ``clock()`` value; default: now),
+    so that other observers of the call (the demo's server events) can share the timeline.
     """
     report = CallReport(conversation_id=caller.conversation_id)
-    t0 = clock()
+    t0 = clock() if start_time is None else start_time
     frame_s = caller.frame_ms / 1000
 
     def begin(sent: str) -> float:
@@ -293,6 +353,7 @@ async def run_call(
             result,
             frame_s=frame_s,
             realtime=caller.realtime,
+            finished_at=clock() - t0,
         )
         report.turns.append(turn)
         if observe is not None:
@@ -340,7 +401,7 @@ class LoadStats:
     """Aggregate of a load test."""
 
     calls: int = 0
-    completed: int = 0
+    completed: int = 0  # finished, with or without success
     failed: int = 0
     active: int = 0
     peak_concurrency: int = 0
@@ -381,6 +442,7 @@ class LoadStats:
         return {
             "calls": self.calls,
             "completed": self.completed,
+            "succeeded": self.completed - self.failed,
             "failed": self.failed,
             "peak_concurrency": self.peak_concurrency,
             "turns": self.turns,

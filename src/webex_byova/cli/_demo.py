@@ -169,9 +169,14 @@ def expected_call(report: CallReport, ending: Ending, *, texts: bool = True) -> 
 
 
 def write_bot_audio(report: CallReport, output: Path) -> Path:
-    """Write the call's prompt audio (8 kHz µ-law) to ``output`` as a WAV file."""
+    """Write the call's prompt audio to ``output`` as a 16-bit PCM WAV (8 kHz mono).
+
+    Webex gets 8 kHz µ-law; the file holds the same audio decoded to 16-bit PCM, which every
+    player and Python's :mod:`wave` open (a µ-law WAV is format 7, which :mod:`wave` refuses).
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(_audio.make_wav(report.bot_audio))
+    pcm = _audio.ulaw_to_pcm16(report.bot_audio)
+    output.write_bytes(_audio.make_wav(pcm, encoding=_audio.AudioEncoding.LINEAR16))
     return output
 
 
@@ -232,7 +237,12 @@ async def run_demo(
         async with caller:
             call_t0.append(clock())
             report = await run_call(
-                caller, demo_script(ending), observe=on_turn, on_send=on_send, clock=clock
+                caller,
+                demo_script(ending),
+                observe=on_turn,
+                on_send=on_send,
+                clock=clock,
+                start_time=call_t0[0],  # one timeline for caller lines and server events
             )
     finally:
         await env.aclose()

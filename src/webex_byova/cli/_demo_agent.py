@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENT_ID",
     "AGENT_NAME",
+    "AUDIO_NOTE",
     "GOODBYE_TEXT",
     "MENU_TEXT",
     "TRANSFER_TEXT",
@@ -34,6 +35,13 @@ __all__ = [
     "chime",
     "install_demo_agent",
 ]
+
+#: What the demo's prompt audio is, for the demo's output (the agent has no TTS engine).
+AUDIO_NOTE = (
+    "audio: the demo agent has no text-to-speech, so each prompt's audio is a short chime "
+    "standing in for its text (Webex would speak the text); its answer to caller speech is a "
+    "chime followed by the caller's own words echoed back."
+)
 
 AGENT_ID = "demo-agent"
 AGENT_NAME = "webex_byova demo agent"

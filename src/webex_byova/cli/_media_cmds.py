@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,20 +36,30 @@ def _run(coro: Any) -> Any:
 
 # --------------------------------------------------------------------------- rendering
 
+LATENCY_NOTE = (
+    "latency: from the end of the caller's input (the server's END_OF_INPUT for speech, the "
+    "end of the request for DTMF and events) to the server's first reply."
+)
+LATE_NOTE = (
+    "late caller frames: 20 ms audio frames the caller sent more than 20 ms behind their "
+    "real-time schedule; when there are any, this machine (the caller, and the server if it "
+    "runs here) could not keep up, and the latencies above are pessimistic."
+)
+
 
 def _send_line(sent: str, at: float) -> str:
-    return f"[cyan]{at * 1000:7.0f} ms[/cyan]  caller → {sent}"
+    return f"[cyan]{at * 1000:7.0f} ms[/cyan]  caller → server  {escape(sent)}"
 
 
 def _turn_line(turn: TurnReport) -> str:
-    at = turn.started_at * 1000 + turn.duration_ms
-    parts = [f"[cyan]{at:7.0f} ms[/cyan]  server ← {turn.sent}:"]
+    at = turn.finished_at * 1000
+    parts = [f"[cyan]{at:7.0f} ms[/cyan]  server → caller  reply to {escape(turn.sent)}:"]
     if not turn.ok:
-        parts.append(f"[red]{turn.code}: {turn.details}[/red]")
+        parts.append(f"[red]{turn.code}: {escape(turn.details)}[/red]")
     if turn.events:
         parts.append(", ".join(turn.events))
     if turn.texts:
-        parts.append("[italic]“" + _short(" / ".join(turn.texts), 60) + "”[/italic]")
+        parts.append("[italic]“" + escape(_short(" / ".join(turn.texts), 60)) + "”[/italic]")
     if turn.audio_ms:
         parts.append(f"audio {turn.audio_ms:.0f} ms")
     if turn.latency_ms is not None and turn.kind != "start_of_dtmf":
@@ -108,7 +119,10 @@ def _checks_table(result: DemoResult) -> Table:
 @_handles_errors
 def demo(
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the bot's audio (WAV).")
+        Path,
+        typer.Option(
+            "--output", "-o", help="Where to write the bot's audio (16-bit PCM WAV, 8 kHz)."
+        ),
     ] = Path("demo-output") / "bot_audio.wav",
     hangup: Annotated[
         bool, typer.Option("--hangup", help="End with DTMF 9 (goodbye) instead of 5 (agent).")
@@ -141,6 +155,9 @@ def demo(
         raise typer.BadParameter("--audio-mode must be wav or chunk")
     mode: Literal["wav", "chunk"] = "chunk" if audio_mode == "chunk" else "wav"
     if serve_only:
+        from ._serve import check_port_free
+
+        check_port_free(host, port)
         _run(_serve_demo(host, port, mode))
         return
     from ._demo import run_demo
@@ -160,6 +177,9 @@ def demo(
         console.print(f"[magenta]{at * 1000:7.0f} ms[/magenta]  {text}")
 
     console.rule("[bold]webex_byova demo call")
+    from ._demo_agent import AUDIO_NOTE
+
+    console.print(f"[dim]{AUDIO_NOTE}\n{LATENCY_NOTE}[/dim]")
     result: DemoResult = _run(
         run_demo(
             output=output,
@@ -177,7 +197,10 @@ def demo(
     else:
         console.print(_summary_table(result))
         console.print(_checks_table(result))
-        console.print(f"bot audio written to [bold]{result.output}[/bold]")
+        console.print(
+            f"bot audio written to [bold]{result.output}[/bold] (16-bit PCM WAV, 8 kHz mono: "
+            "the chimes and the echo of the caller's words)"
+        )
         verdict = "[bold green]call OK[/bold green]" if result.ok else "[bold red]call FAILED"
         console.print(
             f"{verdict}  outcome={result.report.outcome}  "
@@ -189,10 +212,16 @@ def demo(
 
 async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"]) -> None:
     from ._demo_env import start_demo_environment
+    from ._serve import ListenError, bind_address
 
-    env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
     try:
-        stop = _stop_on_signals()  # before the ready line, so a signal right after it counts
+        env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
+    except RuntimeError as exc:
+        if "bind" not in str(exc).lower():
+            raise
+        raise ListenError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
+    try:
+        stop = _stop_event()
         sys.stdout.write(json.dumps(env.describe()) + "\n")
         sys.stdout.flush()
         await stop.wait()
@@ -200,19 +229,19 @@ async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"])
         await env.aclose()
 
 
-def _stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT/SIGTERM; install it before announcing readiness.
+def _stop_event() -> asyncio.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP (a closed terminal): a graceful stop.
 
-    Handled explicitly (not via KeyboardInterrupt): a background job of a script inherits SIGINT
-    ignored, and a signal sent right after the ready line must not be lost.
+    Install it before announcing the server, so a signal sent as soon as the announcement
+    is read is never the default action (KeyboardInterrupt, or death by SIGHUP).
     """
     import signal
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # non-POSIX
-            loop.add_signal_handler(sig, stop.set)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # non-POSIX
+            loop.add_signal_handler(getattr(signal, name), stop.set)
     return stop
 
 
@@ -267,10 +296,10 @@ def serve(
             "--tls-client-ca": tls_client_ca,
         }
         raise typer.Exit(run_with_reload(child_command(target, options), roots))
-    from ._serve import apply_overrides, load_app
+    from ._serve import apply_overrides, check_port_free, load_app
 
     server = load_app(target)
-    apply_overrides(
+    config = apply_overrides(
         server,
         {
             "host": host,
@@ -280,22 +309,48 @@ def serve(
             "tls_client_ca_file": tls_client_ca,
         },
     )
+    check_port_free(config.host, config.port)
     _run(_serve_app(server, target))
 
 
+async def _start_listening(server: Any) -> None:
+    """``server.start()``; a bind failure becomes one line (gRPC raises a bare RuntimeError)."""
+    from ._serve import ListenError, bind_address
+
+    try:
+        await server.start()
+    except RuntimeError as exc:
+        if "bind" not in str(exc).lower():
+            raise
+        where = bind_address(server.config.host, server.config.port)
+        raise ListenError(
+            f"cannot listen on {where}: the address is in use or not available here"
+        ) from None
+
+
 async def _serve_app(server: Any, target: str) -> None:
-    await server.start()
+    from ._serve import bind_address, exposure_warning
+
+    await _start_listening(server)
     config = server.config
     try:
-        stop = _stop_on_signals()
+        stop = _stop_event()
+        err = Console(stderr=True, highlight=False)
+        bound = bind_address(config.host, server.port)
+        reach = f", connect to {server.address}" if bound != server.address else ""
         # One parseable line on stderr: tools (and our tests) read the bound address from it.
-        Console(stderr=True, highlight=False).print(
-            f"serving {target} on {server.address} "
+        err.print(
+            f"serving {target} on {bound} "
             f"({'TLS' if config.tls else 'plaintext'}, tokens "
-            f"{'verified' if config.verify_tokens else 'NOT verified'}); Ctrl-C to stop",
+            f"{'verified' if config.verify_tokens else 'NOT verified'}{reach}); Ctrl-C to stop",
             markup=False,
             soft_wrap=True,
         )
+        warning = exposure_warning(
+            config.host, server.port, tls=config.tls, verify_tokens=config.verify_tokens
+        )
+        if warning:
+            err.print(warning, style="bold yellow", markup=False, soft_wrap=True)
         await stop.wait()
     finally:
         await server.stop()
@@ -335,47 +390,96 @@ def simulate(
         bool, typer.Option("--no-hangup", help="Do not send SESSION_END at the end.")
     ] = False,
     fast: Annotated[bool, typer.Option("--fast", help="Send audio as fast as possible.")] = False,
-    calls: Annotated[int, typer.Option("--calls", help="Number of calls (load test).")] = 1,
+    calls: Annotated[
+        int, typer.Option("--calls", min=1, help="Number of calls (more than 1: a load test).")
+    ] = 1,
     rate: Annotated[float, typer.Option("--rate", help="New calls per second (load test).")] = 1.0,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Webex/emulator base URL for --mint-token.")
     ] = None,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", help="Call over TLS (implied by --ca-cert, --client-cert, --tls-server-name)."
+        ),
+    ] = False,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert",
+            help="PEM CA certificate(s) to trust for the server's certificate (default: the "
+            "system's root CAs).",
+        ),
+    ] = None,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option("--client-cert", help="PEM client certificate chain (mutual TLS)."),
+    ] = None,
+    client_key: Annotated[
+        Path | None,
+        typer.Option("--client-key", help="PEM private key of --client-cert (mutual TLS)."),
+    ] = None,
+    tls_server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-server-name",
+            help="Name the server's certificate carries, when it differs from --target's host.",
+        ),
+    ] = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Place simulated Webex calls against any BYOVA server; with --calls N, a load test."""
+    """Place simulated Webex calls against any BYOVA server; with --calls N, a load test.
+
+    Turn latency is the time from the end of the caller's input (the server's END_OF_INPUT
+    for speech, the end of the request for DTMF and events) to the server's first reply.
+    A load test also counts late caller frames: 20 ms audio frames sent more than 20 ms
+    behind their real-time schedule, a sign that this machine could not keep up (not
+    measured with --fast).
+    """
     _need_media()
     from ..media import assets
-    from ._call import CallScript, parse_target
+    from ._call import CallScript, parse_target, tls_credentials
 
     target = parse_target(target)
+    if rate <= 0:
+        raise typer.BadParameter(f"--rate must be > 0 calls per second, got {rate}")
     wav_bytes = wav.read_bytes() if wav is not None else assets.load("speech_hello.wav")
     script = CallScript(
         wav=wav_bytes, utterances=turns, dtmf=tuple(dtmf or ()), hang_up=not no_hangup
     )
     if token is not None and mint_token is not None:
         raise typer.BadParameter("pass --token or --mint-token, not both")
+    credentials = tls_credentials(
+        tls=tls or tls_server_name is not None,
+        ca_cert=ca_cert,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
+    tls_options = {"credentials": credentials, "tls_server_name": tls_server_name}
     if mint_token is not None:
         token = _mint(mint_token, base_url)
     out = Renderer(as_json=as_json)
-    if calls <= 1:
+    if calls == 1:
         report: CallReport = _run(
-            _simulate_one(target, token, agent, org, script, not fast, as_json)
+            _simulate_one(target, token, agent, org, script, not fast, as_json, tls_options)
         )
         if as_json:
             out.json(report.to_json())
         else:
-            _print_call(report)
+            _print_call(report, tls=credentials is not None)
         if not report.ok:
             raise typer.Exit(1)
         return
     stats: LoadStats = _run(
-        _simulate_load(target, token, agent, org, script, not fast, calls, rate, as_json)
+        _simulate_load(
+            target, token, agent, org, script, not fast, calls, rate, as_json, tls_options
+        )
     )
     data = stats.to_json()
     if as_json:
         out.json(data)
     else:
-        _print_load(data)
+        _print_load(data, realtime=not fast, tls=credentials is not None)
     if stats.failed:
         raise typer.Exit(1)
 
@@ -388,7 +492,13 @@ def _mint(url: str, base_url: str | None) -> str:
 
 
 def _caller(
-    target: str, token: str | None, agent: str, org: str, realtime: bool, n: int = 0
+    target: str,
+    token: str | None,
+    agent: str,
+    org: str,
+    realtime: bool,
+    n: int = 0,
+    tls_options: dict[str, Any] | None = None,
 ) -> Any:
     from ..testing._caller import WebexCaller
 
@@ -399,11 +509,19 @@ def _caller(
         customer_org_id=org,
         realtime=realtime,
         tracking_id=f"BYOVASIM_{n}",
+        **(tls_options or {}),
     )
 
 
 async def _simulate_one(
-    target: str, token: str | None, agent: str, org: str, script: Any, realtime: bool, quiet: bool
+    target: str,
+    token: str | None,
+    agent: str,
+    org: str,
+    script: Any,
+    realtime: bool,
+    quiet: bool,
+    tls_options: dict[str, Any],
 ) -> CallReport:
     from ._call import run_call
 
@@ -417,7 +535,7 @@ async def _simulate_one(
         if not quiet:
             console.print(_send_line(sent, at))
 
-    async with _caller(target, token, agent, org, realtime) as caller:
+    async with _caller(target, token, agent, org, realtime, tls_options=tls_options) as caller:
         return await run_call(caller, script, observe=show, on_send=send)
 
 
@@ -431,6 +549,7 @@ async def _simulate_load(
     calls: int,
     rate: float,
     quiet: bool,
+    tls_options: dict[str, Any],
 ) -> LoadStats:
     from ._call import run_load
 
@@ -454,7 +573,7 @@ async def _simulate_load(
 
     with progress:
         return await run_load(
-            lambda n: _caller(target, token, agent, org, realtime, n),
+            lambda n: _caller(target, token, agent, org, realtime, n, tls_options),
             script,
             calls=calls,
             rate=rate,
@@ -462,7 +581,9 @@ async def _simulate_load(
         )
 
 
-def _print_call(report: CallReport) -> None:
+def _print_call(report: CallReport, *, tls: bool = False) -> None:
+    from ._call import connection_hint
+
     console = Console(highlight=False)
     table = Table(title=f"Call {report.conversation_id}")
     for col in ("#", "sent", "events", "prompt", "latency", "status"):
@@ -478,25 +599,54 @@ def _print_call(report: CallReport) -> None:
         )
     console.print(table)
     console.print(f"outcome={report.outcome} ok={report.ok} {report.error or ''}")
+    console.print(f"[dim]{LATENCY_NOTE}[/dim]")
+    hint = connection_hint([t.code for t in report.turns], tls=tls)
+    if hint:
+        console.print(f"[yellow]hint:[/yellow] {hint}", markup=True)
 
 
-def _print_load(data: dict[str, Any]) -> None:
-    console = Console(highlight=False)
+def load_rows(data: dict[str, Any], *, realtime: bool) -> list[tuple[str, str]]:
+    """The load-test summary as (metric, value) rows (pure: JSON of :class:`LoadStats` in)."""
     lat = data["latency_ms"]
-    table = Table(title="Load test", show_header=False)
-    table.add_column("metric", style="bold")
-    table.add_column("value")
-    rows = [
-        ("calls", f"{data['completed']}/{data['calls']} completed, {data['failed']} failed"),
+    failed, finished = data["failed"], data["completed"]
+    succeeded = finished - failed
+    calls = f"{data['calls']} placed: {succeeded} succeeded, {failed} failed"
+    if finished < data["calls"]:
+        calls += f", {data['calls'] - finished} unfinished"
+    if lat["samples"]:
+        latency = f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms ({lat['samples']} turns)"
+    else:
+        latency = "n/a (no turn was answered)"
+    if not realtime:
+        late = "not measured (--fast sends audio unpaced)"
+    elif data["frames_sent"]:
+        late = f"{data['late_frames']} of {data['frames_sent']} frames"
+    else:
+        late = "n/a (no audio sent)"
+    return [
+        ("calls", calls),
         ("peak concurrent calls", str(data["peak_concurrency"])),
         ("turns", f"{data['turns']} ({data['turn_errors']} errors)"),
-        ("turn latency p50/p95/p99", f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms"),
-        ("late caller frames", f"{data['late_frames']} of {data['frames_sent']}"),
+        ("turn latency p50/p95/p99", latency),
+        ("late caller frames", late),
         ("outcomes", json.dumps(data["outcomes"])),
         ("duration", f"{data['duration_s']} s"),
     ]
-    for key, value in rows:
+
+
+def _print_load(data: dict[str, Any], *, realtime: bool = True, tls: bool = False) -> None:
+    from ._call import connection_hint
+
+    console = Console(highlight=False)
+    table = Table(title="Load test", show_header=False)
+    table.add_column("metric", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in load_rows(data, realtime=realtime):
         table.add_row(key, value)
     for err, count in data["errors"].items():
         table.add_row("error", f"{count} x {err}")
     console.print(table)
+    console.print(f"[dim]{LATENCY_NOTE}\n{LATE_NOTE}[/dim]")
+    hint = connection_hint(list(data["errors"]), tls=tls)
+    if hint:
+        console.print(f"[yellow]hint:[/yellow] {hint}")

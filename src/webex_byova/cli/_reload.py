@@ -4,9 +4,9 @@ Stdlib only: a supervisor runs ``python -B -m webex_byova.cli serve APP ...`` (t
 options without ``--reload``) as a child process and polls the ``.py`` files under the app's
 directory (a file ``APP``) or its top-level package's directory (a module ``APP``) every
 ``interval`` seconds. On a change it stops the child (SIGTERM, wait, kill) and starts a new
-one; on SIGINT/SIGTERM it stops the child and returns 0. ``-B`` keeps the child from writing
-bytecode: a ``.pyc`` records its source's mtime in whole seconds, so an edit of the same size
-within the same second would otherwise be served stale.
+one; on SIGINT, SIGTERM or SIGHUP it stops the child and returns 0. ``-B`` keeps the child
+from writing bytecode: a ``.pyc`` records its source's mtime in whole seconds, so an edit of
+the same size within the same second would otherwise be served stale.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ Snapshot = dict[str, tuple[int, int]]
 """``.py`` path -> ``(mtime_ns, size)``."""
 
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
+# The supervisor stops its child (SIGTERM, wait, kill) and exits on any of these: a closed
+# terminal (SIGHUP) or a `kill` of the supervisor alone must not leave the app running.
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def child_command(target: str, options: Mapping[str, object | None]) -> list[str]:
@@ -123,8 +126,9 @@ def run_with_reload(
     """Run ``command`` and restart it whenever a ``.py`` file under ``roots`` changes.
 
     Prints ``reloading: <file> changed`` on ``out`` (stderr) for every restart. Returns 0 once
-    SIGINT or SIGTERM arrives (the child is stopped first). A child that exits by itself (e.g.
-    a syntax error) is reported and started again on the next change.
+    SIGINT, SIGTERM or SIGHUP (the terminal closed) arrives: the child is stopped first. A
+    child that exits by itself (e.g. a syntax error) is reported and started again on the
+    next change.
     """
     stream = out if out is not None else sys.stderr
     stop = threading.Event()
@@ -134,8 +138,10 @@ def run_with_reload(
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
+        for name in _STOP_SIGNALS:
+            if hasattr(signal, name):  # no SIGHUP on Windows
+                sig = getattr(signal, name)
+                previous[sig] = signal.signal(sig, on_signal)
 
     def say(line: str) -> None:
         stream.write(line + "\n")

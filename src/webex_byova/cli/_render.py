@@ -72,6 +72,24 @@ def scrub(value: Any, *, show_tokens: bool = False) -> Any:
     return value
 
 
+def _keeps_whole(key: str) -> bool:
+    """Columns whose values are copied (ids, URLs, timestamps): never cut or wrapped."""
+    low = key.lower()
+    return low == "id" or low.endswith(("_id", "id", "url", "uri", "_at"))
+
+
+_FREE_MIN_WIDTH = 16
+
+
+def _column_width(key: str, cells: Iterable[str]) -> tuple[int, bool]:
+    """``(min_width, whole)``: an id/URL column is as wide as its longest cell and never
+    wraps; another column may shrink to ``_FREE_MIN_WIDTH`` (or its own width) and fold."""
+    longest = max((len(c) for c in cells), default=0)
+    if _keeps_whole(key):
+        return max(longest, 1), True
+    return min(max(longest, len(key)), _FREE_MIN_WIDTH), False
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -122,15 +140,36 @@ class Renderer:
             return
         data = [scrub(r, show_tokens=self.show_tokens) for r in rows]
         cols = list(columns) if columns else list(data[0]) if data else []
-        table = Table(title=title, show_lines=False)
-        for col in cols:
-            table.add_column(col)
-        for row in data:
-            table.add_row(*(_cell(row.get(c)) for c in cols))
         if not data:
             self.console.print(f"[dim]{title or 'result'}: nothing found[/dim]")
             return
-        self.console.print(table)
+        cells = [[_cell(row.get(c)) for c in cols] for row in data]
+        table = Table(title=title, show_lines=False)
+        for i, col in enumerate(cols):
+            width, whole = _column_width(col, (r[i] for r in cells))
+            table.add_column(col, overflow="fold", no_wrap=whole, min_width=width)
+        for line in cells:
+            table.add_row(*line)
+        self._print_whole(table)
+
+    def _print_whole(self, table: Table) -> None:
+        """Print ``table`` without cutting any cell: wider than the terminal if it must be.
+
+        Free-text columns wrap (``fold``) rather than end in "…"; id and URL columns stay
+        on one line so they can be copied. When even that does not fit, the table is
+        rendered at the width it needs and the terminal wraps it.
+        """
+        console = self.console
+        need = 1 + sum((c.min_width or 1) + 3 for c in table.columns)  # borders and padding
+        if need <= console.width:
+            console.print(table)
+            return
+        width = console.width
+        console.width = need  # Console.print(width=) cannot exceed the console's width
+        try:
+            console.print(table, crop=False)
+        finally:
+            console.width = width
 
     def record(self, data: Mapping[str, Any], *, title: str | None = None) -> None:
         """Render one object as a two-column key/value table (or JSON)."""
@@ -138,12 +177,14 @@ class Renderer:
             self.json(data)
             return
         clean = scrub(data, show_tokens=self.show_tokens)
+        items = [(str(key), _cell(value)) for key, value in clean.items()]
+        whole = [v for k, v in items if _keeps_whole(k)]
         table = Table(title=title, show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value")
-        for key, value in clean.items():
-            table.add_row(str(key), _cell(value))
-        self.console.print(table)
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold", min_width=max(map(len, whole), default=None))
+        for key, value in items:
+            table.add_row(key, value)
+        self._print_whole(table)
 
     def message(self, text: str) -> None:
         """A human note (stderr with ``--json`` so stdout stays machine-readable)."""

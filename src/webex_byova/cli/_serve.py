@@ -2,23 +2,90 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
+import ipaddress
+import socket
 import sys
+import sysconfig
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..media.config import MediaServerConfig
 from ..media.server import BYOVAMediaServer
+from ._app import CLIError
 
-__all__ = ["AppLoadError", "apply_overrides", "is_file_target", "load_app", "split_spec"]
+__all__ = [
+    "AppLoadError",
+    "ListenError",
+    "PortInUseError",
+    "app_traceback",
+    "apply_overrides",
+    "bind_address",
+    "check_port_free",
+    "exposure_warning",
+    "is_file_target",
+    "is_loopback",
+    "load_app",
+    "split_spec",
+]
 
 _CANDIDATE_NAMES = ("server", "app", "media_server")
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
 
-class AppLoadError(ValueError):
-    """``APP`` does not name a media server."""
+class AppLoadError(CLIError):
+    """``APP`` does not name a media server, or importing it failed."""
+
+
+class ListenError(CLIError):
+    """The server cannot listen on the address it was given."""
+
+
+class PortInUseError(ListenError):
+    """The address to listen on is taken by another process."""
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return (*(str(Path(d).resolve()) for d in dirs), str(_PACKAGE_DIR))
+
+
+def app_traceback(exc: BaseException) -> str:
+    """The frames of ``exc`` that are the app's own code, formatted like a traceback.
+
+    ``exc`` was raised while importing the app: frames of the import machinery, the
+    standard library, installed libraries and this package are left out (for an app that
+    is itself installed, only the innermost frame is shown). ``""`` without frames.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    libs = _library_dirs()
+    own = [
+        f
+        for f in frames
+        if not f.filename.startswith("<") and not str(Path(f.filename).resolve()).startswith(libs)
+    ]
+    shown = own or frames[-1:]
+    if not shown:
+        return ""
+    return "App traceback (most recent call last):\n" + "".join(traceback.format_list(shown))
+
+
+def _load_failure(target: str, exc: BaseException) -> AppLoadError:
+    if isinstance(exc, SyntaxError):
+        where = Path(exc.filename).name if exc.filename else target
+        column = f", column {exc.offset}" if exc.offset else ""
+        return AppLoadError(
+            f"cannot load {target}: SyntaxError in {where} line {exc.lineno}{column}: {exc.msg}"
+        )
+    message = f"cannot load {target}: {type(exc).__name__}: {exc}"
+    frames = app_traceback(exc)
+    return AppLoadError(f"{message}\n{frames}".rstrip("\n") if frames else message)
 
 
 def _import_target(target: str) -> Any:
@@ -35,14 +102,111 @@ def _import_target(target: str) -> Any:
         parent = str(path.resolve().parent)
         if parent not in sys.path:
             sys.path.insert(0, parent)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise _load_failure(target, exc) from None
         return module
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as exc:
-        raise AppLoadError(f"cannot import module {target!r}: {exc}") from exc
+        if exc.name is not None and (target == exc.name or target.startswith(exc.name + ".")):
+            raise AppLoadError(f"cannot import module {target!r}: {exc}") from None
+        raise _load_failure(target, exc) from None
+    except Exception as exc:
+        raise _load_failure(target, exc) from None
+
+
+def _bare_host(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) is reachable from this machine only."""
+    bare = _bare_host(host)
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to may be public
+
+
+def bind_address(host: str, port: int) -> str:
+    """``host:port`` as the server binds it (IPv6 in brackets; ``0.0.0.0`` for "")."""
+    bare = _bare_host(host) or "0.0.0.0"
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def exposure_warning(host: str, port: int, *, tls: bool, verify_tokens: bool) -> str | None:
+    """A warning line when the server listens beyond loopback (``None`` on loopback)."""
+    if is_loopback(host):
+        return None
+    where = (
+        "ALL network interfaces"
+        if _bare_host(host) in _WILDCARDS
+        else f"{_bare_host(host)} (not loopback)"
+    )
+    risks = [
+        r for r, bad in (("plaintext", not tls), ("tokens NOT verified", not verify_tokens)) if bad
+    ]
+    tail = f" ({', '.join(risks)})" if risks else ""
+    return (
+        f"WARNING: listening on {where} at {bind_address(host, port)}: other machines can "
+        f"connect{tail}. Use --host 127.0.0.1 to stay local."
+    )
+
+
+def _bind_candidates(host: str, port: int) -> list[tuple[int, Any]]:
+    bare = _bare_host(host)
+    if bare in _WILDCARDS:
+        return [(socket.AF_INET6, ("::", port)), (socket.AF_INET, ("0.0.0.0", port))]
+    try:
+        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
+    return [(family, addr) for family, _, _, _, addr in infos]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`ListenError` when the server could not listen on ``host:port``.
+
+    Binds (and closes) a socket the way gRPC does (``SO_REUSEADDR``), so the server's own
+    bind never fails later with a C-core log line and a traceback. gRPC listens when any one
+    of the addresses it tries works, so this raises only when all of them fail:
+    :class:`PortInUseError` when another process holds the port, else the system's reason
+    (an address of another machine, a privileged port, a name that does not resolve).
+    Port 0 (a free port) is checked for the address alone.
+    """
+    failures: list[OSError] = []
+    for family, addr in _bind_candidates(host, port):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this machine
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                failures.append(exc)
+                continue
+            return
+    if not failures:
+        return  # nothing could be tried here: let the server report it
+    where = bind_address(host, port)
+    if all(f.errno == errno.EADDRINUSE for f in failures):
+        raise PortInUseError(
+            f"port {port} is already in use on {where}: another process is listening there; "
+            "stop it or choose another --port"
+        )
+    reason = next(f for f in failures if f.errno != errno.EADDRINUSE)
+    raise ListenError(f"cannot listen on {where}: {reason.strerror or reason}")
 
 
 def load_app(spec: str) -> BYOVAMediaServer:

@@ -14,10 +14,14 @@ Everything here is pure (no I/O) and safe to call from an event loop.
   transition band 0.16 x that rate wide: for 8 kHz output the pass band is flat to ~2.9 kHz,
   -6 dB at 3.52 kHz and >= 70 dB down from 4.16 kHz, so nothing audible aliases.
 * **WAV**: :func:`read_wav` parses general RIFF/WAVE (any chunk order, ``LIST``/``fact``/other
-  chunks skipped, 16/18/40-byte ``fmt``, ``WAVE_FORMAT_EXTENSIBLE``) holding 16-bit PCM,
-  A-law or µ-law; :func:`wav_to_webex` converts such a file to what Webex plays (raw 8 kHz
-  µ-law); :func:`make_wav` writes the canonical 44-byte header. A malformed or unsupported
-  file raises :class:`WavFormatError` naming what was found.
+  chunks skipped, 16/18/40-byte ``fmt``, ``WAVE_FORMAT_EXTENSIBLE``) holding integer PCM
+  (8-bit unsigned, 16-, 24- or 32-bit signed, or fewer valid bits in such a container),
+  IEEE float (32- or 64-bit), A-law or µ-law, 1 to 8 channels, at a rate of
+  :data:`SUPPORTED_SAMPLE_RATES`; linear samples are converted to LINEAR16 (the top 16 bits
+  of integers; floats scaled by 32768, clipped, NaN as 0). :func:`wav_to_webex` converts such
+  a file to what Webex plays (raw 8 kHz µ-law, channels averaged, resampled);
+  :func:`make_wav` writes the canonical 44-byte header. A malformed or unsupported file
+  raises :class:`WavFormatError` naming what was found.
 * **Chunking**: :func:`iter_chunks` cuts µ-law into CHUNK-mode pieces (100 B .. 64 KiB),
   :func:`chunk_duration` and :func:`pace_delay` support real-time pacing.
 """
@@ -41,6 +45,7 @@ __all__ = [
     "ALAW_SILENCE",
     "SUPPORTED_SAMPLE_RATES",
     "ULAW_SILENCE",
+    "WAV_FORMATS_ACCEPTED",
     "AudioEncoding",
     "Resampler",
     "WavAudio",
@@ -50,6 +55,7 @@ __all__ = [
     "decode",
     "downmix_pcm16",
     "encode",
+    "float_to_pcm16",
     "iter_chunks",
     "make_wav",
     "numpy_available",
@@ -76,7 +82,21 @@ ULAW_SILENCE: Final = 0xFF
 #: A-law code closest to silence (decodes to +8).
 ALAW_SILENCE: Final = 0xD5
 #: Sample rates accepted by :func:`read_wav`, :class:`Resampler` and :func:`wav_to_webex`.
-SUPPORTED_SAMPLE_RATES: Final = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+SUPPORTED_SAMPLE_RATES: Final = (
+    8000,
+    11025,
+    12000,
+    16000,
+    22050,
+    24000,
+    32000,
+    44100,
+    48000,
+    88200,
+    96000,
+    176400,
+    192000,
+)
 
 # Below this many bytes the pure-Python paths beat numpy's per-call overhead.
 _NUMPY_MIN_BYTES: Final = 2048
@@ -582,6 +602,7 @@ class WavFormatError(ValueError):
 
 
 _WAVE_FORMAT_PCM: Final = 0x0001
+_WAVE_FORMAT_IEEE_FLOAT: Final = 0x0003
 _WAVE_FORMAT_ALAW: Final = 0x0006
 _WAVE_FORMAT_MULAW: Final = 0x0007
 _WAVE_FORMAT_EXTENSIBLE: Final = 0xFFFE
@@ -604,12 +625,21 @@ _FORMAT_NAMES: Final = {
 }
 _TAG_ENCODING: Final = {
     _WAVE_FORMAT_PCM: AudioEncoding.LINEAR16,
+    _WAVE_FORMAT_IEEE_FLOAT: AudioEncoding.LINEAR16,
     _WAVE_FORMAT_ALAW: AudioEncoding.ALAW,
     _WAVE_FORMAT_MULAW: AudioEncoding.MULAW,
 }
-_ENCODING_TAG: Final = {v: k for k, v in _TAG_ENCODING.items()}
+_ENCODING_TAG: Final = {
+    AudioEncoding.LINEAR16: _WAVE_FORMAT_PCM,
+    AudioEncoding.ALAW: _WAVE_FORMAT_ALAW,
+    AudioEncoding.MULAW: _WAVE_FORMAT_MULAW,
+}
 _MAX_CHANNELS: Final = 8
 _STREAMING_SIZES: Final = (0xFFFFFFFF, 0x7FFFFFFF)  # "unknown length" written by streamers
+#: What :func:`read_wav` accepts, for error messages.
+WAV_FORMATS_ACCEPTED: Final = (
+    "PCM (8-bit unsigned, 16/24/32-bit signed), IEEE float (32/64-bit), A-law, µ-law"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,7 +648,11 @@ class WavAudio:
 
     ``payload`` is the sample data as stored (interleaved, a trailing partial frame dropped);
     ``pcm16`` is that data decoded to LINEAR16 little-endian at the original rate, still
-    interleaved when ``channels > 1``; ``encoding`` is the stored encoding.
+    interleaved when ``channels > 1``. ``encoding`` is ``MULAW``/``ALAW`` for G.711 files and
+    ``LINEAR16`` for every linear format (integer PCM of any width and IEEE float), whose
+    stored layout ``sample_format`` names: ``pcm_u8``, ``pcm_s16``, ``pcm_s24``, ``pcm_s32``,
+    ``float32``, ``float64``, ``alaw`` or ``mulaw``. ``bits_per_sample`` is the container
+    size in bits.
     """
 
     pcm16: bytes
@@ -627,6 +661,7 @@ class WavAudio:
     encoding: AudioEncoding
     bits_per_sample: int
     payload: bytes
+    sample_format: str = "pcm_s16"
 
     @property
     def frames(self) -> int:
@@ -648,8 +683,59 @@ def _format_name(tag: int) -> str:
     return f"{tag} ({name})" if name else f"0x{tag:04X}"
 
 
+_XOR_SIGN: Final = bytes(b ^ 0x80 for b in range(256))
+
+
+def _int_to_pcm16(raw: bytes, width: int) -> bytes:
+    """Little-endian integer samples of ``width`` bytes to LINEAR16 (their top 16 bits).
+
+    ``width`` 1 is unsigned (WAV's 8-bit PCM), wider is signed. Pure byte slicing: the
+    result is exact, no numpy needed.
+    """
+    if width == 2:
+        return raw
+    n = len(raw) // width
+    out = bytearray(2 * n)
+    if width == 1:
+        out[1::2] = raw.translate(_XOR_SIGN)  # (u8 - 128) << 8: high byte = u8 ^ 0x80
+    else:
+        out[0::2] = raw[width - 2 :: width]
+        out[1::2] = raw[width - 1 :: width]
+    return bytes(out)
+
+
+def float_to_pcm16(raw: BytesLike, width: int = 4, *, use_numpy: bool | None = None) -> bytes:
+    """Little-endian IEEE float samples (``width`` 4 or 8 bytes) to LINEAR16.
+
+    Samples are scaled by 32768 and rounded half to even, values beyond full scale are
+    clipped, NaN becomes 0. numpy and pure Python give identical results.
+    """
+    if width not in (4, 8):
+        raise ValueError(f"float samples are 4 or 8 bytes wide, got {width}")
+    data = _as_bytes(raw)
+    n = len(data) // width
+    if _want_numpy(use_numpy, n * width):
+        x = _np.frombuffer(data, dtype="<f4" if width == 4 else "<f8", count=n)
+        x = _np.nan_to_num(x.astype(_np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+        y = _np.clip(_np.rint(_np.clip(x, -1.0, 1.0) * 32768.0), -32768, 32767)
+        return bytes(y.astype("<i2").tobytes())
+    values = array("f" if width == 4 else "d")
+    values.frombytes(data[: n * width])
+    if _BIG_ENDIAN:  # pragma: no cover - little-endian CI
+        values.byteswap()
+    out = array("h")
+    append = out.append
+    for v in values:
+        if v != v:  # NaN
+            append(0)
+            continue
+        s = round((1.0 if v > 1.0 else -1.0 if v < -1.0 else v) * 32768.0)
+        append(32767 if s > 32767 else s)
+    return _pcm_bytes(out)
+
+
 def read_wav(data: BytesLike) -> WavAudio:
-    """Parse a RIFF/WAVE file holding 16-bit PCM, A-law or µ-law at a supported rate.
+    """Parse a RIFF/WAVE file (see the module docstring for the formats accepted).
 
     Raises :class:`WavFormatError` (a :class:`ValueError`) naming the problem: not RIFF/WAVE,
     missing/short ``fmt`` chunk, unsupported format tag or sample size, unsupported rate or
@@ -696,50 +782,83 @@ def read_wav(data: BytesLike) -> WavAudio:
     return _parse_wav(fmt, payload)
 
 
+def _sample_layout(tag: int, bits: int, valid_bits: int) -> tuple[int, str]:
+    """``(container bytes, sample_format)`` of a format tag and sample size, or raise."""
+    if tag == _WAVE_FORMAT_PCM:
+        width = (bits + 7) // 8
+        if not 1 <= width <= 4:
+            raise WavFormatError(
+                f"{bits}-bit PCM samples are not supported (8-bit unsigned and 16, 24 or "
+                "32-bit signed are)"
+            )
+        if not 1 <= valid_bits <= 8 * width:
+            raise WavFormatError(f"{valid_bits}-bit samples in {8 * width}-bit containers")
+        return width, "pcm_u8" if width == 1 else f"pcm_s{8 * width}"
+    if tag == _WAVE_FORMAT_IEEE_FLOAT:
+        if bits not in (32, 64):
+            raise WavFormatError(
+                f"{bits}-bit IEEE float samples are not supported (32 and 64-bit are)"
+            )
+        if valid_bits != bits:
+            raise WavFormatError(f"{valid_bits}-bit samples in {bits}-bit float containers")
+        return bits // 8, f"float{bits}"
+    what = "ALAW" if tag == _WAVE_FORMAT_ALAW else "MULAW"
+    if bits != 8:
+        raise WavFormatError(f"{bits}-bit samples ({what}); only 8-bit is supported")
+    if valid_bits != 8:
+        raise WavFormatError(f"{valid_bits}-bit samples in 8-bit containers")
+    return 1, what.lower()
+
+
 def _parse_wav(fmt: bytes, payload: bytes) -> WavAudio:
     if len(fmt) < 16:
         raise WavFormatError(f"fmt chunk too short ({len(fmt)} bytes, need at least 16)")
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", fmt, 0)
+    valid_bits = bits
     if tag == _WAVE_FORMAT_EXTENSIBLE:
         if len(fmt) < 40:
             raise WavFormatError(
                 f"WAVE_FORMAT_EXTENSIBLE fmt chunk too short ({len(fmt)} bytes, need 40)"
             )
-        valid_bits = struct.unpack_from("<H", fmt, 18)[0]
+        valid_bits = struct.unpack_from("<H", fmt, 18)[0] or bits
         guid = fmt[24:40]
         if guid[2:] != _KSDATAFORMAT_TAIL:
             raise WavFormatError(f"unsupported WAVE_FORMAT_EXTENSIBLE sub-format {guid.hex()}")
         tag = struct.unpack_from("<H", guid, 0)[0]
-        if valid_bits not in (0, bits):
-            raise WavFormatError(f"{valid_bits}-bit samples in {bits}-bit containers")
+        if tag == _WAVE_FORMAT_PCM and bits % 8:
+            raise WavFormatError(f"WAVE_FORMAT_EXTENSIBLE container of {bits} bits")
     encoding = _TAG_ENCODING.get(tag)
     if encoding is None:
         raise WavFormatError(
-            f"unsupported WAV format tag {_format_name(tag)}; supported: PCM (16-bit), A-law, µ-law"
+            f"unsupported WAV format tag {_format_name(tag)}; supported: {WAV_FORMATS_ACCEPTED}"
         )
-    want_bits = 8 * encoding.sample_width
-    if bits != want_bits:
-        what = "PCM" if encoding is AudioEncoding.LINEAR16 else encoding.name
-        raise WavFormatError(f"{bits}-bit samples ({what}); only {want_bits}-bit is supported")
+    width, sample_format = _sample_layout(tag, bits, valid_bits)
     if not 1 <= channels <= _MAX_CHANNELS:
         raise WavFormatError(f"{channels} channels (supported: 1 to {_MAX_CHANNELS})")
     if rate not in SUPPORTED_SAMPLE_RATES:
         supported = ", ".join(str(r) for r in SUPPORTED_SAMPLE_RATES)
         raise WavFormatError(f"sample rate {rate} Hz is not supported (supported: {supported})")
-    frame_bytes = channels * encoding.sample_width
+    frame_bytes = channels * width
     if block_align != frame_bytes:
         raise WavFormatError(
             f"block align {block_align} does not match {channels} channel(s) of {bits}-bit "
             f"samples ({frame_bytes})"
         )
     payload = payload[: len(payload) - len(payload) % frame_bytes]
+    if tag == _WAVE_FORMAT_IEEE_FLOAT:
+        pcm16 = float_to_pcm16(payload, width)
+    elif tag == _WAVE_FORMAT_PCM:
+        pcm16 = _int_to_pcm16(payload, width)
+    else:
+        pcm16 = decode(payload, encoding)
     return WavAudio(
-        pcm16=decode(payload, encoding),
+        pcm16=pcm16,
         sample_rate=rate,
         channels=channels,
         encoding=encoding,
         bits_per_sample=bits,
         payload=payload,
+        sample_format=sample_format,
     )
 
 
@@ -808,14 +927,16 @@ def to_webex_ulaw(
 
 
 def wav_to_webex(data: BytesLike, *, target_rate: int = 8000) -> bytes:
-    """Convert a WAV file (PCM16/A-law/µ-law, any supported rate, stereo) to raw µ-law.
+    """Convert a WAV file (any format :func:`read_wav` accepts) to raw µ-law at ``target_rate``.
 
-    The result has no header (CHUNK-mode audio); wrap it with :func:`make_wav` for WAV mode.
+    Channels are averaged and the audio resampled; 8 kHz mono µ-law passes bit for bit. The
+    result has no header (CHUNK-mode audio); wrap it with :func:`make_wav` for WAV mode.
     Raises :class:`WavFormatError` for a malformed or unsupported file.
     """
     wav = read_wav(data)
+    g711 = wav.encoding is not AudioEncoding.LINEAR16
     return to_webex_ulaw(
-        wav.payload,
+        wav.payload if g711 else wav.pcm16,
         encoding=wav.encoding,
         sample_rate=wav.sample_rate,
         channels=wav.channels,

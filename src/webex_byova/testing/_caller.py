@@ -305,7 +305,13 @@ class WebexCaller:
         speed: Pacing speed-up factor when ``realtime`` (e.g. 5.0 plays 5x faster than real
             time, still paced so the server's END_OF_INPUT can stop the stream mid-way).
         frame_ms: Audio per frame (20 ms = 160 µ-law bytes).
-        credentials: Channel credentials for TLS/mTLS (default plaintext).
+        credentials: Channel credentials for TLS/mTLS (default plaintext), e.g.
+            ``grpc.ssl_channel_credentials(ca_pem, private_key=key_pem,
+            certificate_chain=cert_pem)``.
+        tls: With no ``credentials``: TLS trusting the system's root CAs.
+        tls_server_name: The name the server's certificate must carry when it differs
+            from ``target``'s host (e.g. calling ``127.0.0.1`` with a certificate for
+            ``bot.example.com``); TLS only.
         rpc_timeout: Upper bound for one RPC.
         clock, sleep: Injectable time source and sleep for pacing.
     """
@@ -325,6 +331,8 @@ class WebexCaller:
         speed: float = 1.0,
         frame_ms: int = 20,
         credentials: grpc.ChannelCredentials | None = None,
+        tls: bool = False,
+        tls_server_name: str | None = None,
         rpc_timeout: float = 60.0,
         language_code: str = "en-US",
         clock: Callable[[], float] = time.monotonic,
@@ -336,14 +344,20 @@ class WebexCaller:
             raise ValueError("frame_ms must be one of 10, 20, 30, 40, 60, 80, 100")
         if speed <= 0:
             raise ValueError("speed must be > 0")
+        if tls and credentials is None:
+            credentials = grpc.ssl_channel_credentials()
+        if tls_server_name is not None and credentials is None:
+            raise ValueError("tls_server_name needs TLS (tls=True or credentials=)")
         self._owns_channel = channel is None
         if channel is None:
             assert target is not None
-            channel = (
-                aio.secure_channel(target, credentials)
-                if credentials is not None
-                else aio.insecure_channel(target)
-            )
+            if credentials is not None:
+                options = (
+                    [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+                )
+                channel = aio.secure_channel(target, credentials, options=options)
+            else:
+                channel = aio.insecure_channel(target)
         self.channel = channel
         self.stub = vva_grpc.VoiceVirtualAgentStub(channel)
         self.conversation_id = conversation_id or str(uuid.uuid4())
@@ -503,10 +517,10 @@ class WebexCaller:
     ) -> TurnResult:
         """One audio turn: stream the utterance in frames, then silence, as Webex does.
 
-        Give a ``wav`` (any supported format), raw 8 kHz ``ulaw`` or ``pcm16`` at
-        ``sample_rate``. Frames go out as ``encoding`` (µ-law by default) at ``sample_rate``
-        (8000 for µ-law/A-law unless given). Sending stops at ``END_OF_INPUT`` (then the
-        caller half-closes); otherwise after the trailing silence.
+        Give a ``wav`` (any format :func:`~webex_byova.media.audio.read_wav` accepts), raw
+        8 kHz ``ulaw`` or ``pcm16`` at ``sample_rate``. Frames go out as ``encoding`` (µ-law
+        by default) at ``sample_rate`` (8000 for µ-law/A-law unless given). Sending stops at
+        ``END_OF_INPUT`` (then the caller half-closes); otherwise after the trailing silence.
         """
         frames = self.frames(
             wav=wav,
@@ -543,7 +557,7 @@ class WebexCaller:
         enc = _audio.AudioEncoding.coerce(encoding)
         if wav is not None:
             info = _audio.read_wav(wav)
-            pcm = _audio.downmix_pcm16(_audio.decode(info.payload, info.encoding), info.channels)
+            pcm = info.mono_pcm16()
             src_rate = info.sample_rate
         elif ulaw is not None:
             pcm, src_rate = _audio.decode(ulaw, "MULAW"), 8000
