@@ -13,6 +13,7 @@ from .._optional import MissingExtraError
 if TYPE_CHECKING:
     from ._connector import MediaConnector
     from ._model import ConversationRecord, InputSettings
+    from ._redis_store import ConversationConflictError, RedisConversationStore
     from ._responses import TextSpec
     from .config import MediaServerConfig
     from .events import (
@@ -42,6 +43,7 @@ __all__ = [
     "AudioInput",
     "BYOVAMediaServer",
     "BargeIn",
+    "ConversationConflictError",
     "ConversationRecord",
     "ConversationStore",
     "CustomEvent",
@@ -55,6 +57,7 @@ __all__ = [
     "MediaServerConfig",
     "NoInput",
     "ProxyFallback",
+    "RedisConversationStore",
     "Session",
     "SessionEnd",
     "SessionEndedError",
@@ -83,6 +86,8 @@ _LAZY: dict[str, str] = {
     "TurnFinishedError": ".session",
     "ConversationStore": ".store",
     "InMemoryConversationStore": ".store",
+    "RedisConversationStore": "._redis_store",
+    "ConversationConflictError": "._redis_store",
     "ConversationRecord": "._model",
     "InputSettings": "._model",
     "TextSpec": "._responses",
