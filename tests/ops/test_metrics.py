@@ -200,3 +200,68 @@ def test_multiprocess_mode_aggregates_two_real_processes(
                 proc.wait(timeout=20)
             assert proc.stdout is not None
             proc.stdout.close()
+
+
+SERVE_APP = """\
+from webex_byova import BYOVAMediaServer
+
+server = BYOVAMediaServer.from_env()
+"""
+
+
+def test_byova_serve_metrics_port_serves_the_families(tmp_path: Path) -> None:
+    import re
+    import signal
+
+    from ..cli.conftest import BYOVA
+
+    app = tmp_path / "app.py"
+    app.write_text(SERVE_APP)
+    env = {**os.environ, "WEBEX_MEDIA_VERIFY_TOKENS": "false"}
+    proc = subprocess.Popen(
+        [str(BYOVA), "serve", str(app), "--host", "127.0.0.1", "--port", "0"]
+        + ["--metrics-port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        url = ""
+        for line in proc.stderr:
+            match = re.match(r"metrics on (http://\S+)$", line.strip())
+            if match:
+                url = match.group(1)
+            if line.startswith("serving "):
+                break
+        assert url.startswith("http://127.0.0.1:")
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(response.text)}
+        assert {
+            "webex_byova_conversations_active",
+            "webex_byova_turns",
+            "webex_byova_turn_latency_seconds",
+            "webex_byova_auth_refusals",
+        } <= names
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+
+
+def test_reload_and_workers_do_not_combine(tmp_path: Path) -> None:
+    from ..cli.conftest import BYOVA
+
+    app = tmp_path / "app.py"
+    app.write_text(SERVE_APP)
+    result = subprocess.run(
+        [str(BYOVA), "serve", str(app), "--reload", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--reload runs one process" in result.stdout + result.stderr
