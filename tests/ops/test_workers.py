@@ -95,7 +95,7 @@ def pids_answering(port: int, connections: int) -> set[int]:
             f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
         ) as channel:
             get = channel.unary_unary("/test.Pid/Get")
-            pids.add(int(get(b"", timeout=10)))
+            pids.add(int(get(b"", timeout=30, wait_for_ready=True)))
     return pids
 
 
@@ -219,3 +219,51 @@ async def test_byova_serve_workers_2_answers_from_two_pids(tmp_path: Path) -> No
         assert len(seen) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_supervisor_in_process_clears_a_given_metrics_dir_and_stops_on_request(
+    tmp_path: Path,
+) -> None:
+    from webex_byova.cli._workers import WorkerSupervisor
+
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    stale = directory / "counter_999999.db"
+    stale.write_bytes(b"stale")
+    port = free_port()
+    out = tmp_path / "supervisor.log"
+    with out.open("w") as stream:
+        sup = WorkerSupervisor(
+            [sys.executable, str(WORKER), str(port)],
+            2,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+            metrics_port=0,
+            metrics_host="127.0.0.1",
+            out=stream,
+        )
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(sup.run(install_signals=False)))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(sup.pids) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(sup.pids) == 2
+            assert not stale.exists()
+            assert pids_answering(port, 10) <= set(sup.pids)
+            assert (
+                scrape(sup.metrics_url)[
+                    ("webex_byova_streams_opened_total", (("transport", "grpc"),))
+                ]
+                == 10
+            )
+        finally:
+            sup.stop()
+            thread.join(timeout=60)
+    assert result == [0]
+    assert sup.pids == []
+    assert directory.exists()  # a directory the launcher gave is kept
+    log = out.read_text()
+    assert "workers: stopping 2 worker(s)" in log
+    with pytest.raises(ValueError, match="at least 1"):
+        WorkerSupervisor(["true"], 0)
