@@ -13,7 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from webex_byova.media._metrics import (
+    OUTCOMES,
     MediaMetrics,
+    conversation_outcome,
     exposition_registry,
     mark_process_dead,
     start_metrics_server,
@@ -41,7 +43,7 @@ def test_scrape_shows_exact_values_after_a_scripted_call() -> None:
         metrics.stream_closed("grpc")
         metrics.stream_opened("grpc")
         metrics.frames_in("grpc", 50)
-        metrics.frame_dropped("grpc", "short")
+        metrics.frame_dropped("grpc", "small")
         metrics.end_of_input("grpc", 0.8)
         metrics.turn_finished("grpc", "completed", latency_s=0.3)
         metrics.frames_out("grpc", 12)
@@ -73,7 +75,7 @@ def test_scrape_shows_exact_values_after_a_scripted_call() -> None:
         assert s[("webex_byova_frames_received_total", g)] == 50
         assert s[("webex_byova_frames_sent_total", g)] == 12
         assert s[("webex_byova_frames_late_total", g)] == 1
-        assert s[("webex_byova_frames_dropped_total", (("reason", "short"), *g))] == 1
+        assert s[("webex_byova_frames_dropped_total", (("reason", "small"), *g))] == 1
         assert s[("webex_byova_handler_errors_total", g)] == 1
         assert s[("webex_byova_handler_timeouts_total", g)] == 1
         assert s[("webex_byova_auth_refusals_total", (("reason", "claim_mismatch"), *g))] == 1
@@ -229,13 +231,11 @@ def test_byova_serve_metrics_port_serves_the_families(tmp_path: Path) -> None:
     )
     assert proc.stderr is not None
     try:
-        url = ""
-        for line in proc.stderr:
-            match = re.match(r"metrics on (http://\S+)$", line.strip())
-            if match:
-                url = match.group(1)
-            if line.startswith("serving "):
-                break
+        first = proc.stderr.readline()
+        assert first.startswith("serving "), first  # still the first line, as tools expect
+        match = re.match(r"metrics on (http://\S+)$", proc.stderr.readline().strip())
+        assert match
+        url = match.group(1)
         assert url.startswith("http://127.0.0.1:")
         response = httpx.get(url, timeout=10)
         assert response.status_code == 200
@@ -265,3 +265,14 @@ def test_reload_and_workers_do_not_combine(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--reload runs one process" in result.stdout + result.stderr
+
+
+def test_conversation_outcome_maps_session_end_reasons() -> None:
+    assert conversation_outcome("caller_ended") == "caller_hangup"
+    assert conversation_outcome("transfer_to_agent") == "transfer"
+    assert conversation_outcome("session_end") == "ended"
+    assert conversation_outcome("idle_timeout") == "timeout"
+    assert conversation_outcome("server_stop") == "cancelled"
+    assert conversation_outcome("something else") == "other"
+    for reason in ("caller_ended", "transfer_to_agent", "session_end", "idle_timeout"):
+        assert conversation_outcome(reason) in OUTCOMES

@@ -323,13 +323,12 @@ def serve(
             "reuse_port": reuse_port or None,
         },
     )
-    from .._logsetup import configure_logging
-
-    configure_logging(server.config.log_level, log_format)
-    _run(_serve_app(server, target, metrics_port))
+    _run(_serve_app(server, target, metrics_port, log_format))
 
 
-async def _serve_app(server: Any, target: str, metrics_port: int | None = None) -> None:
+async def _serve_app(
+    server: Any, target: str, metrics_port: int | None = None, log_format: str | None = None
+) -> None:
     exporter = None
     if metrics_port is not None:
         from ..media._metrics import MediaMetrics, start_metrics_server
@@ -338,17 +337,18 @@ async def _serve_app(server: Any, target: str, metrics_port: int | None = None) 
         # endpoint serves the (zero) families so scrapers and dashboards can be set up.
         metrics = getattr(server, "metrics", None) or MediaMetrics()
         exporter = start_metrics_server(metrics_port, server.config.host, metrics=metrics)
-        Console(stderr=True, highlight=False).print(
-            f"metrics on {exporter.url}", markup=False, soft_wrap=True
-        )
     try:
-        await _serve_started(server, target)
+        await _serve_started(server, target, log_format, exporter.url if exporter else "")
     finally:
         if exporter is not None:
             exporter.stop()
 
 
-async def _serve_started(server: Any, target: str) -> None:
+async def _serve_started(
+    server: Any, target: str, log_format: str | None, metrics_url: str
+) -> None:
+    from .._logsetup import configure_logging
+
     await server.start()
     config = server.config
     try:
@@ -360,6 +360,13 @@ async def _serve_started(server: Any, target: str) -> None:
             markup=False,
             soft_wrap=True,
         )
+        if metrics_url:
+            Console(stderr=True, highlight=False).print(
+                f"metrics on {metrics_url}", markup=False, soft_wrap=True
+            )
+        # Logging starts after those lines (the server's own "listening" record duplicates it)
+        # and only if the app did not configure logging itself.
+        configure_logging(config.log_level, log_format)
         await _until_signalled(server)
     finally:
         await server.stop()

@@ -38,6 +38,7 @@ __all__ = [
     "TRANSPORTS",
     "MediaMetrics",
     "MetricsServer",
+    "conversation_outcome",
     "exposition_registry",
     "mark_process_dead",
     "start_metrics_server",
@@ -70,8 +71,9 @@ AUTH_REASONS: Final = frozenset(
         "verifier_error",
     }
 )
-#: Why a caller frame was not used.
-DROP_REASONS: Final = frozenset({"short", "oversize", "after_close", "queue_full", "decode"})
+#: Why a caller frame was not used: shorter than ``min_frame_bytes``, over 64 KiB, an
+#: unsupported or changed sample rate, or arriving after the turn's input closed.
+DROP_REASONS: Final = frozenset({"small", "large", "bad_rate", "after_close"})
 #: Why a conversation was forgotten without a SESSION_END.
 EVICTION_REASONS: Final = frozenset({"idle", "capacity", "server_stop"})
 
@@ -79,6 +81,21 @@ EVICTION_REASONS: Final = frozenset({"idle", "capacity", "server_stop"})
 LATENCY_BUCKETS: Final = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 #: Seconds; the end-pointer's silence window is typically 0.3-1.5 s.
 END_OF_INPUT_BUCKETS: Final = (0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+#: ``Session.end_reason`` -> conversation outcome label.
+_END_REASONS: Final = {
+    "caller_ended": "caller_hangup",
+    "transfer_to_agent": "transfer",
+    "session_end": "ended",
+    "idle_timeout": "timeout",
+    "server_stop": "cancelled",
+}
+
+
+def conversation_outcome(end_reason: str) -> str:
+    """The ``outcome`` label for a session's ``end_reason`` (``other`` if unknown)."""
+    return _END_REASONS.get(end_reason, "other")
 
 
 def _bounded(value: str, allowed: frozenset[str]) -> str:
@@ -273,7 +290,7 @@ class MediaMetrics:
         self.frames_sent.labels(_bounded(transport, TRANSPORTS)).inc(count)
 
     def frame_dropped(self, transport: str, reason: str) -> None:
-        """A caller frame was not used (too short, after the turn closed, queue full …)."""
+        """A caller frame was not used (``small``, ``large``, ``bad_rate``, ``after_close``)."""
         self.frames_dropped.labels(
             _bounded(transport, TRANSPORTS), _bounded(reason, DROP_REASONS)
         ).inc()
