@@ -239,3 +239,27 @@ def test_config_field_and_factory() -> None:
     assert isinstance(conversation_store_for(MediaServerConfig()), InMemoryConversationStore)
     with pytest.raises(ValueError, match="WEBEX_MEDIA_CONVERSATION_STORE"):
         MediaServerConfig.from_env({"WEBEX_MEDIA_CONVERSATION_STORE": "mysql://x"})
+
+
+async def test_writes_of_one_process_build_on_each_other(redis_url: str) -> None:
+    """The server spawns a put per RPC as a task: overlapping puts of one store never
+    conflict with each other, the last state wins, and a delete waits for them."""
+    s = store(redis_url)
+    try:
+        rec = record("c")
+        await s.put(rec)
+
+        async def bump() -> None:
+            rec.turns += 1
+            await s.put(rec)
+
+        await asyncio.gather(*(bump() for _ in range(10)))
+        assert s.version("c") == 11
+        loaded = await s.get("c")
+        assert loaded is not None
+        assert loaded.turns == 10
+        await asyncio.gather(s.put(rec), s.delete("c"))
+        assert await s.get("c") is None
+        assert s._locks == {}
+    finally:
+        await s.aclose()

@@ -19,8 +19,11 @@ One store instance belongs to one event loop (its connection pool does).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from .._logging import get_logger
@@ -111,6 +114,7 @@ class RedisConversationStore:
         self._owns_client = client is None
         self._script: AsyncScript | None = None
         self._versions: OrderedDict[str, int] = OrderedDict()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def _redis(self) -> Redis:
         if self._client is None:
@@ -134,6 +138,24 @@ class RedisConversationStore:
         while len(self._versions) > MAX_TRACKED:
             self._versions.popitem(last=False)
 
+    @asynccontextmanager
+    async def _serial(self, conversation_id: str) -> AsyncIterator[None]:
+        """One write at a time per conversation in this store (the server spawns its writes
+        as tasks, and a second put must build on the first one's version)."""
+        lock, users = self._locks.get(conversation_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[conversation_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[conversation_id]
+            if users == 1:
+                del self._locks[conversation_id]
+            else:
+                self._locks[conversation_id] = (lock, users - 1)
+
     def version(self, conversation_id: str) -> int | None:
         """The version this store last read or wrote for the conversation, if any."""
         return self._versions.get(conversation_id)
@@ -150,11 +172,18 @@ class RedisConversationStore:
     async def put(self, record: ConversationRecord) -> None:
         """Write ``record`` if the store still holds the version this process knows.
 
+        Writes of one conversation through this store run one at a time, each serialising the
+        record when its turn comes (so the freshest state is written).
+
         Raises:
             ConversationConflictError: Another process wrote (or ended) it meanwhile.
             TypeError: ``user_state`` is not JSON-serialisable.
         """
         cid = record.conversation_id
+        async with self._serial(cid):
+            await self._put(cid, record)
+
+    async def _put(self, cid: str, record: ConversationRecord) -> None:
         try:
             payload = json.dumps(record.to_dict(), separators=(",", ":"))
         except (TypeError, ValueError) as exc:
@@ -179,9 +208,10 @@ class RedisConversationStore:
         raise ConversationConflictError(cid, expected, found)
 
     async def delete(self, conversation_id: str) -> None:
-        """Forget the record (no error if absent)."""
-        self._versions.pop(conversation_id, None)
-        await self._redis().delete(self._key(conversation_id))
+        """Forget the record (no error if absent); waits for this store's pending writes."""
+        async with self._serial(conversation_id):
+            self._versions.pop(conversation_id, None)
+            await self._redis().delete(self._key(conversation_id))
 
     async def ttl_s(self, conversation_id: str) -> float | None:
         """Seconds until the record expires (None if absent)."""
