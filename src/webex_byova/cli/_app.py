@@ -87,8 +87,9 @@ def _handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+def _wait_for_interrupt(ready: Callable[[], None] | None = None) -> None:
+    """Block until Ctrl-C or SIGTERM; ``ready`` runs once the handlers are installed (so a
+    signal sent as soon as it has printed something is not lost)."""
     stop = threading.Event()
     # Handle SIGINT explicitly too: a background job of a script inherits SIGINT ignored, so
     # Python's KeyboardInterrupt never comes and `kill -INT` would not stop the command.
@@ -96,6 +97,8 @@ def _wait_for_interrupt() -> None:
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
+        if ready is not None:
+            ready()
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -126,17 +129,20 @@ def emulator(
         # The seeded credentials are random per run and only work against this emulator:
         # printing them is the point of the command.
         out = Renderer(as_json=as_json, show_tokens=True)
-        if as_json:
-            sys.stdout.write(json.dumps(info) + "\n")
-            sys.stdout.flush()
-        else:
+
+        def announce() -> None:
+            if as_json:
+                sys.stdout.write(json.dumps(info) + "\n")
+                sys.stdout.flush()
+                return
             env = info.pop("env")
             out.record(info, title="Webex emulator")
             out.message("[bold]Point the SDK and CLI at it:[/bold]")
             for key, value in env.items():
                 out.console.print(f"export {key}={value}", markup=False)
             out.message("[dim]Ctrl-C to stop.[/dim]")
-        _wait_for_interrupt()
+
+        _wait_for_interrupt(announce)
     finally:
         emu.stop()
 
