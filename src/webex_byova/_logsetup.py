@@ -58,6 +58,9 @@ CONTEXT_FIELDS: Mapping[str, str] = {
     "transport": "transport",
 }
 
+#: Third-party loggers that are chatty at INFO.
+_QUIET_AT_INFO = ("httpx", "httpcore")
+
 # C0 controls, DEL, C1 controls and the Unicode line/paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -196,4 +199,7 @@ def configure_logging(
     # The media server sets its own logger's level from its config at start; keep the tree
     # below webex_byova at the chosen level too so DEBUG really shows library detail.
     logging.getLogger("webex_byova").setLevel(number)
+    # httpx logs every request (JWKS, token refreshes) at INFO: keep that for DEBUG only.
+    for noisy in _QUIET_AT_INFO:
+        logging.getLogger(noisy).setLevel(logging.WARNING if number > logging.DEBUG else number)
     return True

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -24,8 +25,15 @@ def test_deploy_guide_python_blocks_run(
     assert len(blocks) >= 4
     assert all(runs for runs, _ in blocks)
     namespace: dict[str, object] = {"__name__": "docs_deploy"}
-    for index, (_, code) in enumerate(blocks, 1):
-        exec(compile(code, f"docs/deploy.md python block {index}", "exec"), namespace)
+    # the logging block configures loggers the way a server process would: undo that after
+    names = ("", "webex_byova", "httpx", "httpcore")
+    levels = {name: logging.getLogger(name).level for name in names}
+    try:
+        for index, (_, code) in enumerate(blocks, 1):
+            exec(compile(code, f"docs/deploy.md python block {index}", "exec"), namespace)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def test_deploy_guide_serve_flags_exist() -> None:

@@ -194,7 +194,7 @@ def bare_root() -> Iterator[logging.Logger]:
     body, so this runs inside the test), restored afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    package_level = logging.getLogger("webex_byova").level
+    levels = {n: logging.getLogger(n).level for n in ("webex_byova", "httpx", "httpcore")}
     for handler in handlers:
         root.removeHandler(handler)
     try:
@@ -205,7 +205,8 @@ def bare_root() -> Iterator[logging.Logger]:
         for handler in handlers:
             root.addHandler(handler)
         root.setLevel(level)
-        logging.getLogger("webex_byova").setLevel(package_level)
+        for name, saved in levels.items():
+            logging.getLogger(name).setLevel(saved)
 
 
 def test_configure_logging_respects_an_app_that_configured_logging() -> None:
@@ -223,6 +224,7 @@ def _respects(clean_root: logging.Logger) -> None:
     assert clean_root.level == logging.WARNING
     logging.getLogger("webex_byova.media").warning("hello %s", "there")
     assert json.loads(stream.getvalue())["message"] == "hello there"
+    assert logging.getLogger("httpx").level == logging.WARNING
 
 
 def test_configure_logging_reads_the_environment() -> None:
@@ -231,6 +233,7 @@ def test_configure_logging_reads_the_environment() -> None:
     with bare_root() as clean_root:
         assert configure_logging(stream=stream, environ=env)
         assert clean_root.level == logging.DEBUG
+        assert logging.getLogger("httpx").level == logging.DEBUG
         logging.getLogger("webex_byova.x").debug("d")
     assert json.loads(stream.getvalue())["level"] == "DEBUG"
 
