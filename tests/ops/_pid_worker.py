@@ -35,7 +35,9 @@ async def main(port: int) -> None:
     if not server.add_insecure_port(f"127.0.0.1:{port}"):
         sys.exit(3)
     await server.start()
-    print(f"worker {os.getpid()} ready", flush=True)
+    # one write (atomic on a pipe): two workers' lines must not interleave
+    sys.stdout.write(f"worker {os.getpid()} ready\n")
+    sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
