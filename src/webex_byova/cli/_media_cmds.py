@@ -281,21 +281,68 @@ def serve(
             help="Development: restart the app when a .py file in its directory changes.",
         ),
     ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).",
+            envvar="WEBEX_MEDIA_LOG_LEVEL",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="text (default) or json: one object per line.",
+            envvar="WEBEX_MEDIA_LOG_FORMAT",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics on this port (off when not given).",
+            envvar="WEBEX_MEDIA_METRICS_PORT",
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes sharing the port (SO_REUSEPORT, Linux).",
+            envvar="WEBEX_MEDIA_WORKERS",
+        ),
+    ] = 1,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
 ) -> None:
     """Run your media server app (its other settings come from WEBEX_MEDIA_* variables)."""
     _need_media()
+    from .._logsetup import check_log_options
+
+    check_log_options(log_level, log_format)
+    shared = {
+        "--host": host,
+        "--tls-cert": tls_cert,
+        "--tls-key": tls_key,
+        "--tls-client-ca": tls_client_ca,
+        "--log-level": log_level,
+        "--log-format": log_format,
+    }
     if reload:
+        if workers > 1:
+            raise typer.BadParameter("--reload runs one process; drop --workers")
         from ._reload import child_command, run_with_reload, watch_roots
 
         roots = watch_roots(target)
-        options = {
-            "--host": host,
-            "--port": port,
-            "--tls-cert": tls_cert,
-            "--tls-key": tls_key,
-            "--tls-client-ca": tls_client_ca,
-        }
+        options = {**shared, "--port": port, "--metrics-port": metrics_port}
         raise typer.Exit(run_with_reload(child_command(target, options), roots))
+    if workers > 1:
+        from ._workers import run_workers
+
+        raise typer.Exit(run_workers(target, workers, port, metrics_port, host, shared))
     from ._serve import apply_overrides, check_port_free, load_app
 
     server = load_app(target)
@@ -307,10 +354,13 @@ def serve(
             "tls_cert_file": tls_cert,
             "tls_key_file": tls_key,
             "tls_client_ca_file": tls_client_ca,
+            "log_level": log_level,
+            "reuse_port": reuse_port or None,
         },
     )
-    check_port_free(config.host, config.port)
-    _run(_serve_app(server, target))
+    if not config.reuse_port:  # workers share the port on purpose: no "in use" probe for them
+        check_port_free(config.host, config.port)
+    _run(_serve_app(server, target, metrics_port, log_format))
 
 
 async def _start_listening(server: Any) -> None:
@@ -328,7 +378,28 @@ async def _start_listening(server: Any) -> None:
         ) from None
 
 
-async def _serve_app(server: Any, target: str) -> None:
+async def _serve_app(
+    server: Any, target: str, metrics_port: int | None = None, log_format: str | None = None
+) -> None:
+    exporter = None
+    if metrics_port is not None:
+        from ..media._metrics import MediaMetrics, start_metrics_server
+
+        # The server's own MediaMetrics once the call core records into it; until then the
+        # endpoint serves the (zero) families so scrapers and dashboards can be set up.
+        metrics = getattr(server, "metrics", None) or MediaMetrics()
+        exporter = start_metrics_server(metrics_port, server.config.host, metrics=metrics)
+    try:
+        await _serve_started(server, target, log_format, exporter.url if exporter else "")
+    finally:
+        if exporter is not None:
+            exporter.stop()
+
+
+async def _serve_started(
+    server: Any, target: str, log_format: str | None, metrics_url: str
+) -> None:
+    from .._logsetup import configure_logging
     from ._serve import bind_address, exposure_warning
 
     await _start_listening(server)
@@ -351,6 +422,11 @@ async def _serve_app(server: Any, target: str) -> None:
         )
         if warning:
             err.print(warning, style="bold yellow", markup=False, soft_wrap=True)
+        if metrics_url:
+            err.print(f"metrics on {metrics_url}", markup=False, soft_wrap=True)
+        # Logging starts after those lines (the server's own "listening" record duplicates it)
+        # and only if the app did not configure logging itself.
+        configure_logging(config.log_level, log_format)
         await stop.wait()
     finally:
         await server.stop()

@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING, Any
 from .._optional import MissingExtraError
 
 if TYPE_CHECKING:
+    from .._logsetup import configure_logging
     from ._connector import MediaConnector
+    from ._metrics import MediaMetrics, MetricsServer, start_metrics_server
     from ._model import ConversationRecord, InputSettings
+    from ._redis_store import ConversationConflictError, RedisConversationStore
     from ._responses import TextSpec
+    from ._tracing import MediaTracer
     from .config import MediaServerConfig
     from .events import (
         EVENT_NAMES,
@@ -42,6 +46,7 @@ __all__ = [
     "AudioInput",
     "BYOVAMediaServer",
     "BargeIn",
+    "ConversationConflictError",
     "ConversationRecord",
     "ConversationStore",
     "CustomEvent",
@@ -52,9 +57,13 @@ __all__ = [
     "InputSettings",
     "MediaConnector",
     "MediaEvent",
+    "MediaMetrics",
     "MediaServerConfig",
+    "MediaTracer",
+    "MetricsServer",
     "NoInput",
     "ProxyFallback",
+    "RedisConversationStore",
     "Session",
     "SessionEnd",
     "SessionEndedError",
@@ -69,6 +78,8 @@ __all__ = [
     "Utterance",
     "VirtualAgent",
     "WebSocketProxyConnector",
+    "configure_logging",
+    "start_metrics_server",
 ]
 
 # public name -> module (relative to this package)
@@ -83,6 +94,13 @@ _LAZY: dict[str, str] = {
     "TurnFinishedError": ".session",
     "ConversationStore": ".store",
     "InMemoryConversationStore": ".store",
+    "RedisConversationStore": "._redis_store",
+    "ConversationConflictError": "._redis_store",
+    "MediaMetrics": "._metrics",
+    "MetricsServer": "._metrics",
+    "start_metrics_server": "._metrics",
+    "MediaTracer": "._tracing",
+    "configure_logging": ".._logsetup",
     "ConversationRecord": "._model",
     "InputSettings": "._model",
     "TextSpec": "._responses",
@@ -108,7 +126,9 @@ _LAZY: dict[str, str] = {
 
 
 #: top-level modules that only the ``media`` extra provides
-_MEDIA_EXTRA_MODULES = frozenset({"grpc", "grpc_health", "grpc_reflection", "google", "websockets"})
+_MEDIA_EXTRA_MODULES = frozenset(
+    {"grpc", "grpc_health", "grpc_reflection", "google", "websockets", "prometheus_client"}
+)
 
 
 def __getattr__(name: str) -> Any:

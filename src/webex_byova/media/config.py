@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["DEFAULT_SCHEMA_ID", "ENV_PREFIX", "MediaServerConfig"]
+__all__ = [
+    "DEFAULT_SCHEMA_ID",
+    "ENV_PREFIX",
+    "ConversationStoreSpec",
+    "MediaServerConfig",
+    "parse_conversation_store",
+]
 
 ENV_PREFIX = "WEBEX_MEDIA_"
 DEFAULT_SCHEMA_ID = "5397013b-7920-4ffc-807c-e8a3e0a18f43"
@@ -135,6 +143,27 @@ class MediaServerConfig(BaseModel):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
+    # -- production operation ----------------------------------------------------------------
+    reuse_port: bool = Field(
+        False,
+        description="Bind with SO_REUSEPORT so several processes share the port (workers).",
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve Prometheus /metrics on this port (None = off)."
+    )
+    conversation_store: str | None = Field(
+        None,
+        description="Where conversation records live: 'memory' (default) or a redis:// URL.",
+        repr=False,  # a redis URL may hold a password
+    )
+
+    @field_validator("conversation_store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_conversation_store(value)
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -231,5 +260,60 @@ _NULLABLE = frozenset(
         "expected_url",
         "expected_audience",
         "expected_org_id",
+        "metrics_port",
+        "conversation_store",
     }
 )
+
+DEFAULT_STORE_KEY_PREFIX = "webex_byova:conversation:"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationStoreSpec:
+    """A parsed ``conversation_store`` setting (``WEBEX_MEDIA_CONVERSATION_STORE``).
+
+    Attributes:
+        kind: ``"memory"`` or ``"redis"``.
+        url: The Redis URL without our own query parameters ('' for memory).
+        key_prefix: Prefix of every Redis key (``?prefix=`` in the URL).
+    """
+
+    kind: Literal["memory", "redis"]
+    url: str = ""
+    key_prefix: str = DEFAULT_STORE_KEY_PREFIX
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self.url)
+        safe = self.url
+        if parts.password:
+            netloc = parts.netloc.rpartition("@")[2]
+            user = parts.username or ""
+            safe = urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+        return (
+            f"ConversationStoreSpec(kind={self.kind!r}, url={safe!r}, prefix={self.key_prefix!r})"
+        )
+
+
+def parse_conversation_store(value: str) -> ConversationStoreSpec:
+    """Parse ``memory`` or ``redis[s]://[user:password@]host[:port][/db][?prefix=...]``.
+
+    ``unix://`` socket URLs are accepted as Redis too. Raises :class:`ValueError` otherwise.
+    """
+    text = value.strip()
+    if text in ("", "memory", "memory://"):
+        return ConversationStoreSpec("memory")
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            "conversation store must be 'memory' or a redis://, rediss:// or unix:// URL"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("redis conversation store URL needs a host")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    prefixes = query.pop("prefix", [])
+    prefix = prefixes[-1] if prefixes else DEFAULT_STORE_KEY_PREFIX
+    if not prefix:
+        raise ValueError("conversation store prefix must not be empty")
+    rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+    url = urlunsplit(parts._replace(query=rest))
+    return ConversationStoreSpec("redis", url, prefix)
