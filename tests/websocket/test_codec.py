@@ -354,13 +354,16 @@ def test_peer_error_ends_the_conversation_without_an_answer() -> None:
     assert conn.respond(AgentResponse(), NOW) == []
 
 
-def test_caller_session_end_stops_input_and_responses() -> None:
+def test_caller_session_end_stops_input_but_allows_the_acknowledgement() -> None:
     conn = started()
     result = conn.receive_text(req(2, event("SESSION_END")), NOW)
     assert isinstance(result, RequestIn)
     assert conn.ended
     assert isinstance(conn.receive_text(req(3, event("NO_INPUT")), NOW), Ignored)
     assert isinstance(conn.receive_text(json.dumps(env("PING", seq=4)), NOW), PingIn)
+    ack = AgentResponse(output_events=(OutputEventSpec("session_end", "by_client"),))
+    assert len(conn.respond(ack, NOW)) == 1
+    assert conn.terminal_sent
     assert conn.respond(AgentResponse(), NOW) == []
 
 

@@ -739,10 +739,13 @@ class VaConnection:
     virtual_agent_id: str = ""
     started: bool = False
     #: The conversation is over (terminal response sent, caller SESSION_END, peer ERROR):
-    #: caller input is ignored and no more responses go out; close the socket with 1000.
+    #: further caller input is ignored; close the socket with 1000 once the peer is done.
     ended: bool = False
-    #: A SESSION_END / TRANSFER_TO_AGENT response went out.
+    #: A SESSION_END / TRANSFER_TO_AGENT response went out: nothing more is sent after it.
+    #: (After the caller's SESSION_END the core may still acknowledge it with one.)
     terminal_sent: bool = False
+    #: Webex sent ERROR: nothing more is sent.
+    peer_failed: bool = False
     #: A :class:`Fatal` was returned: send its frame, close, ignore everything else.
     closed: bool = False
     last_peer_seq: int = 0
@@ -800,7 +803,7 @@ class VaConnection:
         if kind == "PING":
             return PingIn(seq, self._envelope("PONG", now, seq=seq))
         if kind == "ERROR":
-            self.ended = True
+            self.ended = self.peer_failed = True
             status = envelope.get("status")
             return PeerError(
                 code=bound_detail(str(envelope.get("code", ""))[:40]),
@@ -897,11 +900,12 @@ class VaConnection:
         return self.limits.reply_chunk_bytes
 
     def respond(self, resp: AgentResponse, now: float) -> list[str]:
-        """Frames for one response of the call core, in order (empty once the socket ended).
+        """Frames for one response of the call core, in order (none after a terminal response,
+        a Webex ERROR or a :class:`Fatal`).
 
         Raises :class:`~webex_byova.media.audio.WavFormatError` for an undecodable WAV prompt.
         """
-        if self.closed or self.ended:
+        if self.closed or self.terminal_sent or self.peer_failed:
             return []
         prompts = [replace(p, audio=_reply_audio(p.audio)) if p.audio else p for p in resp.prompts]
         out: list[str] = []
