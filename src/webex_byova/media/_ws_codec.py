@@ -81,6 +81,7 @@ from ._messages import (
 )
 from ._model import InputSettings
 from ._responses import PromptSpec, TextSpec
+from .config import DEFAULT_WS_SCHEMA_ID
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -120,7 +121,7 @@ __all__ = [
 ]
 
 #: The BYOVA-over-WebSocket data-source schema (``com.cisco.datasource.schema.uuid``).
-WS_SCHEMA_ID: Final = "a38a10b7-43e4-4676-a076-a7d6dce9387d"
+WS_SCHEMA_ID: Final = DEFAULT_WS_SCHEMA_ID
 #: The conversation endpoint and the discovery endpoint, on the registered origin.
 VA_PATH: Final = "/v1/va"
 LIST_PATH: Final = "/v1/listVirtualAgents"
