@@ -7,12 +7,8 @@ import json
 
 import pytest
 
-from webex_byova.media._model import (
-    ConversationRecord,
-    InputSettings,
-    digits_from_enums,
-    enums_from_digits,
-)
+from webex_byova.media._grpc_codec import digits_from_enums, enums_from_digits, voice_va_response
+from webex_byova.media._model import ConversationRecord, InputSettings
 from webex_byova.media._proto import voicevirtualagent_pb2 as vva
 from webex_byova.media._responses import (
     PromptSpec,
@@ -38,10 +34,12 @@ def test_dtmf_mapping_all_keys_zero_is_ten() -> None:
 
 def test_final_response_carries_next_input_settings() -> None:
     settings = InputSettings(mode="dtmf", dtmf_input_length=4, dtmf_terminator="*")
-    resp = final_response(
-        prompts=[PromptSpec(text="hi", audio=b"RIFF", barge_in=True)],
-        settings=settings,
-        sensitive=True,
+    resp = voice_va_response(
+        final_response(
+            prompts=[PromptSpec(text="hi", audio=b"RIFF", barge_in=True)],
+            settings=settings,
+            sensitive=True,
+        )
     )
     assert resp.response_type == vva.VoiceVAResponse.FINAL
     assert resp.input_mode == vva.INPUT_EVENT_DTMF
@@ -54,13 +52,14 @@ def test_final_response_carries_next_input_settings() -> None:
 
 
 def test_terminal_response_has_no_next_input_and_keeps_transcript() -> None:
-    resp = final_response(
+    neutral = final_response(
         events=[output_event("session_end", "bye", {"score": 3})],
         settings=InputSettings(),
         transcript=TextSpec(text="t"),
         summary=TextSpec(ssml="<speak>s</speak>", language_code="en-US"),
     )
-    assert is_terminal(resp)
+    assert is_terminal(neutral)
+    resp = voice_va_response(neutral)
     assert not resp.HasField("input_handling_config")
     assert resp.input_mode == 0
     assert resp.session_transcript.text == "t"
@@ -71,14 +70,16 @@ def test_terminal_response_has_no_next_input_and_keeps_transcript() -> None:
 
 
 def test_boundary_and_chunk_responses() -> None:
-    start = boundary_response("start_of_input")
+    start = voice_va_response(boundary_response("start_of_input"))
     assert start.response_type == vva.VoiceVAResponse.CHUNK
     assert start.output_events[0].event_type == 4
-    end = boundary_response("end_of_input", response_type="PARTIAL", name="end_of_input")
+    end_neutral = boundary_response("end_of_input", response_type="partial", name="end_of_input")
+    assert not is_terminal(end_neutral)
+    end = voice_va_response(end_neutral)
     assert end.response_type == vva.VoiceVAResponse.PARTIAL
     assert (end.output_events[0].event_type, end.output_events[0].name) == (5, "end_of_input")
-    assert not is_terminal(end)
-    assert chunk_response(b"\xff" * 100).prompts[0].audio_content == b"\xff" * 100
+    chunk = voice_va_response(chunk_response(b"\xff" * 100))
+    assert chunk.prompts[0].audio_content == b"\xff" * 100
     for size in (99, 65537):
         with pytest.raises(ValueError, match="CHUNK carries"):
             chunk_response(b"\xff" * size)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..media import audio as _audio
-from ..media._model import enums_from_digits
+from ..media._grpc_codec import enums_from_digits
 from ..testing._caller import TurnResult, WebexCaller
 
 __all__ = [

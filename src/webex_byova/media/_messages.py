@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._model import InputSettings
-from ._responses import PromptSpec, TextSpec
 
 __all__ = [
     "AgentResponse",
@@ -35,7 +34,10 @@ __all__ = [
     "EventIn",
     "InputEventType",
     "OutputEventSpec",
+    "OutputEventType",
+    "PromptSpec",
     "ResponseType",
+    "TextSpec",
 ]
 
 AudioEncoding = Literal["unspecified", "linear16", "mulaw", "alaw"]
@@ -47,6 +49,29 @@ OutputEventType = Literal[
     "session_end", "transfer_to_agent", "custom_event", "start_of_input", "end_of_input",
     "no_match", "no_input",
 ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    """One prompt: text (or SSML markup) and/or complete audio (a WAV file in WAV mode)."""
+
+    text: str = ""
+    audio: bytes = b""
+    audio_uri: str = ""
+    barge_in: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextSpec:
+    """Text or SSML content for ``session_transcript`` / ``session_summary``."""
+
+    text: str | None = None
+    ssml: str | None = None
+    language_code: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.ssml is None):
+            raise ValueError("TextSpec needs exactly one of text= or ssml=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +134,8 @@ class AgentResponse:
 
     ``settings`` carries what Webex should collect next (``input_mode`` from
     ``settings.mode`` plus ``input_handling_config``); ``None`` leaves both unset on the wire.
+    ``omit_input_mode`` writes ``input_handling_config`` from ``settings`` but leaves
+    ``input_mode`` unset (the shape of the reference gateway's standalone START_OF_INPUT).
     A codec writes ``input_sensitive`` only together with ``settings``.
     """
 
@@ -119,6 +146,7 @@ class AgentResponse:
     input_sensitive: bool = False
     transcript: TextSpec | None = None
     summary: TextSpec | None = None
+    omit_input_mode: bool = False
 
     @property
     def is_terminal(self) -> bool:

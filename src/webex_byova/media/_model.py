@@ -1,7 +1,8 @@
-"""Plain data of the call model: input settings, DTMF mapping and conversation records.
+"""Plain data of the call model: input settings, DTMF keys and conversation records.
 
-Everything here is pure and serialisable (``to_dict``/``from_dict``) so a conversation store may
-keep it anywhere.
+Everything here is pure, wire-format free and serialisable (``to_dict``/``from_dict``) so a
+conversation store may keep it anywhere. DTMF is a key string; the wire enums live in the
+front ends' codecs (e.g. :mod:`webex_byova.media._grpc_codec`).
 """
 
 from __future__ import annotations
@@ -10,66 +11,38 @@ import copy
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from ._proto import byova_common_pb2 as common
-from ._proto import voicevirtualagent_pb2 as vva
-
 __all__ = [
-    "DIGIT_TO_ENUM",
-    "ENUM_TO_DIGIT",
+    "DTMF_KEYS",
+    "INPUT_MODES",
     "ConversationRecord",
     "InputMode",
     "InputSettings",
-    "digits_from_enums",
-    "enums_from_digits",
-    "input_mode_enum",
+    "check_dtmf_keys",
+    "check_input_mode",
 ]
 
 InputMode = Literal["voice", "dtmf", "voice_dtmf"]
+INPUT_MODES: tuple[InputMode, ...] = ("voice", "dtmf", "voice_dtmf")
 
-#: Keypad key -> DTMFDigits value (zero is 10 on the wire, not 0).
-DIGIT_TO_ENUM: dict[str, int] = {
-    **{str(d): d for d in range(1, 10)},
-    "0": common.DTMF_DIGIT_ZERO,
-    "A": common.DTMF_DIGIT_A,
-    "B": common.DTMF_DIGIT_B,
-    "C": common.DTMF_DIGIT_C,
-    "D": common.DTMF_DIGIT_D,
-    "*": common.DTMF_DIGIT_STAR,
-    "#": common.DTMF_DIGIT_POUND,
-}
-ENUM_TO_DIGIT: dict[int, str] = {v: k for k, v in DIGIT_TO_ENUM.items()}
-
-_MODES: dict[str, int] = {
-    "voice": vva.INPUT_VOICE,
-    "dtmf": vva.INPUT_EVENT_DTMF,
-    "voice_dtmf": vva.INPUT_VOICE_DTMF,
-}
+#: The keypad keys BYOVA carries (each front end maps them to its wire form).
+DTMF_KEYS = "0123456789*#ABCD"
 
 
-def digits_from_enums(values: list[int] | tuple[int, ...]) -> str:
-    """Wire ``DTMFDigits`` values to a key string (``[5, 10, 16]`` -> ``"50#"``).
-
-    Unknown or unspecified values are skipped.
-    """
-    return "".join(ENUM_TO_DIGIT[v] for v in values if v in ENUM_TO_DIGIT)
-
-
-def enums_from_digits(digits: str) -> list[int]:
-    """Key string to wire ``DTMFDigits`` values; raises :class:`ValueError` on other characters."""
-    out = []
-    for ch in digits.upper():
-        if ch not in DIGIT_TO_ENUM:
+def check_dtmf_keys(digits: str) -> str:
+    """``digits`` upper-cased; raises :class:`ValueError` on a character that is not a key."""
+    keys = digits.upper()
+    for ch in keys:
+        if ch not in DTMF_KEYS:
             raise ValueError(f"not a DTMF key: {ch!r} (expected one of 0-9 * # A-D)")
-        out.append(DIGIT_TO_ENUM[ch])
-    return out
+    return keys
 
 
-def input_mode_enum(mode: str) -> int:
-    """``"voice"|"dtmf"|"voice_dtmf"`` to the ``VoiceVAInputMode`` wire value."""
-    try:
-        return _MODES[mode]
-    except KeyError:
-        raise ValueError(f"unknown input mode {mode!r}; expected one of {sorted(_MODES)}") from None
+def check_input_mode(mode: str) -> InputMode:
+    """``mode`` if it is ``"voice"``, ``"dtmf"`` or ``"voice_dtmf"``, else :class:`ValueError`."""
+    for known in INPUT_MODES:
+        if mode == known:
+            return known
+    raise ValueError(f"unknown input mode {mode!r}; expected one of {sorted(INPUT_MODES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +59,9 @@ class InputSettings:
     no_input_timeout_ms: int = 5000
 
     def __post_init__(self) -> None:
-        input_mode_enum(self.mode)
+        check_input_mode(self.mode)
         if self.dtmf_terminator:
-            enums_from_digits(self.dtmf_terminator)
+            check_dtmf_keys(self.dtmf_terminator)
         for name in (
             "dtmf_input_length",
             "dtmf_inter_digit_timeout_ms",

@@ -1,8 +1,17 @@
-"""The BYOVA gRPC media server (:class:`BYOVAMediaServer`).
+"""The BYOVA media server (:class:`BYOVAMediaServer`).
 
-Webex Contact Center connects to this server for every call. The servicer is a thin shell:
-conversation/turn state lives in :mod:`webex_byova.media.session`, responses are built by
-:mod:`webex_byova.media._responses`, end-pointing by :mod:`webex_byova.media.vad`.
+Webex Contact Center connects to this server for every call. The server owns the
+transport-neutral call core and its front ends:
+
+* conversation/turn state lives in :mod:`webex_byova.media.session`, responses are built by
+  :mod:`webex_byova.media._responses`, end-pointing by :mod:`webex_byova.media.vad`;
+* this module keeps the registry of handlers, agents and live conversations, and offers the
+  front-end interface (:meth:`BYOVAMediaServer.open_turn`, :class:`~._frontend.TurnHandle`,
+  :class:`~._frontend.CallRejected`, :meth:`BYOVAMediaServer.offered_agents`);
+* the gRPC front end (servicer, health, reflection, TLS, auth interceptor) is
+  :mod:`webex_byova.media._grpc_frontend`, its wire mapping :mod:`webex_byova.media._grpc_codec`.
+
+This module composes the core with its front ends; it never touches a wire message itself.
 
 Example::
 
@@ -29,38 +38,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import signal
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import grpc
-from grpc import aio
-
 from .._logging import get_logger
+from ._frontend import CallRejected, TurnHandle
+from ._grpc_frontend import SERVICE_NAME, GrpcFrontEnd
+from ._messages import CallerRequest
 from ._model import ConversationRecord, InputSettings
-from ._proto import byova_common_pb2 as common
-from ._proto import voicevirtualagent_pb2 as vva
-from ._proto import voicevirtualagent_pb2_grpc as vva_grpc
 from .config import MediaServerConfig
 from .events import EVENT_NAMES, ErrorEvent, MediaEvent, SessionEnd, TurnEnded, TurnStarted
-from .session import Session, Turn, turn_kind
+from .session import Session, Transport, Turn, turn_kind
 from .store import ConversationStore, InMemoryConversationStore
 from .vad import EnergyVAD, SpeechDetector, WebRtcVAD
 
 if TYPE_CHECKING:
     from ..jws import JWSVerifier
     from ._connector import MediaConnector
+    from ._proto import byova_common_pb2 as common
 
 __all__ = ["SERVICE_NAME", "BYOVAMediaServer", "Handler", "VirtualAgent"]
 
-SERVICE_NAME = "com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent"
 _log = get_logger("webex_byova.media")
 
 Handler = Callable[[Any], Any]
-_Context = aio.ServicerContext[Any, Any]
 H = TypeVar("H", bound=Handler)
 AgentProvider = Callable[
     [str], "Iterable[VirtualAgent | str] | Awaitable[Iterable[VirtualAgent | str]]"
@@ -92,20 +98,10 @@ class VirtualAgent:
         return cls(agent_id.strip(), name.strip() or agent_id.strip())
 
     def to_proto(self, *, default: bool) -> common.VirtualAgentInfo:
-        """Wire form."""
-        return common.VirtualAgentInfo(
-            virtual_agent_id=self.virtual_agent_id,
-            virtual_agent_name=self.name or self.virtual_agent_id,
-            is_default=default,
-            attributes=dict(self.attributes),
-        )
+        """gRPC wire form (``VirtualAgentInfo``)."""
+        from ._grpc_codec import virtual_agent_info
 
-
-class _Reject(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
+        return virtual_agent_info(self, default=default)
 
 
 class BYOVAMediaServer:
@@ -148,8 +144,7 @@ class BYOVAMediaServer:
         self._detector_factory = detector_factory
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: aio.Server | None = None
-        self._health: Any = None
+        self._grpc: GrpcFrontEnd | None = None
         self._port = 0
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -428,39 +423,58 @@ class BYOVAMediaServer:
             return await self.list_agents(org_id)
         except Exception as exc:
             _log.exception("agent provider failed")
-            raise _Reject(grpc.StatusCode.INTERNAL, f"agent provider failed: {exc}") from exc
+            raise CallRejected("internal", f"agent provider failed: {exc}") from exc
+
+    async def offered_agents(self, customer_org_id: str = "") -> list[VirtualAgent]:
+        """The agents to list to a front end's discovery call, exactly one marked default.
+
+        Raises :class:`~webex_byova.media._frontend.CallRejected` (``internal``) when the
+        agent provider fails.
+        """
+        agents = await self._agents_or_reject(customer_org_id)
+        default = self._default_index(agents)
+        return [
+            dataclasses.replace(agent, is_default=i == default) for i, agent in enumerate(agents)
+        ]
 
     async def _resolve_agent(self, agent_id: str, org_id: str) -> str:
         agents = await self._agents_or_reject(org_id)
         if not agents:
-            raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "No virtual agents available")
+            raise CallRejected("invalid_argument", "No virtual agents available")
         if not agent_id:
             return agents[self._default_index(agents)].virtual_agent_id
         if any(a.virtual_agent_id == agent_id for a in agents):
             return agent_id
-        raise _Reject(grpc.StatusCode.NOT_FOUND, f"Agent not found: {agent_id}")
+        raise CallRejected("not_found", f"Agent not found: {agent_id}")
 
-    # ------------------------------------------------------------------ RPC plumbing
+    # ------------------------------------------------------------------ front-end interface
 
-    async def _attach(self, first: vva.VoiceVARequest) -> Session:
+    def _check_accepting(self) -> None:
+        """Raise ``unavailable`` while the server shuts down."""
+        if self._stopping:
+            raise CallRejected("unavailable", "server is shutting down")
+
+    async def _attach(self, first: CallerRequest, verified_org: str | None) -> Session:
         cid = first.conversation_id
         if not cid:
-            raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "conversation_id is required")
+            raise CallRejected("invalid_argument", "conversation_id is required")
+        if verified_org is not None and first.customer_org_id not in ("", verified_org):
+            raise CallRejected("permission_denied", "customer_org_id does not match the token")
+        org = first.customer_org_id or (verified_org or "")
         agent_id = first.virtual_agent_id
         session = self._live.get(cid)
         if session is None:
             record = await self._store.get(cid)
-            resolved = await self._resolve_agent(agent_id, first.customer_org_id)
+            resolved = await self._resolve_agent(agent_id, org)
             if record is not None and agent_id and record.virtual_agent_id != resolved:
-                raise _Reject(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "virtual_agent_id does not match the existing conversation",
+                raise CallRejected(
+                    "invalid_argument", "virtual_agent_id does not match the existing conversation"
                 )
-            session = self._live.get(cid)  # another RPC may have created it meanwhile
+            session = self._live.get(cid)  # another turn may have created it meanwhile
             if session is None:
                 if len(self._live) >= self.config.max_conversations:
-                    raise _Reject(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    raise CallRejected(
+                        "resource_exhausted",
                         f"too many conversations (max {self.config.max_conversations})",
                     )
                 now = self.clock()
@@ -468,150 +482,95 @@ class BYOVAMediaServer:
                     record = ConversationRecord(
                         conversation_id=cid,
                         virtual_agent_id=resolved,
-                        customer_org_id=first.customer_org_id,
+                        customer_org_id=org,
                         created_at=now,
                         last_active=now,
                         settings=self._default_settings,
                     )
+                self._check_org(record.customer_org_id, verified_org)
                 session = Session(self, record)
                 self._live[cid] = session
                 self._spawn(self._store.put(record))
                 return session
         if agent_id and agent_id != session.virtual_agent_id:
-            raise _Reject(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "virtual_agent_id does not match the existing conversation",
+            raise CallRejected(
+                "invalid_argument", "virtual_agent_id does not match the existing conversation"
             )
+        self._check_org(session.customer_org_id, verified_org)
         if len(session.turns) >= self.config.max_rpcs_per_conversation:
-            raise _Reject(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"too many concurrent RPCs for conversation {cid}",
+            raise CallRejected(
+                "resource_exhausted", f"too many concurrent RPCs for conversation {cid}"
             )
         return session
 
-    async def _process(
-        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
-    ) -> AsyncGenerator[vva.VoiceVAResponse, None]:
-        if self._stopping:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
-        iterator = aiter(request_iterator)
+    @staticmethod
+    def _check_org(conversation_org: str, verified_org: str | None) -> None:
+        if verified_org is not None and conversation_org not in ("", verified_org):
+            raise CallRejected("permission_denied", "conversation belongs to another org")
+
+    async def open_turn(
+        self,
+        first: CallerRequest,
+        *,
+        transport: Transport,
+        tracking_id: str = "",
+        verified_org: str | None = None,
+    ) -> TurnHandle:
+        """Open a turn of ``first.conversation_id`` with its first message (front ends only).
+
+        Binds or creates the conversation (agent resolution, limits), handles ``first`` and
+        returns the :class:`~webex_byova.media._frontend.TurnHandle` the front end drives.
+        ``verified_org`` is the org claim of the caller's verified token, if the front end has
+        one: a request or conversation of another org is refused. Raises
+        :class:`~webex_byova.media._frontend.CallRejected`.
+        """
         try:
-            first = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
-        tracking = str(metadata.get("trackingid", ""))
-        try:
-            session = await self._attach(first)
-        except _Reject as reject:
+            self._check_accepting()
+            session = await self._attach(first, verified_org)
+        except CallRejected as rejected:
             _log.info(
                 "[%s] rejected: %s",
-                first.conversation_id,
-                reject.details,
-                extra={"conversation_id": first.conversation_id, "trackingid": tracking},
+                first.conversation_id[:100],
+                rejected.detail,
+                extra={"conversation_id": first.conversation_id, "trackingid": tracking_id},
             )
-            await context.abort(reject.code, reject.details)
-            return
-        turn = session._open_turn(turn_kind(first), tracking)
+            raise
+        turn = session._open_turn(turn_kind(first), tracking_id, transport)
         self._open_rpcs += 1
         self._rpcs_idle.clear()
-        turn.log.debug("%s RPC started", turn.kind)
+        turn.log.debug("%s turn started (%s)", turn.kind, transport)
         self.dispatch(TurnStarted(session=session, turn=turn, kind=turn.kind))
-        reader = asyncio.get_running_loop().create_task(self._read(turn, first, iterator))
-        try:
-            async with contextlib.aclosing(turn._responses()) as responses:
-                async for response in responses:
-                    yield response
-        finally:
-            if not reader.done():
-                reader.cancel()
-            turn._close()
-            self._open_rpcs -= 1
-            if not self._open_rpcs:
-                self._rpcs_idle.set()
-            turn.log.debug("%s RPC %s", turn.kind, turn.outcome)
-            self.dispatch(
-                TurnEnded(session=session, turn=None, kind=turn.kind, outcome=turn.outcome)
-            )
-            if not session.ended:
-                session.record.last_active = self.clock()
-                self._spawn(self._store.put(session.record))
+        handle = TurnHandle(self, turn)
+        turn._handle(first)
+        await handle.drain()
+        return handle
 
-    async def _read(
-        self, turn: Turn, first: vva.VoiceVARequest, iterator: AsyncIterator[vva.VoiceVARequest]
-    ) -> None:
-        try:
-            turn._handle(first)
-            if turn._pending_audio:
-                await turn._flush_audio()
-            async for request in iterator:
-                if turn.closed:
-                    return
-                turn._handle(request)
-                if turn._pending_audio:
-                    await turn._flush_audio()
-            await turn._reader_done()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # transport errors when the client goes away
-            turn.log.debug("request stream ended: %s", exc)
-
-    async def _list_virtual_agents(
-        self, request: common.ListVARequest, context: _Context
-    ) -> common.ListVAResponse:
-        try:
-            agents = await self._agents_or_reject(request.customer_org_id)
-        except _Reject as reject:
-            await context.abort(reject.code, reject.details)
-            raise  # pragma: no cover - abort raises
-        default = self._default_index(agents)
-        return common.ListVAResponse(
-            virtual_agents=[a.to_proto(default=i == default) for i, a in enumerate(agents)]
-        )
+    def _turn_finished(self, turn: Turn) -> None:
+        """A turn's handle is done (responses ended or the caller went away)."""
+        session = turn.session
+        self._open_rpcs -= 1
+        if not self._open_rpcs:
+            self._rpcs_idle.set()
+        turn.log.debug("%s turn %s", turn.kind, turn.outcome)
+        self.dispatch(TurnEnded(session=session, turn=None, kind=turn.kind, outcome=turn.outcome))
+        if not session.ended:
+            session.record.last_active = self.clock()
+            self._spawn(self._store.put(session.record))
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Bind and start the gRPC server."""
-        if self._server is not None:
+        if self._grpc is not None:
             raise RuntimeError("server already started")
         cfg = self.config
         _log.setLevel(cfg.log_level)
-        interceptors: list[Any] = []
-        if cfg.verify_tokens:
-            from ._auth import TokenAuthInterceptor
-
-            if self._verifier is None:
-                self._verifier = self._build_verifier()
-                self._owns_verifier = True
-            interceptors.append(
-                TokenAuthInterceptor(self._verifier, exempt_health=not cfg.health_requires_auth)
-            )
-        server = aio.server(
-            interceptors=interceptors,
-            options=[
-                ("grpc.max_receive_message_length", cfg.max_message_bytes),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        vva_grpc.add_VoiceVirtualAgentServicer_to_server(_Servicer(self), server)  # type: ignore[arg-type]
-        self._health = _add_health(server)
-        if cfg.reflection:
-            from grpc_reflection.v1alpha import reflection
-
-            reflection.enable_server_reflection(
-                (SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
-            )
-        bind = f"{cfg.host}:{cfg.port}"
-        if cfg.tls:
-            self._port = server.add_secure_port(bind, _server_credentials(cfg))
-        else:
-            self._port = server.add_insecure_port(bind)
-        if not self._port:
-            raise OSError(f"could not bind {bind}")
-        await server.start()
-        self._server = server
+        if cfg.verify_tokens and self._verifier is None:
+            self._verifier = self._build_verifier()
+            self._owns_verifier = True
+        front = GrpcFrontEnd(self, verifier=self._verifier if cfg.verify_tokens else None)
+        self._port = await front.start()
+        self._grpc = front
         self._stopping = False
         self._stopped.clear()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -641,17 +600,16 @@ class BYOVAMediaServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Gracefully stop the server: refuse new RPCs, let live turns finish for ``grace``."""
-        server = self._server
-        if server is None:
+        front = self._grpc
+        if front is None:
             return
         self._stopping = True
-        if self._health is not None:
-            await self._health.enter_graceful_shutdown()
+        await front.begin_shutdown()
         deadline = self.clock() + max(0.0, grace)
         if self._open_rpcs:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
-        await server.stop(max(0.0, deadline - self.clock()))
+        await front.stop(max(0.0, deadline - self.clock()))
         for session in list(self._live.values()):
             if not session.ended:
                 session._end("server_stop", None)
@@ -671,7 +629,7 @@ class BYOVAMediaServer:
             with contextlib.suppress(Exception):
                 await self._verifier.aclose()
             self._verifier = None
-        self._server = None
+        self._grpc = None
         self._stopped.set()
         _log.info("BYOVA media server stopped")
 
@@ -742,56 +700,3 @@ class BYOVAMediaServer:
                 await self.expire_idle()
             except Exception:  # pragma: no cover - defensive
                 _log.exception("idle sweep failed")
-
-
-class _Servicer:
-    """Thin gRPC shell delegating to the server."""
-
-    def __init__(self, server: BYOVAMediaServer) -> None:
-        self._server = server
-
-    async def ProcessCallerInput(
-        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
-    ) -> AsyncIterator[vva.VoiceVAResponse]:
-        # gRPC needs an async generator function here to stream responses.
-        async with contextlib.aclosing(self._server._process(request_iterator, context)) as it:
-            async for response in it:
-                yield response
-
-    async def ListVirtualAgents(
-        self, request: common.ListVARequest, context: _Context
-    ) -> common.ListVAResponse:
-        return await self._server._list_virtual_agents(request, context)
-
-
-def _add_health(server: aio.Server) -> Any:
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-    servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    serving = health_pb2.HealthCheckResponse.SERVING
-
-    class _Health:
-        async def set_all(self, status: int) -> None:
-            for name in ("", SERVICE_NAME):
-                await servicer.set(name, status)
-
-        async def enter_graceful_shutdown(self) -> None:
-            await servicer.enter_graceful_shutdown()
-
-    handle = _Health()
-    # HealthServicer.set is a coroutine in the aio flavour; seed statuses synchronously.
-    for name in ("", SERVICE_NAME):
-        servicer._server_status[name] = serving
-    return handle
-
-
-def _server_credentials(cfg: MediaServerConfig) -> grpc.ServerCredentials:
-    assert cfg.tls_cert_file is not None
-    assert cfg.tls_key_file is not None
-    cert = cfg.tls_cert_file.read_bytes()
-    key = cfg.tls_key_file.read_bytes()
-    ca = cfg.tls_client_ca_file.read_bytes() if cfg.tls_client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=cfg.tls_require_client_cert
-    )

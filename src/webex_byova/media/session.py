@@ -1,15 +1,23 @@
-"""Conversations (:class:`Session`) and their RPCs (:class:`Turn`): what a handler acts on.
+"""Conversations (:class:`Session`) and their turns (:class:`Turn`): what a handler acts on.
 
-A Webex call is one *session* (keyed by ``conversation_id``) served over many
-``ProcessCallerInput`` RPCs, one per step: session start, each audio turn, start of DTMF, each
-DTMF entry, client events, session end. Each RPC is a :class:`Turn`.
+This is the transport-neutral call core: it consumes :class:`~._messages.CallerRequest` and
+produces :class:`~._messages.AgentResponse` (built by :mod:`._responses`); front ends translate
+their wire format (gRPC protobuf, WebSocket JSON) and drive turns through
+:class:`~._frontend.TurnHandle`. Nothing here knows a wire format, a socket or the wall clock
+(time comes from the hub's injected clock; timers run on the event loop).
 
-A turn answers with exactly one FINAL response. Prompts added with :meth:`Turn.say` (and
-friends) are collected and sent in that FINAL (WAV mode) or streamed as paced CHUNK responses
+A Webex call is one *session* (keyed by ``conversation_id``) served in many *turns*, one per
+step: session start, each audio turn, start of DTMF, each DTMF entry, client events, session
+end. On gRPC each turn is one ``ProcessCallerInput`` RPC; on WebSocket turns follow each other
+on the conversation's socket.
+
+A turn answers with exactly one FINAL reply. Prompts added with :meth:`Turn.say` (and
+friends) are collected and sent in that FINAL (WAV mode) or streamed as CHUNK responses
 followed by one empty FINAL (CHUNK mode). The FINAL goes out when the handlers dealing with the
 turn's input have returned (or when :meth:`Turn.finish`, :meth:`Turn.collect_input`,
-:meth:`Turn.transfer_to_agent` or :meth:`Turn.end_session` is called); the RPC is completed
-once Webex has half-closed its side, or at once after a terminal response.
+:meth:`Turn.transfer_to_agent` or :meth:`Turn.end_session` is called); a gRPC turn is
+completed once Webex has half-closed its side (bounded by ``half_close_timeout_s``), at once
+after a terminal response, and a WebSocket turn right after its FINAL.
 
 Action methods are usable from sync and async handlers: the ones that send audio return an
 awaitable :class:`asyncio.Future` (``True`` when fully played, ``False`` when cut by barge-in or
@@ -34,10 +42,18 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._logging import get_logger
 from . import audio as _audio
-from ._model import ConversationRecord, InputSettings, digits_from_enums
-from ._proto import byova_common_pb2 as common
-from ._proto import voicevirtualagent_pb2 as vva
-from ._responses import PromptSpec, TextSpec, boundary_response, final_response, output_event
+from ._messages import (
+    AgentResponse,
+    AudioIn,
+    CallerRequest,
+    DtmfIn,
+    EventIn,
+    OutputEventSpec,
+    PromptSpec,
+    TextSpec,
+)
+from ._model import ConversationRecord, InputSettings
+from ._responses import boundary_response, chunk_response, final_response, output_event
 from .events import (
     AudioInput,
     BargeIn,
@@ -65,24 +81,25 @@ _PREROLL_MS = 300
 
 InputEvent = Utterance | DtmfInput | NoInput | CustomEvent
 _REPLY_KINDS = frozenset({"session_start", "audio", "dtmf", "no_input", "custom_event"})
-_EVENT_KINDS: dict[int, TurnKind] = {
-    common.EventInput.SESSION_START: "session_start",
-    common.EventInput.SESSION_END: "session_end",
-    common.EventInput.NO_INPUT: "no_input",
-    common.EventInput.START_OF_DTMF: "start_of_dtmf",
-    common.EventInput.CUSTOM_EVENT: "custom_event",
+_EVENT_KINDS: dict[str, TurnKind] = {
+    "session_start": "session_start",
+    "session_end": "session_end",
+    "no_input": "no_input",
+    "start_of_dtmf": "start_of_dtmf",
+    "custom_event": "custom_event",
 }
+Transport = Literal["grpc", "websocket"]
 
 
-def turn_kind(request: vva.VoiceVARequest) -> TurnKind:
-    """What kind of step an RPC is, from its first message."""
-    which = request.WhichOneof("voice_va_input_type")
-    if which == "audio_input":
+def turn_kind(request: CallerRequest) -> TurnKind:
+    """What kind of step a turn is, from its first message."""
+    item = request.input
+    if isinstance(item, AudioIn):
         return "audio"
-    if which == "dtmf_input":
+    if isinstance(item, DtmfIn):
         return "dtmf"
-    if which == "event_input":
-        return _EVENT_KINDS.get(request.event_input.event_type, "other")
+    if isinstance(item, EventIn):
+        return _EVENT_KINDS.get(item.type, "other")
     return "other"
 
 
@@ -151,22 +168,32 @@ class _Log(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class Turn:
-    """One ``ProcessCallerInput`` RPC of a conversation and the reply it will send.
+    """One turn of a conversation (a gRPC ``ProcessCallerInput`` RPC) and the reply it sends.
 
     Attributes:
-        session: The conversation this RPC belongs to.
-        index: 1-based number of this RPC within the conversation.
-        kind: What the RPC's first message carried (``session_start``, ``audio``, ``dtmf`` …).
-        tracking_id: Webex ``trackingid`` metadata of the RPC, if sent.
+        session: The conversation this turn belongs to.
+        index: 1-based number of this turn within the conversation.
+        kind: What the turn's first message carried (``session_start``, ``audio``, ``dtmf`` …).
+        tracking_id: Webex ``trackingid`` of the turn (gRPC metadata), if sent.
+        transport: ``"grpc"`` or ``"websocket"``: the front end that carries the turn.
     """
 
     def __init__(
-        self, session: Session, index: int, kind: TurnKind, *, tracking_id: str = ""
+        self,
+        session: Session,
+        index: int,
+        kind: TurnKind,
+        *,
+        tracking_id: str = "",
+        transport: Transport = "grpc",
     ) -> None:
         self.session = session
         self.index = index
         self.kind: TurnKind = kind
         self.tracking_id = tracking_id
+        self.transport: Transport = transport
+        # Send the FINAL as soon as the reply is complete, not only after a half-close.
+        self._eager_final = transport == "websocket"
         hub = session._hub
         self._hub = hub
         self._config = hub.config
@@ -180,7 +207,7 @@ class Turn:
         )
         # reply
         self._prompts: list[PromptSpec] = []
-        self._events: list[common.OutputEvent] = []
+        self._events: list[OutputEventSpec] = []
         self._sensitive = False
         self._requires_reply = kind in _REPLY_KINDS
         self._final_requested = False
@@ -191,7 +218,7 @@ class Turn:
         self._dropped_call = False
         self._outcome = "completed"
         # output pipeline (consumed by the RPC writer)
-        self._urgent: deque[vva.VoiceVAResponse] = deque()
+        self._urgent: deque[AgentResponse] = deque()
         self._ops: deque[_Stream | Literal["final", "complete"]] = deque()
         self._wakeup = asyncio.Event()
         self._cut = False
@@ -218,8 +245,13 @@ class Turn:
         self._utterance: list[bytes] = []
         self._utterance_bytes = 0
         self._dropped = {"small": 0, "large": 0, "empty": 0, "bad": 0}
-        self._pending_audio: list[AudioInput] = []
-        self._audio_q: asyncio.Queue[AudioInput | None] | None = None
+        self._first_handled = False
+        self._input_delivered = False
+        # audio_input events, handed to one consumer task in order (bounded by drain())
+        self._audio_events: deque[AudioInput] = deque()
+        self._audio_ready = asyncio.Event()
+        self._audio_room = asyncio.Event()
+        self._audio_eof = False
         self._audio_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ properties
@@ -426,8 +458,9 @@ class Turn:
     def _request_final(self) -> asyncio.Future[bool]:
         self._final_requested = True
         self._stop_reply_timer()
-        # The FINAL is the RPC's last response: no speech boundaries (or utterance) after it.
+        # The FINAL is the turn's last response: no speech boundaries (or utterance) after it.
         self._input_ended = True
+        self._audio_done()
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._final_done = done
         self._ops.append("final")
@@ -510,8 +543,8 @@ class Turn:
 
     # ------------------------------------------------------------------ writer side
 
-    async def _responses(self) -> AsyncGenerator[vva.VoiceVAResponse, None]:
-        """The RPC's response stream (consumed by the servicer)."""
+    async def _responses(self) -> AsyncGenerator[AgentResponse, None]:
+        """The turn's response stream (consumed by a front end through its TurnHandle)."""
         try:
             while True:
                 while self._urgent:
@@ -567,7 +600,7 @@ class Turn:
             self._prompts[slot] = PromptSpec(audio=wav, barge_in=op.barge_in)
         return True
 
-    async def _stream_chunks(self, op: _Stream) -> AsyncGenerator[vva.VoiceVAResponse | None, None]:
+    async def _stream_chunks(self, op: _Stream) -> AsyncGenerator[AgentResponse | None, None]:
         """Paced CHUNK responses of one stream op; yields None when cut."""
         if self._cut and op.barge_in:
             yield None
@@ -599,9 +632,7 @@ class Turn:
 
     async def _paced(
         self, chunk: bytes, rate: int, barge_in: bool
-    ) -> AsyncIterator[vva.VoiceVAResponse | None]:
-        from ._responses import chunk_response
-
+    ) -> AsyncIterator[AgentResponse | None]:
         clock = self._hub.clock
         if self._play_origin is None:
             self._play_origin = clock()
@@ -637,7 +668,7 @@ class Turn:
         self._play_sent_s += len(chunk) / rate
         yield chunk_response(chunk)
 
-    def _build_final(self) -> vva.VoiceVAResponse:
+    def _build_final(self) -> AgentResponse:
         return final_response(
             prompts=[p for p in self._prompts if p.text or p.audio or p.audio_uri],
             events=self._events,
@@ -647,7 +678,7 @@ class Turn:
             sensitive=self._sensitive,
         )
 
-    def _after_final(self, response: vva.VoiceVAResponse) -> None:
+    def _after_final(self, response: AgentResponse) -> None:
         self._final_sent = True
         done = getattr(self, "_final_done", None)
         if done is not None and not done.done():
@@ -655,14 +686,17 @@ class Turn:
         self.session._note_playback(self)
         if self._terminal:
             self._outcome = "terminal"
-            first = self._events[0].event_type
-            transfer = first == common.OutputEvent.TRANSFER_TO_AGENT
+            transfer = self._events[0].type == "transfer_to_agent"
             kind = "transfer_to_agent" if transfer else "session_end"
             self.session._terminate(kind)
             self._request_complete()
             return
         self._maybe_complete()
-        if not self._complete_requested and self._half_close_timer is None:
+        if (
+            not self._complete_requested
+            and self._awaits_half_close
+            and self._half_close_timer is None
+        ):
             loop = asyncio.get_running_loop()
             self._half_close_timer = loop.call_later(
                 self._config.half_close_timeout_s, self._half_close_timed_out
@@ -684,6 +718,13 @@ class Turn:
             done.set_result(False)
         self._request_complete()
 
+    def _cancel(self) -> None:
+        """The caller went away: close now and end a running response stream."""
+        self._close()
+        self._urgent.clear()
+        self._ops.append("complete")
+        self._wakeup.set()
+
     def _half_close_timed_out(self) -> None:
         self.log.info(
             "no half-close %.1fs after FINAL; completing", self._config.half_close_timeout_s
@@ -696,21 +737,57 @@ class Turn:
             self._ops.append("complete")
             self._wakeup.set()
 
+    @property
+    def _awaits_half_close(self) -> bool:
+        """gRPC: the RPC completes once Webex half-closed (WebSocket has no half-close)."""
+        return self.transport == "grpc"
+
+    @property
+    def _input_over(self) -> bool:
+        """No more caller input is due before this turn answers.
+
+        After a half-close; and, when the FINAL is sent eagerly (WebSocket), as soon as the
+        turn's input is there: its first message for a non-audio turn, the utterance (or
+        another input delivered on it) for an audio turn.
+        """
+        if self._half_closed:
+            return True
+        if not self._eager_final or not self._first_handled:
+            return False
+        return self.kind != "audio" or self._input_delivered
+
+    @property
+    def takes_input(self) -> bool:
+        """Whether a further caller message still belongs to this turn.
+
+        False once the turn is over, its FINAL (or terminal response) is out, or (WebSocket)
+        it is a turn that answers nothing (``start_of_dtmf``, ``session_end``, an empty
+        message) and its first message was handled: the next message starts a new turn.
+        """
+        if self._closed or self._complete_requested or self._final_sent or self._dropped_call:
+            return False
+        one_message = self.transport == "websocket" and not self._requires_reply
+        return not (one_message and self._first_handled)
+
     def _maybe_complete(self) -> None:
-        """Complete when the FINAL is out and Webex half-closed; auto-finish idle turns."""
+        """Send the FINAL once the reply is complete; complete the turn when it is done.
+
+        The reply is complete when the caller's input is over (:attr:`_input_over`) and the
+        handlers dealing with it returned (idle turns that need an answer get an empty one).
+        A gRPC turn then completes when Webex half-closed; a WebSocket turn right away.
+        """
         if self._complete_requested or self._closed:
             return
-        if self._final_sent and self._half_closed:
-            self._request_complete()
+        if self._final_sent:
+            if self._half_closed or not self._awaits_half_close:
+                self._request_complete()
             return
-        if not self._half_closed or self._final_requested or self._tasks:
-            return
-        if self._ops:
+        if not self._input_over or self._final_requested or self._tasks or self._ops:
             return
         has_content = bool(self._prompts or self._events)
         if self._requires_reply or has_content:
             self._request_final()
-        else:
+        elif self._half_closed or not self._awaits_half_close:
             self._request_complete()
 
     def _close(self) -> None:
@@ -724,6 +801,7 @@ class Turn:
         self._stop_reply_timer()
         if self._audio_task is not None:
             self._audio_task.cancel()
+        self._audio_room.set()
         for op in (self._current_stream, *self._ops):
             if isinstance(op, _Stream) and not op.done.done():
                 op.done.set_result(False)
@@ -737,7 +815,7 @@ class Turn:
 
     # ------------------------------------------------------------------ reader side
 
-    def _send_urgent(self, response: vva.VoiceVAResponse) -> None:
+    def _send_urgent(self, response: AgentResponse) -> None:
         if not self._closed and not self._complete_requested and not self._final_sent:
             self._urgent.append(response)
             self._wakeup.set()
@@ -812,27 +890,28 @@ class Turn:
             task.cancel()
         return True
 
-    def _handle(self, request: vva.VoiceVARequest) -> None:
-        """Process one request of this RPC (called by the reader, never blocks)."""
-        which = request.WhichOneof("voice_va_input_type")
-        if self.kind == "other" and which is not None:
+    def _handle(self, request: CallerRequest) -> None:
+        """Process one caller message of this turn (called by its TurnHandle, never blocks)."""
+        item = request.input
+        if self.kind == "other" and item is not None:
             self.kind = turn_kind(request)
             self._requires_reply = self.kind in _REPLY_KINDS
-        if which == "audio_input":
-            self._on_audio(request.audio_input)
-        elif which == "dtmf_input":
-            digits = digits_from_enums(list(request.dtmf_input.dtmf_events))
-            self.session._deliver(DtmfInput(session=self.session, turn=self, digits=digits))
-        elif which == "event_input":
-            self._on_event(request.event_input)
+        if isinstance(item, AudioIn):
+            self._on_audio(item)
+        elif isinstance(item, DtmfIn):
+            self.session._deliver(DtmfInput(session=self.session, turn=self, digits=item.digits))
+        elif isinstance(item, EventIn):
+            self._on_event(item)
         else:
             self._dropped["empty"] += 1
+        self._first_handled = True
+        self._maybe_complete()
 
-    def _on_event(self, event: common.EventInput) -> None:
-        params = _struct_dict(event) if event.HasField("parameters") else {}
+    def _on_event(self, event: EventIn) -> None:
+        params = dict(event.parameters)
         session = self.session
-        et = event.event_type
-        if et == common.EventInput.SESSION_START:
+        et = event.type
+        if et == "session_start":
             if session.record.started:
                 self.log.info("duplicate SESSION_START ignored")
                 if self.kind == "session_start":
@@ -844,35 +923,35 @@ class Turn:
             )
             self._hub.dispatch(start)
             self._reply_due(start)
-        elif et == common.EventInput.SESSION_END:
+        elif et == "session_end":
             session._caller_ended(self, event.name, params)
-        elif et == common.EventInput.NO_INPUT:
+        elif et == "no_input":
             session._deliver(
                 NoInput(session=session, turn=self, event_name=event.name, parameters=params)
             )
-        elif et == common.EventInput.START_OF_DTMF:
+        elif et == "start_of_dtmf":
             session._caller_input_started("dtmf", self)
             self._hub.dispatch(StartOfDtmf(session=session, turn=self))
-        elif et == common.EventInput.CUSTOM_EVENT:
+        elif et == "custom_event":
             session._deliver(
                 CustomEvent(session=session, turn=self, event_name=event.name, parameters=params)
             )
         else:
             self._dropped["empty"] += 1
 
-    def _on_audio(self, voice: vva.VoiceInput) -> None:
-        data = voice.caller_audio
+    def _on_audio(self, voice: AudioIn) -> None:
+        data = voice.audio
         if self._input_ended:
             return
         # Metadata first: Webex may declare encoding/rate on a frame without (enough) audio
         # and send only caller_audio afterwards; later frames inherit what was declared.
-        if voice.encoding:
+        if voice.encoding != "unspecified":
             try:
-                self._encoding = _audio.AudioEncoding.coerce(int(voice.encoding))
+                self._encoding = _audio.AudioEncoding.coerce(voice.encoding)
             except ValueError:
                 self._dropped["bad"] += 1
                 return
-        declared = voice.sample_rate_hertz
+        declared = voice.sample_rate_hz
         if declared and declared not in (8000, 16000):
             self._dropped["bad"] += 1
             return
@@ -900,7 +979,7 @@ class Turn:
         self._offset_ms += len(pcm) / 2 / rate * 1000
         self._buffer(pcm)
         if self._hub.wants("audio_input", self.session.virtual_agent_id):
-            self._pending_audio.append(
+            self._queue_audio(
                 AudioInput(
                     session=self.session,
                     turn=self,
@@ -921,6 +1000,16 @@ class Turn:
                 )
                 return
 
+    def _boundary(
+        self, kind: Literal["start_of_input", "end_of_input"], name: str = ""
+    ) -> AgentResponse:
+        response_type: Literal["chunk", "partial"] = (
+            "partial" if self._config.boundary_response_type == "PARTIAL" else "chunk"
+        )
+        return boundary_response(
+            kind, response_type=response_type, name=name, settings=self.session.settings
+        )
+
     def _buffer(self, pcm: bytes) -> None:
         if self._speaking:
             limit = self._config.max_utterance_ms * self._rate * 2 // 1000
@@ -940,24 +1029,17 @@ class Turn:
         self._utterance_bytes = self._preroll_bytes
         self._preroll.clear()
         self._preroll_bytes = 0
-        self._send_urgent(
-            boundary_response("start_of_input", response_type=self._config.boundary_response_type)
-        )
+        self._send_urgent(self._boundary("start_of_input"))
         self.session._caller_input_started("speech", self)
         self._hub.dispatch(StartOfInput(session=self.session, turn=self, offset_ms=onset_ms))
 
     def _end_input(self, reason: str) -> None:
         self._input_ended = True
+        self._audio_done()
         if not self._speaking and reason != "handler":
             return
         self._speaking = False
-        self._send_urgent(
-            boundary_response(
-                "end_of_input",
-                response_type=self._config.boundary_response_type,
-                name="end_of_input",
-            )
-        )
+        self._send_urgent(self._boundary("end_of_input", "end_of_input"))
         pcm = b"".join(self._utterance)
         self._utterance = []
         self.session._deliver(
@@ -971,30 +1053,44 @@ class Turn:
             )
         )
 
-    async def _flush_audio(self) -> None:
-        """Hand queued ``audio_input`` events to the per-turn consumer (bounded: awaits)."""
-        if self._audio_q is None:
-            self._audio_q = asyncio.Queue(maxsize=self._config.response_queue_size)
+    def _queue_audio(self, event: AudioInput) -> None:
+        """Hand an ``audio_input`` event to the turn's consumer task (started on first use)."""
+        self._audio_events.append(event)
+        self._audio_ready.set()
+        if self._audio_task is None:
             self._audio_task = asyncio.get_running_loop().create_task(self._audio_consumer())
             self._track(self._audio_task)
-        events, self._pending_audio = self._pending_audio, []
-        for event in events:
-            await self._audio_q.put(event)
+
+    async def _audio_backlog(self) -> None:
+        """Wait while ``response_queue_size`` audio events wait for their handlers."""
+        limit = self._config.response_queue_size
+        while len(self._audio_events) >= limit and not self._closed:
+            task = self._audio_task
+            if task is None or task.done():
+                return
+            self._audio_room.clear()
+            await self._audio_room.wait()
+
+    def _audio_done(self) -> None:
+        """No more audio events: the consumer ends after the queued ones."""
+        self._audio_eof = True
+        self._audio_ready.set()
 
     async def _audio_consumer(self) -> None:
-        assert self._audio_q is not None
-        while (event := await self._audio_q.get()) is not None:
-            await self._hub.run_handlers(event)
-
-    async def _reader_done(self) -> None:
-        """Webex half-closed its side of the RPC."""
-        if self._pending_audio:
-            await self._flush_audio()
-        if self._audio_q is not None:
-            await self._audio_q.put(None)
-        self._on_half_close()
+        events = self._audio_events
+        while True:
+            while events:
+                event = events.popleft()
+                self._audio_room.set()
+                await self._hub.run_handlers(event)
+            if self._audio_eof:
+                return
+            self._audio_ready.clear()
+            await self._audio_ready.wait()
 
     def _on_half_close(self) -> None:
+        """The caller finished sending this turn (gRPC half-close)."""
+        self._audio_done()
         self._half_closed = True
         if self.kind == "audio" and self._speaking and not self._input_ended:
             self._end_input("half_close")
@@ -1012,12 +1108,6 @@ async def _aiter_bytes(
     else:
         for piece in source:
             yield bytes(piece)
-
-
-def _struct_dict(event: common.EventInput) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-
-    return MessageToDict(event.parameters)
 
 
 class Session:
@@ -1162,11 +1252,11 @@ class Session:
 
     # ------------------------------------------------------------------ internals
 
-    def _open_turn(self, kind: TurnKind, tracking_id: str) -> Turn:
+    def _open_turn(self, kind: TurnKind, tracking_id: str, transport: Transport = "grpc") -> Turn:
         self.record.turns += 1
         if tracking_id:
             self.tracking_id = tracking_id
-        turn = Turn(self, self.record.turns, kind, tracking_id=tracking_id)
+        turn = Turn(self, self.record.turns, kind, tracking_id=tracking_id, transport=transport)
         self.turns.append(turn)
         self.record.last_active = self._hub.clock()
         return turn
@@ -1189,6 +1279,7 @@ class Session:
         else:
             self._hub.dispatch(event)
         if event.turn is not None:
+            event.turn._input_delivered = True
             event.turn._reply_due(event)
 
     def _caller_input_started(self, source: str, by: Turn) -> None:

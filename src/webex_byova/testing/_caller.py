@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2
 from grpc import aio
 
 from ..media import audio as _audio
-from ..media._model import enums_from_digits
+from ..media._grpc_codec import enums_from_digits
 from ..media._proto import byova_common_pb2 as common
 from ..media._proto import voicevirtualagent_pb2 as vva
 from ..media._proto import voicevirtualagent_pb2_grpc as vva_grpc

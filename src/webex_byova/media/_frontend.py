@@ -1,0 +1,173 @@
+"""The interface a transport front end (gRPC, WebSocket) drives the call core through.
+
+A front end decodes its wire messages into :class:`~._messages.CallerRequest`, opens a turn
+with :meth:`BYOVAMediaServer.open_turn <webex_byova.media.server.BYOVAMediaServer.open_turn>`
+and gets a :class:`TurnHandle`; it feeds the turn's further messages, says when the caller
+finished or went away, and writes out what :meth:`TurnHandle.responses` yields (encoded by its
+codec). Refusals are :class:`CallRejected`, which each front end maps to its own error form
+(gRPC status, WebSocket ERROR envelope / close code).
+
+How a front end drives one turn::
+
+    try:
+        handle = await server.open_turn(first, transport="websocket", verified_org=org)
+    except CallRejected as rejected:
+        ...  # map rejected.kind / rejected.detail to the wire
+    # in one task: pump the turn's responses to the peer
+    async for response in handle.responses():
+        await send(encode(response))
+    # in another: feed the caller's messages
+    for request in more_messages:
+        if not handle.feed(request):  # this turn takes no more input
+            ...  # gRPC: drop it; WebSocket: it opens the next turn
+        await handle.drain()  # backpressure: bounded audio-handler queue
+    handle.caller_done()  # gRPC half-close (WebSocket: never needed)
+    # on a lost stream/socket or cancellation instead:
+    handle.caller_gone()
+
+A gRPC RPC carries exactly one turn. On WebSocket one socket carries many: a turn runs from the
+first message after the previous turn's FINAL until its own FINAL; :meth:`TurnHandle.feed`
+returns ``False`` (and does not consume the message) once the turn takes no more input, and
+that message must open the next turn. No message is swallowed between turns.
+
+Nothing here imports a proto stub, grpc or websockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from ._messages import AgentResponse, CallerRequest
+
+if TYPE_CHECKING:
+    from .session import Session, Transport, Turn
+
+__all__ = ["CallRejected", "RejectKind", "TurnHandle"]
+
+RejectKind = Literal[
+    "invalid_argument",
+    "unauthenticated",
+    "permission_denied",
+    "not_found",
+    "resource_exhausted",
+    "unavailable",
+    "failed_precondition",
+    "internal",
+]
+_MAX_DETAIL = 200
+
+
+class CallRejected(Exception):
+    """The core refuses a turn (or a listing); each front end maps ``kind`` to its wire form.
+
+    ``detail`` is bounded and safe to send to the peer (no secrets, no stack traces).
+    """
+
+    def __init__(self, kind: RejectKind, detail: str) -> None:
+        detail = detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 1] + "…"
+        super().__init__(detail)
+        self.kind: RejectKind = kind
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"CallRejected({self.kind!r}, {self.detail!r})"
+
+
+class _Owner(Protocol):
+    """What a handle reports back to (implemented by ``BYOVAMediaServer``)."""
+
+    def _turn_finished(self, turn: Turn) -> None: ...
+
+
+class TurnHandle:
+    """One open turn of a conversation, as a front end sees it.
+
+    Attributes:
+        turn: The core's :class:`~webex_byova.media.session.Turn` (what handlers act on).
+        transport: ``"grpc"`` or ``"websocket"``.
+    """
+
+    def __init__(self, owner: _Owner, turn: Turn) -> None:
+        self._owner = owner
+        self.turn = turn
+        self.transport: Transport = turn.transport
+        self._iterating = False
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"TurnHandle({self.turn!r}, transport={self.transport!r})"
+
+    @property
+    def session(self) -> Session:
+        """The conversation the turn belongs to."""
+        return self.turn.session
+
+    @property
+    def closed(self) -> bool:
+        """True once the turn is over (its responses ended or the caller went away)."""
+        return self.turn.closed
+
+    def feed(self, request: CallerRequest) -> bool:
+        """Give the turn one more caller message; never blocks.
+
+        Returns ``False`` without consuming ``request`` once the turn takes no more input (its
+        FINAL or terminal response is out, it is over, or on WebSocket it is a turn that
+        answers nothing such as ``start_of_dtmf``). The message then belongs to the next turn
+        (WebSocket) or is dropped (gRPC: Webex sends nothing after the FINAL on an RPC).
+        """
+        turn = self.turn
+        if not turn.takes_input:
+            return False
+        turn._handle(request)
+        return True
+
+    async def drain(self) -> None:
+        """Wait while the turn's queue of ``audio_input`` handler events is full.
+
+        Call after :meth:`feed` (and after :meth:`open_turn`) before reading the next message:
+        this is the backpressure that keeps a slow ``audio_input`` handler bounded.
+        """
+        await self.turn._audio_backlog()
+
+    def caller_done(self) -> None:
+        """The caller finished sending this turn (gRPC half-close). Idempotent."""
+        turn = self.turn
+        if not turn.closed and not turn._half_closed:
+            turn._on_half_close()
+
+    def caller_gone(self) -> None:
+        """The stream/socket was lost or cancelled: end the turn now, outcome ``cancelled``.
+
+        Any :meth:`responses` iteration ends; queued responses are discarded.
+        """
+        turn = self.turn
+        if not turn.closed:
+            turn._cancel()
+        if not self._iterating:
+            self._finish()
+
+    async def responses(self) -> AsyncGenerator[AgentResponse, None]:
+        """The turn's responses in order; ends after its FINAL or terminal response (once the
+        turn completes: on gRPC after the half-close or its bound), or when nothing more is due.
+
+        Iterate it exactly once. Closing the iterator early (or cancelling the task) ends the
+        turn as ``cancelled``.
+        """
+        if self._iterating or self._finished:
+            raise RuntimeError("responses() of a turn may be iterated only once")
+        self._iterating = True
+        try:
+            async with contextlib.aclosing(self.turn._responses()) as stream:
+                async for response in stream:
+                    yield response
+        finally:
+            self.turn._close()
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self.turn._close()
+            self._owner._turn_finished(self.turn)

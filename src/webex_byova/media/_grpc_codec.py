@@ -1,0 +1,256 @@
+"""gRPC codec: protobuf ``VoiceVARequest``/``VoiceVAResponse`` <-> the transport-neutral model.
+
+Pure functions, no I/O. The gRPC front end (:mod:`._grpc_frontend`) decodes each request with
+:func:`caller_request`, hands it to the call core, and encodes each
+:class:`~._messages.AgentResponse` the core produces with :func:`voice_va_response`. This is,
+with the front end, the only place of the media server that knows the proto stubs.
+
+Wire conventions handled here: DTMF keys as ``DTMFDigits`` values (zero is 10, not 0), input
+modes as ``VoiceVAInputMode``, ``Struct`` parameters/metadata, ``FINAL`` = 0 (absent on the
+wire), ``VirtualAgentInfo`` for ``ListVirtualAgents``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import struct_pb2
+from google.protobuf.json_format import MessageToDict
+
+from ._messages import (
+    AgentResponse,
+    AudioEncoding,
+    AudioIn,
+    CallerInput,
+    CallerRequest,
+    DtmfIn,
+    EventIn,
+    InputEventType,
+    OutputEventSpec,
+    TextSpec,
+)
+from ._model import InputSettings, check_dtmf_keys, check_input_mode
+from ._proto import byova_common_pb2 as common
+from ._proto import voicevirtualagent_pb2 as vva
+
+if TYPE_CHECKING:
+    from .server import VirtualAgent
+
+__all__ = [
+    "DIGIT_TO_ENUM",
+    "ENUM_TO_DIGIT",
+    "caller_request",
+    "digits_from_enums",
+    "enums_from_digits",
+    "input_handling_config",
+    "input_mode_enum",
+    "list_va_response",
+    "virtual_agent_info",
+    "voice_va_response",
+]
+
+#: Keypad key -> DTMFDigits value (zero is 10 on the wire, not 0).
+DIGIT_TO_ENUM: dict[str, int] = {
+    **{str(d): d for d in range(1, 10)},
+    "0": common.DTMF_DIGIT_ZERO,
+    "A": common.DTMF_DIGIT_A,
+    "B": common.DTMF_DIGIT_B,
+    "C": common.DTMF_DIGIT_C,
+    "D": common.DTMF_DIGIT_D,
+    "*": common.DTMF_DIGIT_STAR,
+    "#": common.DTMF_DIGIT_POUND,
+}
+ENUM_TO_DIGIT: dict[int, str] = {v: k for k, v in DIGIT_TO_ENUM.items()}
+
+_MODES: dict[str, int] = {
+    "voice": vva.INPUT_VOICE,
+    "dtmf": vva.INPUT_EVENT_DTMF,
+    "voice_dtmf": vva.INPUT_VOICE_DTMF,
+}
+_ENCODINGS: dict[int, AudioEncoding] = {
+    vva.VoiceInput.LINEAR16_FORMAT: "linear16",
+    vva.VoiceInput.MULAW_FORMAT: "mulaw",
+    vva.VoiceInput.ALAW_FORMAT: "alaw",
+}
+_EVENT_TYPES: dict[int, InputEventType] = {
+    common.EventInput.SESSION_START: "session_start",
+    common.EventInput.SESSION_END: "session_end",
+    common.EventInput.NO_INPUT: "no_input",
+    common.EventInput.START_OF_DTMF: "start_of_dtmf",
+    common.EventInput.CUSTOM_EVENT: "custom_event",
+}
+_OUTPUT_TYPES: dict[str, int] = {
+    "session_end": common.OutputEvent.SESSION_END,
+    "transfer_to_agent": common.OutputEvent.TRANSFER_TO_AGENT,
+    "custom_event": common.OutputEvent.CUSTOM_EVENT,
+    "start_of_input": common.OutputEvent.START_OF_INPUT,
+    "end_of_input": common.OutputEvent.END_OF_INPUT,
+    "no_match": common.OutputEvent.NO_MATCH,
+    "no_input": common.OutputEvent.NO_INPUT,
+}
+_RESPONSE_TYPES: dict[str, int] = {
+    "final": vva.VoiceVAResponse.FINAL,
+    "partial": vva.VoiceVAResponse.PARTIAL,
+    "chunk": vva.VoiceVAResponse.CHUNK,
+}
+
+
+def digits_from_enums(values: Iterable[int]) -> str:
+    """Wire ``DTMFDigits`` values to a key string (``[5, 10, 16]`` -> ``"50#"``).
+
+    Unknown or unspecified values are skipped.
+    """
+    return "".join(ENUM_TO_DIGIT[v] for v in values if v in ENUM_TO_DIGIT)
+
+
+def enums_from_digits(digits: str) -> list[int]:
+    """Key string to wire ``DTMFDigits`` values; raises :class:`ValueError` on other characters."""
+    return [DIGIT_TO_ENUM[ch] for ch in check_dtmf_keys(digits)]
+
+
+def input_mode_enum(mode: str) -> int:
+    """``"voice"|"dtmf"|"voice_dtmf"`` to the ``VoiceVAInputMode`` wire value."""
+    return _MODES[check_input_mode(mode)]
+
+
+# ---------------------------------------------------------------------------------- requests
+
+
+def _caller_input(request: vva.VoiceVARequest) -> CallerInput | None:
+    which = request.WhichOneof("voice_va_input_type")
+    if which == "audio_input":
+        voice = request.audio_input
+        timestamp = None
+        if voice.HasField("audio_timestamp"):
+            ts = voice.audio_timestamp
+            timestamp = ts.seconds + ts.nanos / 1e9
+        return AudioIn(
+            audio=voice.caller_audio,
+            encoding=_ENCODINGS.get(int(voice.encoding), "unspecified"),
+            sample_rate_hz=voice.sample_rate_hertz,
+            language_code=voice.language_code,
+            is_single_utterance=voice.is_single_utterance,
+            timestamp=timestamp,
+        )
+    if which == "dtmf_input":
+        return DtmfIn(digits=digits_from_enums(request.dtmf_input.dtmf_events))
+    if which == "event_input":
+        event = request.event_input
+        params: dict[str, Any] = (
+            MessageToDict(event.parameters) if event.HasField("parameters") else {}
+        )
+        return EventIn(
+            type=_EVENT_TYPES.get(int(event.event_type), "unspecified"),
+            name=event.name,
+            parameters=params,
+        )
+    return None
+
+
+def caller_request(request: vva.VoiceVARequest) -> CallerRequest:
+    """Decode one protobuf ``VoiceVARequest``."""
+    return CallerRequest(
+        conversation_id=request.conversation_id,
+        customer_org_id=request.customer_org_id,
+        virtual_agent_id=request.virtual_agent_id,
+        allow_partial_responses=request.allow_partial_responses,
+        vendor_specific_config=request.vendor_specific_config,
+        input=_caller_input(request),
+        additional_info=dict(request.additional_info),
+    )
+
+
+# --------------------------------------------------------------------------------- responses
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _output_event(spec: OutputEventSpec) -> common.OutputEvent:
+    event = common.OutputEvent(
+        event_type=_OUTPUT_TYPES[spec.type],  # type: ignore[arg-type]
+        name=spec.name,
+    )
+    if spec.metadata:
+        struct = struct_pb2.Struct()
+        struct.update(_plain(spec.metadata))
+        event.metadata.CopyFrom(struct)
+    return event
+
+
+def input_handling_config(settings: InputSettings) -> common.InputHandlingConfig:
+    """Timers and DTMF collection settings for the next caller input."""
+    term = enums_from_digits(settings.dtmf_terminator)[0] if settings.dtmf_terminator else 0
+    return common.InputHandlingConfig(
+        dtmf_config=common.DTMFInputConfig(
+            inter_digit_timeout_msec=settings.dtmf_inter_digit_timeout_ms,
+            termchar=term,  # type: ignore[arg-type]
+            dtmf_input_length=settings.dtmf_input_length,
+        ),
+        speech_timers=common.InputSpeechTimers(
+            max_speech_timeout_msec=settings.max_speech_timeout_ms,
+            complete_timeout_msec=settings.complete_timeout_ms,
+            incomplete_timeout_msec=settings.incomplete_timeout_ms,
+            no_input_timeout_msec=settings.no_input_timeout_ms,
+        ),
+    )
+
+
+def _text_content(spec: TextSpec) -> common.TextContent:
+    if spec.ssml is not None:
+        return common.TextContent(ssml=spec.ssml, language_code=spec.language_code)
+    return common.TextContent(text=spec.text or "", language_code=spec.language_code)
+
+
+def voice_va_response(response: AgentResponse) -> vva.VoiceVAResponse:
+    """Encode one agent response as a protobuf ``VoiceVAResponse``."""
+    msg = vva.VoiceVAResponse(
+        prompts=[
+            vva.Prompt(
+                text=p.text,
+                audio_uri=p.audio_uri,
+                audio_content=p.audio,
+                is_barge_in_enabled=p.barge_in,
+            )
+            for p in response.prompts
+        ],
+        output_events=[_output_event(e) for e in response.output_events],
+        response_type=_RESPONSE_TYPES[response.response_type],  # type: ignore[arg-type]
+    )
+    settings = response.settings
+    if settings is not None:
+        if not response.omit_input_mode:
+            msg.input_mode = input_mode_enum(settings.mode)  # type: ignore[assignment]
+        msg.input_handling_config.CopyFrom(input_handling_config(settings))
+        msg.input_sensitive = response.input_sensitive
+    if response.transcript is not None:
+        msg.session_transcript.CopyFrom(_text_content(response.transcript))
+    if response.summary is not None:
+        msg.session_summary.CopyFrom(_text_content(response.summary))
+    return msg
+
+
+# ------------------------------------------------------------------------------------ agents
+
+
+def virtual_agent_info(agent: VirtualAgent, *, default: bool) -> common.VirtualAgentInfo:
+    """One ``VirtualAgentInfo`` of ``ListVirtualAgents``."""
+    return common.VirtualAgentInfo(
+        virtual_agent_id=agent.virtual_agent_id,
+        virtual_agent_name=agent.name or agent.virtual_agent_id,
+        is_default=default,
+        attributes=dict(agent.attributes),
+    )
+
+
+def list_va_response(agents: Iterable[VirtualAgent]) -> common.ListVAResponse:
+    """``ListVAResponse`` for agents whose ``is_default`` the core already resolved."""
+    return common.ListVAResponse(
+        virtual_agents=[virtual_agent_info(a, default=a.is_default) for a in agents]
+    )
