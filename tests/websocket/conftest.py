@@ -26,9 +26,9 @@ from webex_byova.media._messages import (
     DtmfIn,
     EventIn,
     OutputEventSpec,
+    PromptSpec,
 )
 from webex_byova.media._model import InputSettings
-from webex_byova.media._responses import PromptSpec
 from webex_byova.media._ws_codec import (
     CLOSE_NORMAL,
     Fatal,

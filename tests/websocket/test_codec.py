@@ -16,9 +16,10 @@ from webex_byova.media._messages import (
     DtmfIn,
     EventIn,
     OutputEventSpec,
+    PromptSpec,
+    TextSpec,
 )
 from webex_byova.media._model import InputSettings
-from webex_byova.media._responses import PromptSpec, TextSpec
 from webex_byova.media._ws_codec import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -549,6 +550,9 @@ def test_final_response_payload_shape() -> None:
     assert "no_input_timeout_msec" not in json.dumps(body)
     no_term = response_payload(AgentResponse(settings=InputSettings(dtmf_terminator="")))
     assert "termchar" not in no_term["input_handling_config"]["dtmf_config"]
+    bare = response_payload(AgentResponse(settings=InputSettings(), omit_input_mode=True))
+    assert "input_mode" not in bare
+    assert "input_handling_config" in bare
 
 
 def test_response_envelope_fields() -> None:

@@ -78,9 +78,10 @@ from ._messages import (
     EventIn,
     InputEventType,
     OutputEventSpec,
+    PromptSpec,
+    TextSpec,
 )
 from ._model import InputSettings
-from ._responses import PromptSpec, TextSpec
 from .config import DEFAULT_WS_SCHEMA_ID
 
 __all__ = [
@@ -634,7 +635,8 @@ def response_payload(resp: AgentResponse) -> dict[str, Any]:
         "response_type": _RESPONSE_TYPE_NAMES[resp.response_type],
     }
     if resp.settings is not None and not resp.is_terminal:
-        payload["input_mode"] = _INPUT_MODE_NAMES[resp.settings.mode]
+        if not resp.omit_input_mode:
+            payload["input_mode"] = _INPUT_MODE_NAMES[resp.settings.mode]
         payload["input_handling_config"] = _input_handling(resp.settings)
         payload["input_sensitive"] = resp.input_sensitive
     if resp.transcript is not None:

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from ..jws import JWSVerifier
     from ._connector import MediaConnector
     from ._proto import byova_common_pb2 as common
+    from ._ws_frontend import WsFrontEnd
 
 __all__ = ["SERVICE_NAME", "BYOVAMediaServer", "Handler", "VirtualAgent"]
 
@@ -145,6 +146,8 @@ class BYOVAMediaServer:
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grpc: GrpcFrontEnd | None = None
+        self._ws: WsFrontEnd | None = None
+        self._ws_port = 0
         self._port = 0
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -234,6 +237,19 @@ class BYOVAMediaServer:
         if host in ("0.0.0.0", "::", "[::]", ""):
             host = "127.0.0.1"
         return f"{host}:{self._port}"
+
+    @property
+    def ws_port(self) -> int:
+        """The bound WebSocket port (after :meth:`start` with ``transport`` websocket/both)."""
+        return self._ws_port
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket origin for clients (``ws://127.0.0.1:P``; ``wss://`` with TLS)."""
+        host = self.config.ws_host
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = "127.0.0.1"
+        return f"{'wss' if self.config.ws_tls else 'ws'}://{host}:{self._ws_port}"
 
     @property
     def sessions(self) -> Mapping[str, Session]:
@@ -560,28 +576,51 @@ class BYOVAMediaServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Bind and start the gRPC server."""
-        if self._grpc is not None:
+        """Bind and start the configured front ends (gRPC, WebSocket or both)."""
+        if self._grpc is not None or self._ws is not None:
             raise RuntimeError("server already started")
         cfg = self.config
         _log.setLevel(cfg.log_level)
         if cfg.verify_tokens and self._verifier is None:
             self._verifier = self._build_verifier()
             self._owns_verifier = True
-        front = GrpcFrontEnd(self, verifier=self._verifier if cfg.verify_tokens else None)
-        self._port = await front.start()
-        self._grpc = front
+        verifier = self._verifier if cfg.verify_tokens else None
+        if cfg.transport in ("grpc", "both"):
+            front = GrpcFrontEnd(self, verifier=verifier)
+            self._port = await front.start()
+            self._grpc = front
+        if cfg.transport in ("websocket", "both"):
+            from ._ws_frontend import WsFrontEnd  # websockets is loaded only when used
+
+            ws = WsFrontEnd(self, verifier=verifier)
+            try:
+                self._ws_port = await ws.start()
+            except BaseException:
+                if self._grpc is not None:
+                    await self._grpc.stop(0)
+                    self._grpc = None
+                raise
+            self._ws = ws
         self._stopping = False
         self._stopped.clear()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        _log.info(
-            "BYOVA media server listening on %s:%d (%s, %s mode, tokens %s)",
-            cfg.host,
-            self._port,
-            "TLS" if cfg.tls else "plaintext",
-            cfg.audio_mode,
-            "verified" if cfg.verify_tokens else "NOT verified",
-        )
+        if self._grpc is not None:
+            _log.info(
+                "BYOVA media server listening on %s:%d (%s, %s mode, tokens %s)",
+                cfg.host,
+                self._port,
+                "TLS" if cfg.tls else "plaintext",
+                cfg.audio_mode,
+                "verified" if cfg.verify_tokens else "NOT verified",
+            )
+        if self._ws is not None:
+            _log.info(
+                "BYOVA WebSocket server listening on %s:%d (%s, tokens %s)",
+                cfg.ws_host,
+                self._ws_port,
+                "wss" if cfg.ws_tls else "plaintext ws",
+                "verified" if cfg.verify_tokens else "NOT verified",
+            )
 
     def _build_verifier(self) -> JWSVerifier:
         from ..config import BYOVAConfig
@@ -600,16 +639,20 @@ class BYOVAMediaServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Gracefully stop the server: refuse new RPCs, let live turns finish for ``grace``."""
-        front = self._grpc
-        if front is None:
+        front, ws = self._grpc, self._ws
+        if front is None and ws is None:
             return
         self._stopping = True
-        await front.begin_shutdown()
+        if front is not None:
+            await front.begin_shutdown()
         deadline = self.clock() + max(0.0, grace)
         if self._open_rpcs:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
-        await front.stop(max(0.0, deadline - self.clock()))
+        if front is not None:
+            await front.stop(max(0.0, deadline - self.clock()))
+        if ws is not None:
+            await ws.stop(max(0.0, deadline - self.clock()))
         for session in list(self._live.values()):
             if not session.ended:
                 session._end("server_stop", None)
@@ -630,6 +673,7 @@ class BYOVAMediaServer:
                 await self._verifier.aclose()
             self._verifier = None
         self._grpc = None
+        self._ws = None
         self._stopped.set()
         _log.info("BYOVA media server stopped")
 

@@ -225,22 +225,23 @@ class WebexWsCaller:
         return headers
 
     async def _open(self, url: str) -> ClientConnection:
+        options: dict[str, Any] = dict(_NO_PROXY)
+        if self.ssl is not None and url.startswith("wss://"):
+            options["ssl"] = self.ssl
         try:
             return await connect(
                 url,
                 additional_headers=self._headers(),
-                ssl=self.ssl if url.startswith("wss://") else None,
-                **_NO_PROXY,
                 open_timeout=self.open_timeout,
                 compression=None,
                 max_size=1024 * 1024,
                 ping_interval=None,
                 close_timeout=5.0,
+                **options,
             )
         except InvalidStatus as exc:
-            raise WsUpgradeRefused(
-                exc.response.status_code, bytes(exc.response.body or b"")
-            ) from None
+            body = bytes(exc.response.body or b"")
+            raise WsUpgradeRefused(exc.response.status_code, body) from None
 
     async def connect(self) -> None:
         """Open the ``/v1/va`` socket (done by the first step if not called)."""
