@@ -1,4 +1,5 @@
-"""Placing scripted calls with :class:`~webex_byova.testing.WebexCaller` and measuring them.
+"""Placing scripted calls with :class:`~webex_byova.testing.WebexCaller` (gRPC) or
+:class:`~webex_byova.testing.WebexWsCaller` (WebSocket) and measuring them.
 
 Shared by ``byova demo`` (one call, checked against expectations) and ``byova simulate``
 (one call or a load test). The pieces that compute (latency, percentiles, lateness, the
@@ -12,19 +13,27 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..media import audio as _audio
 from ..media._grpc_codec import enums_from_digits
 from ..testing._caller import TurnResult, WebexCaller
 
+if TYPE_CHECKING:
+    from ..testing._ws_caller import WebexWsCaller
+
+#: Either Webex-side caller: both have the same script API and produce ``TurnResult``s.
+Caller: TypeAlias = "WebexCaller | WebexWsCaller"
+
 __all__ = [
     "CallReport",
     "CallScript",
+    "Caller",
     "LoadStats",
     "TurnReport",
     "late_frames",
     "parse_target",
+    "parse_ws_target",
     "percentile",
     "run_call",
     "run_load",
@@ -85,6 +94,18 @@ def parse_target(target: str) -> str:
         raise ValueError(usage + " (write IPv6 addresses as [addr]:port)")
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ValueError(f"--target port must be a number from 1 to 65535, got {port!r}")
+    return text
+
+
+def parse_ws_target(target: str) -> str:
+    """Check a WebSocket target: ``ws://`` / ``wss://`` origin or URL, or ``host:port``
+    (plain ``ws://``); return it as a URL."""
+    text = target.strip()
+    if "://" not in text:
+        return "ws://" + parse_target(text)
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("ws", "wss") or not rest or rest.startswith(("/", ":")):
+        raise ValueError(f"--target must be ws://host:port or wss://host, got {target!r}")
     return text
 
 
@@ -263,7 +284,7 @@ def summarize_turn(
 
 
 async def run_call(
-    caller: WebexCaller,
+    caller: Caller,
     script: CallScript,
     *,
     observe: Observer | None = None,
@@ -401,7 +422,7 @@ class LoadStats:
 
 
 async def run_load(
-    make_caller: Callable[[int], WebexCaller],
+    make_caller: Callable[[int], Caller],
     script: CallScript,
     *,
     calls: int,

@@ -128,6 +128,9 @@ def demo(
     ] = False,
     host: Annotated[str, typer.Option(help="Bind address with --serve-only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port with --serve-only (0 = a free port).")] = 0,
+    transport: Annotated[
+        str, typer.Option("--transport", help="grpc or websocket (BYOVA over WebSocket).")
+    ] = "grpc",
     as_json: JsonOut = False,
 ) -> None:
     """Place one complete BYOVA call against the bundled demo agent, offline.
@@ -140,8 +143,9 @@ def demo(
     if audio_mode not in ("wav", "chunk"):
         raise typer.BadParameter("--audio-mode must be wav or chunk")
     mode: Literal["wav", "chunk"] = "chunk" if audio_mode == "chunk" else "wav"
+    wire = _transport(transport)
     if serve_only:
-        _run(_serve_demo(host, port, mode))
+        _run(_serve_demo(host, port, mode, wire))
         return
     from ._demo import run_demo
 
@@ -166,6 +170,7 @@ def demo(
             ending="hangup" if hangup else "transfer",
             realtime=not fast,
             audio_mode=mode,
+            transport=wire,
             on_step=step,
             on_turn=turn,
             on_send=send,
@@ -187,10 +192,23 @@ def demo(
         raise typer.Exit(1)
 
 
-async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"]) -> None:
+def _transport(value: str) -> Literal["grpc", "websocket"]:
+    if value not in ("grpc", "websocket"):
+        raise typer.BadParameter("--transport must be grpc or websocket")
+    return "websocket" if value == "websocket" else "grpc"
+
+
+async def _serve_demo(
+    host: str,
+    port: int,
+    audio_mode: Literal["wav", "chunk"],
+    transport: Literal["grpc", "websocket"],
+) -> None:
     from ._demo_env import start_demo_environment
 
-    env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
+    env = await start_demo_environment(
+        host=host, port=port, audio_mode=audio_mode, transport=transport
+    )
     try:
         sys.stdout.write(json.dumps(env.describe()) + "\n")
         sys.stdout.flush()
@@ -239,6 +257,18 @@ def serve(
             envvar="WEBEX_MEDIA_TLS_CLIENT_CA_FILE",
         ),
     ] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            "--transport",
+            help="grpc, websocket or both (same handlers).",
+            envvar="WEBEX_MEDIA_TRANSPORT",
+        ),
+    ] = None,
+    ws_port: Annotated[
+        int | None,
+        typer.Option("--ws-port", help="WebSocket port.", envvar="WEBEX_MEDIA_WS_PORT"),
+    ] = None,
     reload: Annotated[
         bool,
         typer.Option(
@@ -259,6 +289,8 @@ def serve(
             "--tls-cert": tls_cert,
             "--tls-key": tls_key,
             "--tls-client-ca": tls_client_ca,
+            "--transport": transport,
+            "--ws-port": ws_port,
         }
         raise typer.Exit(run_with_reload(child_command(target, options), roots))
     from ._serve import apply_overrides, load_app
@@ -272,6 +304,8 @@ def serve(
             "tls_cert_file": tls_cert,
             "tls_key_file": tls_key,
             "tls_client_ca_file": tls_client_ca,
+            "transport": transport,
+            "ws_port": ws_port,
         },
     )
     _run(_serve_app(server, target))
@@ -282,9 +316,15 @@ async def _serve_app(server: Any, target: str) -> None:
     config = server.config
     try:
         # One parseable line on stderr: tools (and our tests) read the bound address from it.
+        # gRPC (or both): "on host:port ..."; WebSocket only: "on ws://host:port ..."
+        grpc_on = config.transport != "websocket"
+        where = server.address if grpc_on else server.ws_url
+        if config.transport == "both":
+            where += f" and {server.ws_url}"
+        secure = config.tls if grpc_on else config.ws_tls
         Console(stderr=True, highlight=False).print(
-            f"serving {target} on {server.address} "
-            f"({'TLS' if config.tls else 'plaintext'}, tokens "
+            f"serving {target} on {where} "
+            f"({'TLS' if secure else 'plaintext'}, tokens "
             f"{'verified' if config.verify_tokens else 'NOT verified'}); Ctrl-C to stop",
             markup=False,
             soft_wrap=True,
@@ -300,7 +340,13 @@ async def _serve_app(server: Any, target: str) -> None:
 @app.command()
 @_handles_errors
 def simulate(
-    target: Annotated[str, typer.Option("--target", help="host:port of the BYOVA server.")],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            help="host:port of the BYOVA server (ws://host:port for --transport websocket).",
+        ),
+    ],
     wav: Annotated[
         Path | None, typer.Option("--wav", help="Caller speech (default: a bundled utterance).")
     ] = None,
@@ -323,7 +369,14 @@ def simulate(
         ),
     ] = None,
     agent: Annotated[str, typer.Option("--agent", help="virtual_agent_id ('' = default).")] = "",
-    org: Annotated[str, typer.Option("--org", help="customer_org_id sent.")] = "org-simulated",
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            help="customer_org_id sent (default: the token's org over WebSocket, which "
+            "binds the org to the socket; else org-simulated).",
+        ),
+    ] = None,
     no_hangup: Annotated[
         bool, typer.Option("--no-hangup", help="Do not send SESSION_END at the end.")
     ] = False,
@@ -333,14 +386,18 @@ def simulate(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Webex/emulator base URL for --mint-token.")
     ] = None,
+    transport: Annotated[
+        str, typer.Option("--transport", help="grpc or websocket (BYOVA over WebSocket).")
+    ] = "grpc",
     as_json: JsonOut = False,
 ) -> None:
     """Place simulated Webex calls against any BYOVA server; with --calls N, a load test."""
     _need_media()
     from ..media import assets
-    from ._call import CallScript, parse_target
+    from ._call import CallScript, parse_target, parse_ws_target
 
-    target = parse_target(target)
+    wire = _transport(transport)
+    target = parse_ws_target(target) if wire == "websocket" else parse_target(target)
     wav_bytes = wav.read_bytes() if wav is not None else assets.load("speech_hello.wav")
     script = CallScript(
         wav=wav_bytes, utterances=turns, dtmf=tuple(dtmf or ()), hang_up=not no_hangup
@@ -349,10 +406,13 @@ def simulate(
         raise typer.BadParameter("pass --token or --mint-token, not both")
     if mint_token is not None:
         token = _mint(mint_token, base_url)
+    if org is None:
+        org = _token_org(token) if wire == "websocket" else None
+    org = org or "org-simulated"
     out = Renderer(as_json=as_json)
     if calls <= 1:
         report: CallReport = _run(
-            _simulate_one(target, token, agent, org, script, not fast, as_json)
+            _simulate_one(target, token, agent, org, script, not fast, as_json, wire)
         )
         if as_json:
             out.json(report.to_json())
@@ -362,7 +422,7 @@ def simulate(
             raise typer.Exit(1)
         return
     stats: LoadStats = _run(
-        _simulate_load(target, token, agent, org, script, not fast, calls, rate, as_json)
+        _simulate_load(target, token, agent, org, script, not fast, calls, rate, as_json, wire)
     )
     data = stats.to_json()
     if as_json:
@@ -373,6 +433,19 @@ def simulate(
         raise typer.Exit(1)
 
 
+def _token_org(token: str | None) -> str | None:
+    """The (unverified) org claim of ``token``, if it has one."""
+    from ..jws import CLAIM_ORG, JWSVerificationError, parse_token
+
+    if not token:
+        return None
+    try:
+        org = parse_token(token).claims.get(CLAIM_ORG)
+    except JWSVerificationError:
+        return None
+    return org if isinstance(org, str) and org else None
+
+
 def _mint(url: str, base_url: str | None) -> str:
     from . import _admin
 
@@ -381,11 +454,22 @@ def _mint(url: str, base_url: str | None) -> str:
 
 
 def _caller(
-    target: str, token: str | None, agent: str, org: str, realtime: bool, n: int = 0
+    target: str,
+    token: str | None,
+    agent: str,
+    org: str,
+    realtime: bool,
+    n: int = 0,
+    transport: str = "grpc",
 ) -> Any:
     from ..testing._caller import WebexCaller
 
-    return WebexCaller(
+    kind: Any = WebexCaller
+    if transport == "websocket":
+        from ..testing._ws_caller import WebexWsCaller
+
+        kind = WebexWsCaller
+    return kind(
         target,
         token=token,
         virtual_agent_id=agent,
@@ -396,7 +480,14 @@ def _caller(
 
 
 async def _simulate_one(
-    target: str, token: str | None, agent: str, org: str, script: Any, realtime: bool, quiet: bool
+    target: str,
+    token: str | None,
+    agent: str,
+    org: str,
+    script: Any,
+    realtime: bool,
+    quiet: bool,
+    transport: str = "grpc",
 ) -> CallReport:
     from ._call import run_call
 
@@ -410,7 +501,7 @@ async def _simulate_one(
         if not quiet:
             console.print(_send_line(sent, at))
 
-    async with _caller(target, token, agent, org, realtime) as caller:
+    async with _caller(target, token, agent, org, realtime, transport=transport) as caller:
         return await run_call(caller, script, observe=show, on_send=send)
 
 
@@ -424,6 +515,7 @@ async def _simulate_load(
     calls: int,
     rate: float,
     quiet: bool,
+    transport: str = "grpc",
 ) -> LoadStats:
     from ._call import run_load
 
@@ -447,7 +539,7 @@ async def _simulate_load(
 
     with progress:
         return await run_load(
-            lambda n: _caller(target, token, agent, org, realtime, n),
+            lambda n: _caller(target, token, agent, org, realtime, n, transport),
             script,
             calls=calls,
             rate=rate,
