@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from webex_byova.cli import app
 from webex_byova.cli._call import parse_ws_target
 from webex_byova.cli._demo_agent import AGENT_ID, GOODBYE_TEXT, MENU_TEXT, WELCOME_TEXT
 
-from ..cli.conftest import Background
+from ..cli.conftest import BYOVA, ROOT, Background
 
 
 @pytest.fixture
@@ -135,3 +139,37 @@ def test_websocket_targets(text: str, url: str) -> None:
 def test_bad_websocket_targets(text: str) -> None:
     with pytest.raises(ValueError, match="--target"):
         parse_ws_target(text)
+
+
+def test_byova_serve_runs_an_app_on_both_transports(runner: CliRunner) -> None:
+    """`byova serve examples/media_server_minimal.py --transport both`: one app, two wires."""
+    env = {
+        **os.environ,
+        "WEBEX_MEDIA_VERIFY_TOKENS": "false",
+        "WEBEX_MEDIA_HOST": "127.0.0.1",
+        "WEBEX_MEDIA_WS_HOST": "127.0.0.1",
+    }
+    app_file = ROOT / "examples" / "media_server_minimal.py"
+    args = ["serve", str(app_file), "--port", "0", "--ws-port", "0", "--transport", "both"]
+    proc = subprocess.Popen(
+        [str(BYOVA), *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r" on (127\.0\.0\.1:\d+) and (ws://127\.0\.0\.1:\d+) \(plaintext", line)
+        assert match, line
+        for transport, target in (("grpc", match.group(1)), ("websocket", match.group(2))):
+            result = runner.invoke(
+                app,
+                ["simulate", "--transport", transport, "--target", target]
+                + ["--dtmf", "0", "--fast", "--json"],
+            )
+            assert result.exit_code == 0, result.output
+            call = json.loads(result.stdout)
+            assert call["outcome"] == "transferred"
+            assert call["turns"][-1]["texts"] == ["Connecting you to an agent."]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        proc.stderr.close()

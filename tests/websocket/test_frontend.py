@@ -516,3 +516,48 @@ async def test_wss_with_tls(servers: Callable[..., Any], pki: dict[str, Any]) ->
     untrusted = WebexWsCaller(url, realtime=False)
     with pytest.raises(ssl.SSLError):
         await untrusted.connect()
+
+
+# --------------------------------------------------------------------------- discovery errors
+
+
+async def _list_exchange(server: BYOVAMediaServer, frame: str | bytes | None) -> tuple[Any, int]:
+    from websockets.asyncio.client import connect
+
+    async with connect(server.ws_url + "/v1/listVirtualAgents", proxy=None) as ws:
+        if frame is not None:
+            await ws.send(frame)
+        answer = await ws.recv()
+        await ws.wait_closed()
+        assert ws.close_code is not None
+        return json.loads(answer), ws.close_code
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "status", "close"),
+    [
+        (b"\x00", "unsupported_media", 415, 1003),
+        ("{", "bad_request", 400, 1002),
+        ('{"customer_org_id": 5}', "bad_request", 400, 1002),
+        (None, "timeout", 408, 1008),
+    ],
+)
+async def test_list_virtual_agents_errors(
+    servers: Callable[..., Any], frame: str | bytes | None, code: str, status: int, close: int
+) -> None:
+    server = await servers(ws_session_start_timeout_s=0.3)
+    answer, close_code = await _list_exchange(server, frame)
+    assert answer == {"code": code, "status": status, "detail": answer["detail"]}
+    assert close_code == close
+
+
+async def test_list_virtual_agents_provider_failure(servers: Callable[..., Any]) -> None:
+    server = await servers(with_app=False)
+
+    @server.agent_provider
+    def broken(org_id: str) -> list[str]:
+        raise RuntimeError("database down")
+
+    await server.start()
+    answer, close_code = await _list_exchange(server, '{"customer_org_id": "acme"}')
+    assert (answer["code"], answer["status"], close_code) == ("upstream_error", 500, 1011)

@@ -72,8 +72,6 @@ if TYPE_CHECKING:
 __all__ = ["WsFrontEnd"]
 
 _log = get_logger("webex_byova.media.websocket")
-#: How long the discovery socket waits for its one request.
-LIST_TIMEOUT_S = 10.0
 _CLOSE = object()  # tells the writer to close the socket
 
 
@@ -228,7 +226,9 @@ class WsFrontEnd:
     async def _list(self, ws: ServerConnection, peer: _Peer) -> None:
         try:
             try:
-                message = await asyncio.wait_for(ws.recv(), LIST_TIMEOUT_S)
+                # the discovery request is due as promptly as a SESSION_START
+                deadline = self._core.config.ws_session_start_timeout_s
+                message = await asyncio.wait_for(ws.recv(), deadline)
             except TimeoutError:
                 raise WsProtocolError("timeout", "no listVirtualAgents request") from None
             if isinstance(message, bytes):
