@@ -75,7 +75,9 @@ async def test_full_call_welcome_speech_second_turn_dtmf_transfer(media_server, 
     caller.realtime = False
     assert first.ok, first.details
     assert first.event_types == ["START_OF_INPUT", "END_OF_INPUT"]
-    assert [r.response_type for r in first.responses] == ["CHUNK", "CHUNK", "FINAL"]
+    # speech boundaries as standalone event-only FINALs (the gateway's form), then the reply
+    assert [r.response_type for r in first.responses] == ["FINAL", "FINAL", "FINAL"]
+    assert len(first.finals) == 1
     assert first.texts == ["You spoke 1 times"]
     # the caller stopped streaming once END_OF_INPUT arrived (long before the silence ran out)
     total_frames = len(caller.frames(wav=HELLO, leading_silence_ms=200, trailing_silence_ms=30000))

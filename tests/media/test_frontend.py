@@ -250,3 +250,35 @@ async def test_responses_iterate_once() -> None:
     await _drain(handle)
     with pytest.raises(RuntimeError, match="only once"):
         await _drain(handle)
+
+
+async def test_a_lost_websocket_ends_its_conversation_and_open_turns():
+    server = _server()
+    reasons: list[str] = []
+    waiting: list[str] = []
+
+    @server.on("session_start")
+    async def ask(event: Any) -> None:
+        try:
+            await event.turn.collect_input()
+        except Exception as exc:
+            waiting.append(type(exc).__name__)
+
+    @server.on("session_end")
+    def ended(event: Any) -> None:
+        reasons.append(event.reason)
+
+    start = await server.open_turn(_req("c8", START), transport="websocket")
+    assert [r.response_type for r in await _drain(start)] == ["final"]
+    turn = await server.open_turn(_req("c8", AudioIn(audio=b"\xff" * 160)), transport="websocket")
+    turn.caller_gone()  # the socket dropped before this turn's responses were pumped
+    assert await _drain(turn) == []
+    assert turn.turn.outcome == "cancelled"
+    assert server.end_conversation("c8")
+    assert not server.end_conversation("c8")
+    assert not server.end_conversation("never-seen")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert reasons == ["connection_lost"]
+    assert waiting == ["SessionEndedError"]
+    assert "c8" not in server.sessions

@@ -322,7 +322,7 @@ async def test_protocol_errors_get_an_error_and_a_close(
             break
         await asyncio.sleep(0.01)
     assert caller.conversation_id not in server.sessions
-    assert ("session_end", "caller_ended") in log
+    assert ("session_end", "connection_lost") in log
 
 
 async def test_a_dropped_socket_ends_the_conversation(servers: Callable[..., Any]) -> None:
@@ -333,10 +333,10 @@ async def test_a_dropped_socket_ends_the_conversation(servers: Callable[..., Any
     assert caller.conversation_id in server.sessions
     await caller.aclose(1001)  # no SESSION_END: Webex never reconnects a socket
     for _ in range(200):
-        if ("session_end", "caller_ended") in log:
+        if ("session_end", "connection_lost") in log:
             break
         await asyncio.sleep(0.01)
-    assert ("session_end", "caller_ended") in log
+    assert ("session_end", "connection_lost") in log
     assert caller.conversation_id not in server.sessions
 
 

@@ -22,8 +22,9 @@ How a front end drives one turn::
             ...  # gRPC: drop it; WebSocket: it opens the next turn
         await handle.drain()  # backpressure: bounded audio-handler queue
     handle.caller_done()  # gRPC half-close (WebSocket: never needed)
-    # on a lost stream/socket or cancellation instead:
+    # on a lost stream/socket or cancellation instead, for every open handle:
     handle.caller_gone()
+    server.end_conversation(conversation_id)  # WebSocket: the socket was the call
 
 A gRPC RPC carries exactly one turn. On WebSocket one socket carries many: a turn runs from the
 first message after the previous turn's FINAL until its own FINAL; :meth:`TurnHandle.feed`
@@ -44,7 +45,7 @@ from ._messages import AgentResponse, CallerRequest
 if TYPE_CHECKING:
     from .session import Session, Transport, Turn
 
-__all__ = ["CallRejected", "RejectKind", "TurnHandle"]
+__all__ = ["CallRejected", "FrontEnd", "RejectKind", "TurnHandle"]
 
 RejectKind = Literal[
     "invalid_argument",
@@ -73,6 +74,20 @@ class CallRejected(Exception):
 
     def __repr__(self) -> str:
         return f"CallRejected({self.kind!r}, {self.detail!r})"
+
+
+class FrontEnd(Protocol):
+    """A transport listener owned by ``BYOVAMediaServer`` (started and stopped with it).
+
+    ``start`` binds and returns the bound port; ``begin_shutdown`` stops taking new calls
+    (health NOT_SERVING) while live turns finish; ``stop`` closes what is left after ``grace``.
+    """
+
+    async def start(self) -> int: ...
+
+    async def begin_shutdown(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
 
 
 class _Owner(Protocol):
@@ -118,7 +133,7 @@ class TurnHandle:
         (WebSocket) or is dropped (gRPC: Webex sends nothing after the FINAL on an RPC).
         """
         turn = self.turn
-        if not turn.takes_input:
+        if not turn._takes_input:
             return False
         turn._handle(request)
         return True
@@ -155,9 +170,11 @@ class TurnHandle:
         Iterate it exactly once. Closing the iterator early (or cancelling the task) ends the
         turn as ``cancelled``.
         """
-        if self._iterating or self._finished:
+        if self._iterating:
             raise RuntimeError("responses() of a turn may be iterated only once")
         self._iterating = True
+        if self._finished:  # the caller went away before the front end started writing
+            return
         try:
             async with contextlib.aclosing(self.turn._responses()) as stream:
                 async for response in stream:

@@ -144,8 +144,13 @@ class WsFrontEnd:
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self.port
 
+    async def begin_shutdown(self) -> None:
+        """Stop accepting sockets (the listener closes); open conversations go on."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
+
     async def stop(self, grace: float) -> None:
-        """Stop accepting; close open sockets with 1001 after ``grace`` seconds."""
+        """Close open sockets with 1001 after ``grace`` seconds (the listener first)."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -339,8 +344,8 @@ class _Conversation:
             for handle in self.handles:
                 handle.caller_gone()
             # Webex never reconnects: once the socket is gone the conversation is over
-            if self.handle is not None and not self.handle.session.ended:
-                self.handle.session._terminate("caller_ended")
+            if self.handle is not None:
+                self.front._core.end_conversation(self.handle.session.conversation_id)
             for task in (self.pump, self.closer):
                 if task is not None and not task.done():
                     task.cancel()

@@ -26,6 +26,22 @@ class MediaServerConfig(BaseModel):
     Every field can be set from an environment variable named ``WEBEX_MEDIA_<FIELD>`` (upper
     case), e.g. ``WEBEX_MEDIA_PORT=50051`` or ``WEBEX_MEDIA_AUDIO_MODE=chunk``; list fields take
     comma-separated values. See :meth:`from_env`.
+
+    gRPC wire defaults, from the protocol facts (docs/media-server.md, "Wire choices"):
+
+    * ``realtime_pacing=False``: CHUNK audio goes out as soon as it exists. Webex buffers and
+      paces playback itself (the WebSocket guide says so outright and NVIDIA's gRPC BYOVA
+      adapter had to remove paced output for the same reason); pacing only adds latency and
+      holds a turn open for the prompt's length. Barge-in does not need it: Webex stops
+      playback when it gets START_OF_INPUT. Turn it on to keep a streamed prompt cuttable
+      server-side while the source is still producing.
+    * ``boundary_response_type="FINAL"``: START_OF_INPUT and END_OF_INPUT go out as standalone
+      event-only FINAL responses, the form Cisco's gateway uses against real Webex (so Webex
+      keeps forwarding caller audio); ``CHUNK`` keeps the earlier non-FINAL form
+      (``WEBEX_MEDIA_BOUNDARY_RESPONSE_TYPE=CHUNK``).
+    * A turn's reply FINAL goes out as soon as the reply is complete, half-closed or not; the
+      RPC is completed when Webex half-closes, ``half_close_timeout_s`` after the FINAL at the
+      latest, and at once after a terminal (transfer / session end) response.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -89,7 +105,11 @@ class MediaServerConfig(BaseModel):
     )
     sample_rate: int = Field(8000, description="Output sample rate in Hz.")
     chunk_ms: int = Field(80, ge=10, le=4000, description="Audio per outbound CHUNK in ms.")
-    realtime_pacing: bool = Field(True, description="Pace CHUNKs at playback speed.")
+    realtime_pacing: bool = Field(
+        False,
+        description="Pace CHUNKs at playback speed (off: send audio as soon as it exists; "
+        "Webex buffers and paces playback itself).",
+    )
     pacing_lead_ms: int = Field(
         200, ge=0, le=5000, description="How far CHUNK streaming may run ahead of playback."
     )
@@ -112,9 +132,11 @@ class MediaServerConfig(BaseModel):
     no_input_timeout_ms: int = Field(5000, ge=0, le=600000, description="0 = no timeout.")
     vad: Literal["energy", "webrtc"] = Field("energy", description="Speech detector.")
     min_speech_ms: int = Field(80, ge=0, le=2000, description="Speech needed to start input.")
-    boundary_response_type: Literal["CHUNK", "PARTIAL"] = Field(
-        "CHUNK",
-        description="response_type of START_OF_INPUT/END_OF_INPUT (the FINAL stays unique).",
+    boundary_response_type: Literal["FINAL", "CHUNK", "PARTIAL"] = Field(
+        "FINAL",
+        description="How gRPC sends START_OF_INPUT/END_OF_INPUT: FINAL = standalone event-only "
+        "FINAL responses as Cisco's gateway does (Webex keeps forwarding caller audio); "
+        "CHUNK/PARTIAL = non-FINAL responses, leaving the reply FINAL the RPC's only one.",
     )
 
     # -- auth ----------------------------------------------------------------------------------
@@ -147,7 +169,10 @@ class MediaServerConfig(BaseModel):
     response_queue_size: int = Field(64, ge=4, le=10000)
     idle_timeout_s: float = Field(900.0, gt=0, description="Idle conversations expire.")
     half_close_timeout_s: float = Field(
-        15.0, gt=0, description="After its FINAL, an RPC waits this long for the half-close."
+        5.0,
+        gt=0,
+        description="gRPC: the FINAL goes out when the reply is complete; the RPC is then "
+        "completed when Webex half-closes, or this long after the FINAL at the latest.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._logging import get_logger
-from ._frontend import CallRejected, TurnHandle
+from ._frontend import CallRejected, FrontEnd, TurnHandle
 from ._grpc_frontend import SERVICE_NAME, GrpcFrontEnd
 from ._messages import CallerRequest
 from ._model import ConversationRecord, InputSettings
@@ -148,6 +148,7 @@ class BYOVAMediaServer:
         self._grpc: GrpcFrontEnd | None = None
         self._ws: WsFrontEnd | None = None
         self._ws_port = 0
+        self._front_ends: list[FrontEnd] = []
         self._port = 0
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -561,6 +562,18 @@ class BYOVAMediaServer:
         await handle.drain()
         return handle
 
+    def end_conversation(self, conversation_id: str, reason: str = "connection_lost") -> bool:
+        """End a live conversation from a front end (e.g. its WebSocket was lost).
+
+        Open turns are completed without a FINAL, a waiting ``collect_input()`` fails and
+        ``session_end`` is dispatched with ``reason``. Returns ``False`` if it was not live.
+        """
+        session = self._live.get(conversation_id)
+        if session is None or session.ended:
+            return False
+        session._end(reason, None)
+        return True
+
     def _turn_finished(self, turn: Turn) -> None:
         """A turn's handle is done (responses ended or the caller went away)."""
         session = turn.session
@@ -577,31 +590,35 @@ class BYOVAMediaServer:
 
     async def start(self) -> None:
         """Bind and start the configured front ends (gRPC, WebSocket or both)."""
-        if self._grpc is not None or self._ws is not None:
+        if self._front_ends:
             raise RuntimeError("server already started")
         cfg = self.config
         _log.setLevel(cfg.log_level)
         if cfg.verify_tokens and self._verifier is None:
             self._verifier = self._build_verifier()
             self._owns_verifier = True
+        self._stopping = False
         verifier = self._verifier if cfg.verify_tokens else None
-        if cfg.transport in ("grpc", "both"):
-            front = GrpcFrontEnd(self, verifier=verifier)
-            self._port = await front.start()
-            self._grpc = front
-        if cfg.transport in ("websocket", "both"):
+        grpc_front = GrpcFrontEnd(self, verifier=verifier) if cfg.transport != "websocket" else None
+        ws_front = None
+        if cfg.transport != "grpc":
             from ._ws_frontend import WsFrontEnd  # websockets is loaded only when used
 
-            ws = WsFrontEnd(self, verifier=verifier)
-            try:
-                self._ws_port = await ws.start()
-            except BaseException:
-                if self._grpc is not None:
-                    await self._grpc.stop(0)
-                    self._grpc = None
-                raise
-            self._ws = ws
-        self._stopping = False
+            ws_front = WsFrontEnd(self, verifier=verifier)
+        fronts: list[FrontEnd] = [f for f in (grpc_front, ws_front) if f is not None]
+        started: list[FrontEnd] = []
+        try:
+            for front in fronts:
+                await front.start()
+                started.append(front)
+        except BaseException:
+            for front in started:
+                await front.stop(0)
+            raise
+        self._front_ends = started
+        self._grpc, self._ws = grpc_front, ws_front
+        self._port = grpc_front.port if grpc_front is not None else 0
+        self._ws_port = ws_front.port if ws_front is not None else 0
         self._stopped.clear()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         if self._grpc is not None:
@@ -639,20 +656,18 @@ class BYOVAMediaServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Gracefully stop the server: refuse new RPCs, let live turns finish for ``grace``."""
-        front, ws = self._grpc, self._ws
-        if front is None and ws is None:
+        fronts = self._front_ends
+        if not fronts:
             return
         self._stopping = True
-        if front is not None:
+        for front in fronts:
             await front.begin_shutdown()
         deadline = self.clock() + max(0.0, grace)
         if self._open_rpcs:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
-        if front is not None:
+        for front in fronts:
             await front.stop(max(0.0, deadline - self.clock()))
-        if ws is not None:
-            await ws.stop(max(0.0, deadline - self.clock()))
         for session in list(self._live.values()):
             if not session.ended:
                 session._end("server_stop", None)
@@ -674,6 +689,7 @@ class BYOVAMediaServer:
             self._verifier = None
         self._grpc = None
         self._ws = None
+        self._front_ends = []
         self._stopped.set()
         _log.info("BYOVA media server stopped")
 

@@ -192,8 +192,6 @@ class Turn:
         self.kind: TurnKind = kind
         self.tracking_id = tracking_id
         self.transport: Transport = transport
-        # Send the FINAL as soon as the reply is complete, not only after a half-close.
-        self._eager_final = transport == "websocket"
         hub = session._hub
         self._hub = hub
         self._config = hub.config
@@ -746,18 +744,19 @@ class Turn:
     def _input_over(self) -> bool:
         """No more caller input is due before this turn answers.
 
-        After a half-close; and, when the FINAL is sent eagerly (WebSocket), as soon as the
-        turn's input is there: its first message for a non-audio turn, the utterance (or
-        another input delivered on it) for an audio turn.
+        After a half-close, or as soon as the turn's input is there: its first message for a
+        non-audio turn, the utterance (or another input delivered on it) for an audio turn.
+        The FINAL does not wait for Webex's half-close: Cisco's Java client waits for the
+        reply before it half-closes.
         """
         if self._half_closed:
             return True
-        if not self._eager_final or not self._first_handled:
+        if not self._first_handled:
             return False
         return self.kind != "audio" or self._input_delivered
 
     @property
-    def takes_input(self) -> bool:
+    def _takes_input(self) -> bool:
         """Whether a further caller message still belongs to this turn.
 
         False once the turn is over, its FINAL (or terminal response) is out, or (WebSocket)
@@ -1003,9 +1002,14 @@ class Turn:
     def _boundary(
         self, kind: Literal["start_of_input", "end_of_input"], name: str = ""
     ) -> AgentResponse:
-        response_type: Literal["chunk", "partial"] = (
-            "partial" if self._config.boundary_response_type == "PARTIAL" else "chunk"
+        configured = self._config.boundary_response_type
+        response_type: Literal["final", "chunk", "partial"] = (
+            "partial" if configured == "PARTIAL" else "chunk"
         )
+        if configured == "FINAL" and self.transport == "grpc":
+            # The reference gateway's form on gRPC (a standalone event-only FINAL). On
+            # WebSocket a reply has exactly one FINAL, so boundaries stay non-FINAL there.
+            response_type = "final"
         return boundary_response(
             kind, response_type=response_type, name=name, settings=self.session.settings
         )

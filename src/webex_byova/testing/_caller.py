@@ -104,6 +104,17 @@ class RecordedResponse:
         return [_OUT.Name(e.event_type) for e in self.response.output_events]
 
 
+_BOUNDARIES = frozenset({common.OutputEvent.START_OF_INPUT, common.OutputEvent.END_OF_INPUT})
+
+
+def _is_boundary(response: vva.VoiceVAResponse) -> bool:
+    """A speech-boundary response: only START_OF_INPUT/END_OF_INPUT events, no prompt."""
+    events = response.output_events
+    return (
+        bool(events) and not response.prompts and all(e.event_type in _BOUNDARIES for e in events)
+    )
+
+
 @dataclass(slots=True)
 class TurnResult:
     """Everything one RPC produced.
@@ -132,8 +143,16 @@ class TurnResult:
 
     @property
     def finals(self) -> list[vva.VoiceVAResponse]:
-        """FINAL responses (a correct server sends at most one per RPC)."""
-        return [r.response for r in self.responses if r.response.response_type == _RESP.FINAL]
+        """Reply FINAL responses (a correct server sends at most one per RPC).
+
+        A standalone event-only START_OF_INPUT/END_OF_INPUT FINAL (the gateway's speech-boundary
+        form) is not a reply and is not counted.
+        """
+        return [
+            r.response
+            for r in self.responses
+            if r.response.response_type == _RESP.FINAL and not _is_boundary(r.response)
+        ]
 
     @property
     def final(self) -> vva.VoiceVAResponse | None:
