@@ -1,8 +1,11 @@
 """Media server load: N concurrent real-time calls from a separate process; prints figures.
 
-Run: ``.venv/bin/python bench/bench_media.py [--transport grpc|websocket] [N ...]`` (default
-``50 100 200`` over gRPC). ``--transport websocket`` serves the same app on BYOVA over WebSocket
-(one socket per call, JSON envelopes, Base64 audio) and drives it with ``WebexWsCaller``.
+Run: ``.venv/bin/python bench/bench_media.py [--transport grpc|websocket]
+[--calls-per-driver K] [N ...]`` (default ``50 100 200`` over gRPC, all calls from this
+process). ``--transport websocket`` serves the same app on BYOVA over WebSocket (one socket
+per call, JSON envelopes, Base64 audio) and drives it with ``WebexWsCaller``;
+``--calls-per-driver K`` spreads the calls over driver processes of K calls each, so a caller
+that cannot keep real time does not distort the server's figures.
 
 For each N a fresh server process is started (``bench_media.py server``); this process drives
 N calls: SESSION_START, then an audio turn of 160-byte µ-law frames every 20 ms (1 s of a
@@ -19,6 +22,7 @@ voiced tone, then silence) until END_OF_INPUT, then SESSION_END. Figures:
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import statistics
@@ -179,15 +183,52 @@ async def one_call(address: str, ulaw: bytes, decide: int, start_delay: float) -
     return {"delay": (end_at - result.frame_times[decide]) * 1000, "late": late}
 
 
+#: Calls one driver process places at most (``--calls-per-driver``, 0 = all in this one): a
+#: Python caller of many real-time calls can fall behind its own 20 ms schedule (late frames)
+#: before the server does, which would measure the caller instead of the server.
+CALLS_PER_DRIVER = 0
+
+
+async def calls_slice(address: str, first: int, count: int, total: int) -> list[dict[str, float]]:
+    """Calls ``first .. first+count-1`` of ``total`` (start times spread as in one process)."""
+    ulaw = tone_call_audio()
+    decide = deciding_frame(ulaw)
+    return list(
+        await asyncio.gather(
+            *(
+                one_call(address, ulaw, decide, start_delay=(first + i) / total)
+                for i in range(count)
+            )
+        )
+    )
+
+
+async def drive_in_processes(address: str, n: int) -> list[dict[str, float]]:
+    """Run the ``n`` calls in driver subprocesses of ``CALLS_PER_DRIVER`` calls each."""
+    procs = []
+    for first in range(0, n, CALLS_PER_DRIVER):
+        count = min(CALLS_PER_DRIVER, n - first)
+        args = [sys.executable, __file__, "calls", address, str(first), str(count), str(n)]
+        procs.append(await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE))
+    results: list[dict[str, float]] = []
+    for proc in procs:
+        out, _ = await proc.communicate()
+        results += json.loads(out)
+    return results
+
+
 async def drive(address: str, n: int, server_pid: int, server: subprocess.Popen[str]) -> None:
     ulaw = tone_call_audio()
     decide = deciding_frame(ulaw)
     cpu0, rss0 = proc_stats(server_pid)
     threads0 = thread_cpu(server_pid)
     t0 = time.monotonic()
-    results = await asyncio.gather(
-        *(one_call(address, ulaw, decide, start_delay=i / n) for i in range(n))
-    )
+    if CALLS_PER_DRIVER and n > CALLS_PER_DRIVER:
+        results = await drive_in_processes(address, n)
+    else:
+        results = await asyncio.gather(
+            *(one_call(address, ulaw, decide, start_delay=i / n) for i in range(n))
+        )
     wall = time.monotonic() - t0
     cpu1, _rss1 = proc_stats(server_pid)
     threads1 = thread_cpu(server_pid)
@@ -233,6 +274,15 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["server"]:
         asyncio.run(run_server(argv[1] if len(argv) > 1 else "grpc"))
         return
+    if argv[:1] == ["calls"]:
+        address, first, count, total = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+        print(json.dumps(asyncio.run(calls_slice(address, first, count, total))), flush=True)
+        return
+    global CALLS_PER_DRIVER
+    if "--calls-per-driver" in argv:
+        at = argv.index("--calls-per-driver")
+        CALLS_PER_DRIVER = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     transport = "grpc"
     if "--transport" in argv:
         at = argv.index("--transport")
@@ -241,9 +291,10 @@ def main(argv: list[str]) -> None:
     if transport not in ("grpc", "websocket"):
         raise SystemExit("--transport must be grpc or websocket")
     counts = [int(a) for a in argv] or [50, 100, 200]
+    drivers = f"{CALLS_PER_DRIVER} calls per driver process" if CALLS_PER_DRIVER else "1 driver"
     print(
         f"{os.cpu_count()} CPUs; {transport}; frames 160 B / 20 ms; "
-        f"complete timeout {COMPLETE_TIMEOUT_MS} ms"
+        f"complete timeout {COMPLETE_TIMEOUT_MS} ms; {drivers}"
     )
     for n in counts:
         proc = subprocess.Popen(

@@ -40,6 +40,7 @@ from webex_byova.media._ws_codec import (
     WsLimits,
     WsProtocolError,
     bound_detail,
+    check_ts,
     format_ts,
     list_error,
     list_response,
@@ -712,9 +713,17 @@ def test_timestamps() -> None:
     assert parse_ts("1970-01-01T00:00:01.5+00:00") == 1.5
     assert parse_ts("1970-01-01t01:00:00-01:00") == 7200
     assert parse_ts("1998-12-31T23:59:60Z") == parse_ts("1999-01-01T00:00:00Z")
-    for bad in ("1970-01-01T00:00:00+24:00", "1970-02-30T00:00:00Z", "x" * 50, 5):
+    good = ["1970-01-01T00:00:01.5+00:00", "1970-01-01t01:00:00-01:00", "1998-12-31T23:59:60Z"]
+    for text in good:
+        check_ts(text)  # the per-message check accepts what parse_ts accepts
+    bad = ["1970-01-01T00:00:00+24:00", "1970-02-30T00:00:00Z", "x" * 50, 5]
+    bad += ["1970-01-01T24:00:00Z", "1970-01-01T00:60:00Z", "1970-01-01T00:00:61Z"]
+    bad += ["1970-01-01T00:00:00+01:60", "1970-01-01 00:00:00", "2026-12-01T09:10:00"]
+    for value in bad:
         with pytest.raises(ValueError):
-            parse_ts(bad)
+            parse_ts(value)
+        with pytest.raises(ValueError):
+            check_ts(value)
 
 
 # --------------------------------------------------------------------------- listVirtualAgents

@@ -63,7 +63,8 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Final, Literal, Protocol
 
 from .._ids import org_uuid
@@ -112,6 +113,7 @@ __all__ = [
     "VaConnection",
     "WsLimits",
     "WsProtocolError",
+    "check_ts",
     "format_ts",
     "list_error",
     "list_response",
@@ -326,6 +328,32 @@ def parse_ts(value: Any) -> float:
     return seconds + 1.0 if leap else seconds
 
 
+@lru_cache(maxsize=64)
+def _valid_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_ts(value: Any) -> None:
+    """Validate an RFC 3339 date-time without computing it (the envelope's ``ts``, per message).
+
+    Same acceptance as :func:`parse_ts`; the calendar check of the date part is cached.
+    """
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("not an RFC 3339 date-time string")
+    match = _RFC3339.fullmatch(value)
+    if match is None or not _valid_date(value[:10]):
+        raise ValueError("not an RFC 3339 date-time string")
+    if int(match[4]) > 23 or int(match[5]) > 59 or int(match[6]) > 60:
+        raise ValueError("time out of range")
+    zone = match[8]
+    if zone not in ("Z", "z") and (int(zone[1:3]) > 23 or int(zone[4:6]) > 59):
+        raise ValueError("bad UTC offset")
+
+
 def format_ts(now: float) -> str:
     """POSIX seconds to RFC 3339 UTC with milliseconds (``2026-12-01T09:10:00.123Z``)."""
     stamp = datetime.fromtimestamp(now, UTC)
@@ -439,7 +467,7 @@ def _enum(value: Any, table: tuple[tuple[str, Any], ...], where: str) -> Any:
 
 def _map(value: Any, where: str, limits: WsLimits, *, strings: bool) -> dict[str, Any]:
     """A map field given as a JSON object or as ``[{"key": k, "value": v}, …]`` (real Webex)."""
-    if value is None:
+    if value is None or (not value and isinstance(value, dict | list)):
         return {}
     if isinstance(value, dict):
         items = list(value.items())
@@ -792,7 +820,7 @@ class VaConnection:
         if seq <= self.last_peer_seq:
             raise _bad(f"seq {seq} is not above the previous {self.last_peer_seq}")
         try:
-            parse_ts(envelope.get("ts"))
+            check_ts(envelope.get("ts"))
         except ValueError:
             raise _bad("ts must be an RFC 3339 date-time") from None
         cid = envelope.get("conversation_id")

@@ -371,7 +371,9 @@ class _Conversation:
         conn = self.conn
         while True:
             try:
-                message = await asyncio.wait_for(self.ws.recv(), max(0.0, self._wait(started_at)))
+                # asyncio.timeout, not wait_for: no extra task per message
+                async with asyncio.timeout(max(0.0, self._wait(started_at))):
+                    message = await self.ws.recv()
             except TimeoutError:
                 if conn.ended:
                     return  # the close grace is over: close normally
