@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import grpc
@@ -74,6 +75,12 @@ _RESPONSE_TYPES = ("FINAL", "PARTIAL", "CHUNK")
 _NO_PROXY: dict[str, Any] = (
     {"proxy": None} if "proxy" in inspect.signature(connect.__init__).parameters else {}
 )
+
+
+@lru_cache(maxsize=16)
+def _encoding_name(encoding: str) -> str:
+    """``"MULAW"``/``"mulaw"``/``"PCMU"``... -> the wire value name (``MULAW_FORMAT``)."""
+    return f"{_audio.AudioEncoding.coerce(encoding).name}_FORMAT"
 
 
 class WsUpgradeRefused(Exception):
@@ -433,11 +440,10 @@ class WebexWsCaller:
         self, audio: bytes, *, encoding: str = "MULAW", sample_rate: int = 8000
     ) -> dict[str, Any]:
         """An ``audio_input`` payload (Base64 audio, encoding by value name)."""
-        enc = _audio.AudioEncoding.coerce(encoding)
         return self.payload(
             audio_input={
                 "caller_audio_b64": base64.b64encode(audio).decode("ascii"),
-                "encoding": f"{enc.name}_FORMAT",
+                "encoding": _encoding_name(encoding),
                 "sample_rate_hertz": sample_rate,
                 "language_code": self.language_code,
                 "is_single_utterance": None,
@@ -446,7 +452,8 @@ class WebexWsCaller:
 
     async def send_raw(self, message: str | bytes) -> bool:
         """Send one frame as is (hostile tests); False if the socket is closed."""
-        await self.connect()
+        if self._ws is None:
+            await self.connect()
         assert self._ws is not None
         try:
             await self._ws.send(message)
@@ -463,7 +470,8 @@ class WebexWsCaller:
 
     async def send_request(self, payload: dict[str, Any]) -> bool:
         """Send a ``VOICE_VA_REQUEST`` carrying ``payload``."""
-        await self.connect()
+        if self._ws is None:
+            await self.connect()
         async with self._send_lock:
             envelope = self.envelope(payload=payload)
             self.sent.append(envelope)
