@@ -1,6 +1,11 @@
 """Media server load: N concurrent real-time calls from a separate process; prints figures.
 
-Run: ``.venv/bin/python bench/bench_media.py [N ...]`` (default ``50 100 200``).
+Run: ``.venv/bin/python bench/bench_media.py [--transport grpc|websocket]
+[--calls-per-driver K] [N ...]`` (default ``50 100 200`` over gRPC, all calls from this
+process). ``--transport websocket`` serves the same app on BYOVA over WebSocket (one socket
+per call, JSON envelopes, Base64 audio) and drives it with ``WebexWsCaller``;
+``--calls-per-driver K`` spreads the calls over driver processes of K calls each, so a caller
+that cannot keep real time does not distort the server's figures.
 
 For each N a fresh server process is started (``bench_media.py server``); this process drives
 N calls: SESSION_START, then an audio turn of 160-byte µ-law frames every 20 ms (1 s of a
@@ -17,6 +22,7 @@ voiced tone, then silence) until END_OF_INPUT, then SESSION_END. Figures:
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import statistics
@@ -24,6 +30,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import Any
 
 FRAME = 160
 COMPLETE_TIMEOUT_MS = 800
@@ -79,13 +86,16 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
-async def run_server() -> None:
+async def run_server(transport: str) -> None:
     from webex_byova.media import BYOVAMediaServer, MediaServerConfig
 
     server = BYOVAMediaServer(
         MediaServerConfig(
             host="127.0.0.1",
             port=0,
+            ws_host="127.0.0.1",
+            ws_port=0,
+            transport=transport,
             verify_tokens=False,
             complete_timeout_ms=COMPLETE_TIMEOUT_MS,
             max_conversations=10000,
@@ -102,7 +112,7 @@ async def run_server() -> None:
         event.turn.say("reply")  # type: ignore[attr-defined]
 
     await server.start()
-    print(server.port, flush=True)
+    print(server.ws_url if transport == "websocket" else server.address, flush=True)
     loop = asyncio.get_running_loop()
     # stdin commands from the driver: "mem" starts/reads tracemalloc, "" (EOF/blank) stops
     while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "mem":
@@ -116,9 +126,37 @@ async def run_server() -> None:
     await server.stop(1.0)
 
 
+def make_caller(address: str, *, realtime: bool) -> Any:
+    from webex_byova.testing import WebexCaller, WebexWsCaller
+
+    if address.startswith("ws"):
+        return WebexWsCaller(address, realtime=realtime, turn_timeout=60)
+    return WebexCaller(address, realtime=realtime, rpc_timeout=60)
+
+
+async def one_ws_call(
+    address: str, ulaw: bytes, decide: int, start_delay: float
+) -> dict[str, float]:
+    """One call over WebSocket: the same steps on one socket (``stream_frames`` paces 20 ms)."""
+    await asyncio.sleep(start_delay)
+    frames = [ulaw[i : i + FRAME] for i in range(0, len(ulaw), FRAME)]
+    async with make_caller(address, realtime=True) as caller:
+        await caller.start_session()
+        result = await caller.stream_frames(frames)
+        end_at = result.event_time("END_OF_INPUT")
+        await caller.end_session()
+    times = result.frame_times
+    late = sum(1 for i, t in enumerate(times) if t - (times[0] + i * 0.02) > 0.02)
+    if end_at is None or len(times) <= decide:
+        return {"delay": float("nan"), "late": late}
+    return {"delay": (end_at - times[decide]) * 1000, "late": late}
+
+
 async def one_call(address: str, ulaw: bytes, decide: int, start_delay: float) -> dict[str, float]:
     from webex_byova.testing import WebexCaller
 
+    if address.startswith("ws"):
+        return await one_ws_call(address, ulaw, decide, start_delay)
     await asyncio.sleep(start_delay)
     frames = [ulaw[i : i + FRAME] for i in range(0, len(ulaw), FRAME)]
     async with WebexCaller(address, realtime=True, rpc_timeout=60) as caller:
@@ -145,15 +183,52 @@ async def one_call(address: str, ulaw: bytes, decide: int, start_delay: float) -
     return {"delay": (end_at - result.frame_times[decide]) * 1000, "late": late}
 
 
+#: Calls one driver process places at most (``--calls-per-driver``, 0 = all in this one): a
+#: Python caller of many real-time calls can fall behind its own 20 ms schedule (late frames)
+#: before the server does, which would measure the caller instead of the server.
+CALLS_PER_DRIVER = 0
+
+
+async def calls_slice(address: str, first: int, count: int, total: int) -> list[dict[str, float]]:
+    """Calls ``first .. first+count-1`` of ``total`` (start times spread as in one process)."""
+    ulaw = tone_call_audio()
+    decide = deciding_frame(ulaw)
+    return list(
+        await asyncio.gather(
+            *(
+                one_call(address, ulaw, decide, start_delay=(first + i) / total)
+                for i in range(count)
+            )
+        )
+    )
+
+
+async def drive_in_processes(address: str, n: int) -> list[dict[str, float]]:
+    """Run the ``n`` calls in driver subprocesses of ``CALLS_PER_DRIVER`` calls each."""
+    procs = []
+    for first in range(0, n, CALLS_PER_DRIVER):
+        count = min(CALLS_PER_DRIVER, n - first)
+        args = [sys.executable, __file__, "calls", address, str(first), str(count), str(n)]
+        procs.append(await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE))
+    results: list[dict[str, float]] = []
+    for proc in procs:
+        out, _ = await proc.communicate()
+        results += json.loads(out)
+    return results
+
+
 async def drive(address: str, n: int, server_pid: int, server: subprocess.Popen[str]) -> None:
     ulaw = tone_call_audio()
     decide = deciding_frame(ulaw)
     cpu0, rss0 = proc_stats(server_pid)
     threads0 = thread_cpu(server_pid)
     t0 = time.monotonic()
-    results = await asyncio.gather(
-        *(one_call(address, ulaw, decide, start_delay=i / n) for i in range(n))
-    )
+    if CALLS_PER_DRIVER and n > CALLS_PER_DRIVER:
+        results = await drive_in_processes(address, n)
+    else:
+        results = await asyncio.gather(
+            *(one_call(address, ulaw, decide, start_delay=i / n) for i in range(n))
+        )
     wall = time.monotonic() - t0
     cpu1, _rss1 = proc_stats(server_pid)
     threads1 = thread_cpu(server_pid)
@@ -166,14 +241,13 @@ async def drive(address: str, n: int, server_pid: int, server: subprocess.Popen[
         f"N={n:4d}  END_OF_INPUT delay ms p50={statistics.median(delays):6.1f} "
         f"p99={p99:6.1f} max={delays[-1]:6.1f}  missing={missing}  late frames={late}  "
         f"server CPU {busy * 100:5.1f}% of a core ({busy * 100 / n:.3f}%/call; event-loop "
-        f"thread {(threads1['main'] - threads0['main']) / wall * 100:.0f}%, gRPC threads "
+        f"thread {(threads1['main'] - threads0['main']) / wall * 100:.0f}%, other threads "
         f"{(threads1['other'] - threads0['other']) / wall * 100:.0f}%)",
         flush=True,
     )
+
     # memory per live conversation: traced Python allocations in the server before and after
     # opening n sessions (tracemalloc, so RSS noise from the allocator does not count)
-    from webex_byova.testing import WebexCaller
-
     def server_mem() -> int:
         assert server.stdin is not None
         assert server.stdout is not None
@@ -182,7 +256,7 @@ async def drive(address: str, n: int, server_pid: int, server: subprocess.Popen[
         return int(server.stdout.readline())
 
     server_mem()  # start tracing
-    callers = [WebexCaller(address, realtime=False) for _ in range(n)]
+    callers = [make_caller(address, realtime=False) for _ in range(n)]
     before = server_mem()
     await asyncio.gather(*(c.start_session() for c in callers))
     after = server_mem()
@@ -198,13 +272,33 @@ async def drive(address: str, n: int, server_pid: int, server: subprocess.Popen[
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["server"]:
-        asyncio.run(run_server())
+        asyncio.run(run_server(argv[1] if len(argv) > 1 else "grpc"))
         return
+    if argv[:1] == ["calls"]:
+        address, first, count, total = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+        print(json.dumps(asyncio.run(calls_slice(address, first, count, total))), flush=True)
+        return
+    global CALLS_PER_DRIVER
+    if "--calls-per-driver" in argv:
+        at = argv.index("--calls-per-driver")
+        CALLS_PER_DRIVER = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
+    transport = "grpc"
+    if "--transport" in argv:
+        at = argv.index("--transport")
+        transport = argv[at + 1]
+        argv = argv[:at] + argv[at + 2 :]
+    if transport not in ("grpc", "websocket"):
+        raise SystemExit("--transport must be grpc or websocket")
     counts = [int(a) for a in argv] or [50, 100, 200]
-    print(f"{os.cpu_count()} CPUs; frames 160 B / 20 ms; complete timeout {COMPLETE_TIMEOUT_MS} ms")
+    drivers = f"{CALLS_PER_DRIVER} calls per driver process" if CALLS_PER_DRIVER else "1 driver"
+    print(
+        f"{os.cpu_count()} CPUs; {transport}; frames 160 B / 20 ms; "
+        f"complete timeout {COMPLETE_TIMEOUT_MS} ms; {drivers}"
+    )
     for n in counts:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "server"],
+            [sys.executable, __file__, "server", transport],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -212,8 +306,8 @@ def main(argv: list[str]) -> None:
         try:
             assert proc.stdout is not None
             assert proc.stdin is not None
-            port = int(proc.stdout.readline())
-            asyncio.run(drive(f"127.0.0.1:{port}", n, proc.pid, proc))
+            address = proc.stdout.readline().strip()
+            asyncio.run(drive(address, n, proc.pid, proc))
             proc.stdin.write("\n")
             proc.stdin.flush()
             proc.wait(30)

@@ -1,4 +1,5 @@
-"""Placing scripted calls with :class:`~webex_byova.testing.WebexCaller` and measuring them.
+"""Placing scripted calls with :class:`~webex_byova.testing.WebexCaller` (gRPC) or
+:class:`~webex_byova.testing.WebexWsCaller` (WebSocket) and measuring them.
 
 Shared by ``byova demo`` (one call, checked against expectations) and ``byova simulate``
 (one call or a load test). The pieces that compute (latency, percentiles, lateness, the
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
@@ -21,14 +23,22 @@ from ..media import audio as _audio
 from ..media._grpc_codec import enums_from_digits
 from ..testing._caller import TurnResult, WebexCaller
 
+if TYPE_CHECKING:
+    from ..testing._ws_caller import WebexWsCaller
+
+#: Either Webex-side caller: both have the same script API and produce ``TurnResult``s.
+Caller: TypeAlias = "WebexCaller | WebexWsCaller"
+
 __all__ = [
     "CallReport",
     "CallScript",
+    "Caller",
     "LoadStats",
     "TurnReport",
     "connection_hint",
     "late_frames",
     "parse_target",
+    "parse_ws_target",
     "percentile",
     "run_call",
     "run_load",
@@ -92,6 +102,22 @@ def tls_credentials(
     )
 
 
+def ws_ssl_context(
+    *,
+    ca_cert: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    """The TLS context of a ``wss://`` call: the system's roots or ``ca_cert``, and an optional
+    client certificate (BYOVA over WebSocket has no mutual TLS, but a proxy in front may)."""
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("--client-cert and --client-key go together (mutual TLS)")
+    context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+    if client_cert is not None and client_key is not None:
+        context.load_cert_chain(str(client_cert), str(client_key))
+    return context
+
+
 def connection_hint(statuses: Sequence[str], *, tls: bool) -> str | None:
     """What to try when calls failed with ``UNAVAILABLE`` (``statuses``: codes or errors)."""
     if not any(s.startswith("UNAVAILABLE") for s in statuses):
@@ -130,6 +156,18 @@ def parse_target(target: str) -> str:
         raise ValueError(usage + " (write IPv6 addresses as [addr]:port)")
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ValueError(f"--target port must be a number from 1 to 65535, got {port!r}")
+    return text
+
+
+def parse_ws_target(target: str) -> str:
+    """Check a WebSocket target: ``ws://`` / ``wss://`` origin or URL, or ``host:port``
+    (plain ``ws://``); return it as a URL."""
+    text = target.strip()
+    if "://" not in text:
+        return "ws://" + parse_target(text)
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("ws", "wss") or not rest or rest.startswith(("/", ":")):
+        raise ValueError(f"--target must be ws://host:port or wss://host, got {target!r}")
     return text
 
 
@@ -321,7 +359,7 @@ def summarize_turn(
 
 
 async def run_call(
-    caller: WebexCaller,
+    caller: Caller,
     script: CallScript,
     *,
     observe: Observer | None = None,
@@ -463,7 +501,7 @@ class LoadStats:
 
 
 async def run_load(
-    make_caller: Callable[[int], WebexCaller],
+    make_caller: Callable[[int], Caller],
     script: CallScript,
     *,
     calls: int,

@@ -18,6 +18,7 @@ from ..media import assets
 from ..media import audio as _audio
 from ..media.server import BYOVAMediaServer
 from ..testing._caller import WebexCaller
+from ..testing._ws_caller import WebexWsCaller
 from ._call import CallReport, CallScript, TurnReport, run_call
 from ._demo_agent import AGENT_ID, GOODBYE_TEXT, MENU_TEXT, TRANSFER_TEXT, WELCOME_TEXT
 from ._demo_env import start_demo_environment
@@ -186,6 +187,7 @@ async def run_demo(
     ending: Ending = "transfer",
     realtime: bool = True,
     audio_mode: Literal["wav", "chunk"] = "wav",
+    transport: Literal["grpc", "websocket"] = "grpc",
     on_step: Callable[[str, str], None] | None = None,
     on_turn: Callable[[TurnReport], None] | None = None,
     on_send: Callable[[str, float], None] | None = None,
@@ -224,10 +226,12 @@ async def run_demo(
         install=observe_server,
         audio_mode=audio_mode,
         realtime_pacing=realtime,
+        transport=transport,
     )
     try:
         setup_s = clock() - t0
-        caller = WebexCaller(
+        kind = WebexWsCaller if transport == "websocket" else WebexCaller
+        caller = kind(
             env.target,
             token=env.token,
             virtual_agent_id=AGENT_ID,

@@ -142,6 +142,9 @@ def demo(
     ] = False,
     host: Annotated[str, typer.Option(help="Bind address with --serve-only.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port with --serve-only (0 = a free port).")] = 0,
+    transport: Annotated[
+        str, typer.Option("--transport", help="grpc or websocket (BYOVA over WebSocket).")
+    ] = "grpc",
     as_json: JsonOut = False,
 ) -> None:
     """Place one complete BYOVA call against the bundled demo agent, offline.
@@ -154,11 +157,12 @@ def demo(
     if audio_mode not in ("wav", "chunk"):
         raise typer.BadParameter("--audio-mode must be wav or chunk")
     mode: Literal["wav", "chunk"] = "chunk" if audio_mode == "chunk" else "wav"
+    wire = _transport(transport)
     if serve_only:
         from ._serve import check_port_free
 
         check_port_free(host, port)
-        _run(_serve_demo(host, port, mode))
+        _run(_serve_demo(host, port, mode, wire))
         return
     from ._demo import run_demo
 
@@ -186,6 +190,7 @@ def demo(
             ending="hangup" if hangup else "transfer",
             realtime=not fast,
             audio_mode=mode,
+            transport=wire,
             on_step=step,
             on_turn=turn,
             on_send=send,
@@ -210,13 +215,26 @@ def demo(
         raise typer.Exit(1)
 
 
-async def _serve_demo(host: str, port: int, audio_mode: Literal["wav", "chunk"]) -> None:
+def _transport(value: str) -> Literal["grpc", "websocket"]:
+    if value not in ("grpc", "websocket"):
+        raise typer.BadParameter("--transport must be grpc or websocket")
+    return "websocket" if value == "websocket" else "grpc"
+
+
+async def _serve_demo(
+    host: str,
+    port: int,
+    audio_mode: Literal["wav", "chunk"],
+    transport: Literal["grpc", "websocket"],
+) -> None:
     from ._demo_env import start_demo_environment
     from ._serve import ListenError, bind_address
 
     try:
-        env = await start_demo_environment(host=host, port=port, audio_mode=audio_mode)
-    except RuntimeError as exc:
+        env = await start_demo_environment(
+            host=host, port=port, audio_mode=audio_mode, transport=transport
+        )
+    except (RuntimeError, OSError) as exc:
         if "bind" not in str(exc).lower():
             raise
         raise ListenError(f"cannot listen on {bind_address(host, port)}: {exc}") from None
@@ -273,6 +291,18 @@ def serve(
             help="CA bundle for mutual TLS.",
             envvar="WEBEX_MEDIA_TLS_CLIENT_CA_FILE",
         ),
+    ] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            "--transport",
+            help="grpc, websocket or both (same handlers).",
+            envvar="WEBEX_MEDIA_TRANSPORT",
+        ),
+    ] = None,
+    ws_port: Annotated[
+        int | None,
+        typer.Option("--ws-port", help="WebSocket port.", envvar="WEBEX_MEDIA_WS_PORT"),
     ] = None,
     reload: Annotated[
         bool,
@@ -337,7 +367,13 @@ def serve(
         from ._reload import child_command, run_with_reload, watch_roots
 
         roots = watch_roots(target)
-        options = {**shared, "--port": port, "--metrics-port": metrics_port}
+        options = {
+            **shared,
+            "--port": port,
+            "--metrics-port": metrics_port,
+            "--transport": transport,
+            "--ws-port": ws_port,
+        }
         raise typer.Exit(run_with_reload(child_command(target, options), roots))
     if workers > 1:
         from ._workers import run_workers
@@ -356,6 +392,8 @@ def serve(
             "tls_client_ca_file": tls_client_ca,
             "log_level": log_level,
             "reuse_port": reuse_port or None,
+            "transport": transport,
+            "ws_port": ws_port,
         },
     )
     if not config.reuse_port:  # workers share the port on purpose: no "in use" probe for them
@@ -410,9 +448,15 @@ async def _serve_started(
         bound = bind_address(config.host, server.port)
         reach = f", connect to {server.address}" if bound != server.address else ""
         # One parseable line on stderr: tools (and our tests) read the bound address from it.
+        # gRPC (or both): "on host:port ..."; WebSocket only: "on ws://host:port ..."
+        grpc_on = config.transport != "websocket"
+        where = bound if grpc_on else server.ws_url
+        if config.transport == "both":
+            where += f" and {server.ws_url}"
+        secure = config.tls if grpc_on else config.ws_tls
         err.print(
-            f"serving {target} on {bound} "
-            f"({'TLS' if config.tls else 'plaintext'}, tokens "
+            f"serving {target} on {where} "
+            f"({'TLS' if secure else 'plaintext'}, tokens "
             f"{'verified' if config.verify_tokens else 'NOT verified'}{reach}); Ctrl-C to stop",
             markup=False,
             soft_wrap=True,
@@ -438,7 +482,13 @@ async def _serve_started(
 @app.command()
 @_handles_errors
 def simulate(
-    target: Annotated[str, typer.Option("--target", help="host:port of the BYOVA server.")],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            help="host:port of the BYOVA server (ws://host:port for --transport websocket).",
+        ),
+    ],
     wav: Annotated[
         Path | None, typer.Option("--wav", help="Caller speech (default: a bundled utterance).")
     ] = None,
@@ -461,7 +511,14 @@ def simulate(
         ),
     ] = None,
     agent: Annotated[str, typer.Option("--agent", help="virtual_agent_id ('' = default).")] = "",
-    org: Annotated[str, typer.Option("--org", help="customer_org_id sent.")] = "org-simulated",
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            help="customer_org_id sent (default: the token's org over WebSocket, which "
+            "binds the org to the socket; else org-simulated).",
+        ),
+    ] = None,
     no_hangup: Annotated[
         bool, typer.Option("--no-hangup", help="Do not send SESSION_END at the end.")
     ] = False,
@@ -502,6 +559,9 @@ def simulate(
             help="Name the server's certificate carries, when it differs from --target's host.",
         ),
     ] = None,
+    transport: Annotated[
+        str, typer.Option("--transport", help="grpc or websocket (BYOVA over WebSocket).")
+    ] = "grpc",
     as_json: JsonOut = False,
 ) -> None:
     """Place simulated Webex calls against any BYOVA server; with --calls N, a load test.
@@ -514,9 +574,10 @@ def simulate(
     """
     _need_media()
     from ..media import assets
-    from ._call import CallScript, parse_target, tls_credentials
+    from ._call import CallScript, parse_target, parse_ws_target, tls_credentials, ws_ssl_context
 
-    target = parse_target(target)
+    wire = _transport(transport)
+    target = parse_ws_target(target) if wire == "websocket" else parse_target(target)
     if rate <= 0:
         raise typer.BadParameter(f"--rate must be > 0 calls per second, got {rate}")
     wav_bytes = wav.read_bytes() if wav is not None else assets.load("speech_hello.wav")
@@ -525,39 +586,63 @@ def simulate(
     )
     if token is not None and mint_token is not None:
         raise typer.BadParameter("pass --token or --mint-token, not both")
-    credentials = tls_credentials(
-        tls=tls or tls_server_name is not None,
-        ca_cert=ca_cert,
-        client_cert=client_cert,
-        client_key=client_key,
-    )
-    tls_options = {"credentials": credentials, "tls_server_name": tls_server_name}
+    secure = bool(tls or tls_server_name or ca_cert or client_cert)
+    options: dict[str, Any]
+    if wire == "websocket":
+        if tls_server_name is not None:
+            raise typer.BadParameter("--tls-server-name is for gRPC: a wss:// target names it")
+        if secure and target.startswith("ws://"):
+            target = "wss://" + target.removeprefix("ws://")
+        context = ws_ssl_context(ca_cert=ca_cert, client_cert=client_cert, client_key=client_key)
+        options = {"ssl": context} if target.startswith("wss://") else {}
+        secure = target.startswith("wss://")
+    else:
+        credentials = tls_credentials(
+            tls=secure, ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
+        )
+        options = {"credentials": credentials, "tls_server_name": tls_server_name}
     if mint_token is not None:
         token = _mint(mint_token, base_url)
+    if org is None:
+        org = _token_org(token) if wire == "websocket" else None
+    org = org or "org-simulated"
     out = Renderer(as_json=as_json)
     if calls == 1:
         report: CallReport = _run(
-            _simulate_one(target, token, agent, org, script, not fast, as_json, tls_options)
+            _simulate_one(target, token, agent, org, script, not fast, as_json, options, wire)
         )
         if as_json:
             out.json(report.to_json())
         else:
-            _print_call(report, tls=credentials is not None)
+            _print_call(report, tls=secure)
         if not report.ok:
             raise typer.Exit(1)
         return
     stats: LoadStats = _run(
         _simulate_load(
-            target, token, agent, org, script, not fast, calls, rate, as_json, tls_options
+            target, token, agent, org, script, not fast, calls, rate, as_json, options, wire
         )
     )
     data = stats.to_json()
     if as_json:
         out.json(data)
     else:
-        _print_load(data, realtime=not fast, tls=credentials is not None)
+        _print_load(data, realtime=not fast, tls=secure)
     if stats.failed:
         raise typer.Exit(1)
+
+
+def _token_org(token: str | None) -> str | None:
+    """The (unverified) org claim of ``token``, if it has one."""
+    from ..jws import CLAIM_ORG, JWSVerificationError, parse_token
+
+    if not token:
+        return None
+    try:
+        org = parse_token(token).claims.get(CLAIM_ORG)
+    except JWSVerificationError:
+        return None
+    return org if isinstance(org, str) and org else None
 
 
 def _mint(url: str, base_url: str | None) -> str:
@@ -574,18 +659,25 @@ def _caller(
     org: str,
     realtime: bool,
     n: int = 0,
-    tls_options: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    transport: str = "grpc",
 ) -> Any:
+    """A Webex-side caller of ``transport``; ``options`` are its TLS settings."""
     from ..testing._caller import WebexCaller
 
-    return WebexCaller(
+    kind: Any = WebexCaller
+    if transport == "websocket":
+        from ..testing._ws_caller import WebexWsCaller
+
+        kind = WebexWsCaller
+    return kind(
         target,
         token=token,
         virtual_agent_id=agent,
         customer_org_id=org,
         realtime=realtime,
         tracking_id=f"BYOVASIM_{n}",
-        **(tls_options or {}),
+        **(options or {}),
     )
 
 
@@ -597,7 +689,8 @@ async def _simulate_one(
     script: Any,
     realtime: bool,
     quiet: bool,
-    tls_options: dict[str, Any],
+    options: dict[str, Any],
+    transport: str = "grpc",
 ) -> CallReport:
     from ._call import run_call
 
@@ -611,7 +704,7 @@ async def _simulate_one(
         if not quiet:
             console.print(_send_line(sent, at))
 
-    async with _caller(target, token, agent, org, realtime, tls_options=tls_options) as caller:
+    async with _caller(target, token, agent, org, realtime, 0, options, transport) as caller:
         return await run_call(caller, script, observe=show, on_send=send)
 
 
@@ -625,7 +718,8 @@ async def _simulate_load(
     calls: int,
     rate: float,
     quiet: bool,
-    tls_options: dict[str, Any],
+    options: dict[str, Any],
+    transport: str = "grpc",
 ) -> LoadStats:
     from ._call import run_load
 
@@ -649,7 +743,7 @@ async def _simulate_load(
 
     with progress:
         return await run_load(
-            lambda n: _caller(target, token, agent, org, realtime, n, tls_options),
+            lambda n: _caller(target, token, agent, org, realtime, n, options, transport),
             script,
             calls=calls,
             rate=rate,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "DEFAULT_SCHEMA_ID",
+    "DEFAULT_WS_SCHEMA_ID",
     "ENV_PREFIX",
     "ConversationStoreSpec",
     "MediaServerConfig",
@@ -21,6 +22,8 @@ __all__ = [
 
 ENV_PREFIX = "WEBEX_MEDIA_"
 DEFAULT_SCHEMA_ID = "5397013b-7920-4ffc-807c-e8a3e0a18f43"
+#: The BYOVA-over-WebSocket data-source schema (its tokens carry this schema id).
+DEFAULT_WS_SCHEMA_ID = "a38a10b7-43e4-4676-a076-a7d6dce9387d"
 MIN_CHUNK_BYTES = 100
 MAX_CHUNK_BYTES = 64 * 1024
 DTMF_KEYS = "0123456789*#ABCD"
@@ -64,6 +67,45 @@ class MediaServerConfig(BaseModel):
     reflection: bool = Field(False, description="Serve gRPC server reflection.")
     health_requires_auth: bool = Field(
         False, description="Also require a token for grpc.health.v1 (load balancers send none)."
+    )
+
+    # -- WebSocket transport (BYOVA over WebSocket: /v1/va and /v1/listVirtualAgents) ----------
+    transport: Literal["grpc", "websocket", "both"] = Field(
+        "grpc", description="Which front ends to run: gRPC, WebSocket or both (same handlers)."
+    )
+    ws_host: str = Field("0.0.0.0", description="Interface the WebSocket listener binds.")
+    ws_port: int = Field(8765, ge=0, le=65535, description="WebSocket TCP port; 0 = free port.")
+    ws_tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain for wss:// (no mTLS on this transport)."
+    )
+    ws_tls_key_file: Path | None = Field(None, description="PEM private key for ws_tls_cert_file.")
+    ws_expected_url: str | None = Field(
+        None, description="Required data-source URL claim: the registered wss:// origin."
+    )
+    ws_expected_schema_id: str = Field(
+        DEFAULT_WS_SCHEMA_ID, description="Required schema claim of WebSocket tokens."
+    )
+    ws_session_start_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="A socket without SESSION_START this long is closed."
+    )
+    ws_close_grace_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="After a terminal response or the caller's SESSION_END, wait this long "
+        "for Webex to close the socket before closing it (1000).",
+    )
+    ws_max_message_bytes: int = Field(
+        128 * 1024, ge=4096, le=16 * 1024 * 1024, description="Largest inbound text message."
+    )
+    ws_max_audio_bytes: int = Field(
+        64 * 1024, ge=1024, le=8 * 1024 * 1024, description="Largest decoded caller audio."
+    )
+    ws_reply_chunk_bytes: int = Field(
+        8000, ge=320, le=32000, description="Decoded bytes per outbound audio piece (1 s)."
+    )
+    ws_queue_size: int = Field(
+        64, ge=4, le=10000, description="Outbound frames buffered per socket."
     )
 
     # -- audio ---------------------------------------------------------------------------------
@@ -191,6 +233,16 @@ class MediaServerConfig(BaseModel):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value
 
+    @field_validator("ws_expected_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if scheme not in ("wss", "ws") or not sep or not rest or any(c in rest for c in "/?#@"):
+            raise ValueError(f"must be a bare wss:// origin (no path), got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> MediaServerConfig:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -199,6 +251,10 @@ class MediaServerConfig(BaseModel):
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
         if self.tls_require_client_cert and self.tls_client_ca_file is None:
             raise ValueError("tls_require_client_cert needs tls_client_ca_file")
+        if (self.ws_tls_cert_file is None) != (self.ws_tls_key_file is None):
+            raise ValueError("ws_tls_cert_file and ws_tls_key_file must be set together")
+        if self.transport != "grpc" and self.sample_rate != 8000:
+            raise ValueError("the WebSocket transport carries 8 kHz µ-law only: sample_rate=8000")
         if not MIN_CHUNK_BYTES <= self.chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(
                 f"chunk_ms={self.chunk_ms} gives {self.chunk_bytes} bytes per chunk; Webex "
@@ -210,6 +266,11 @@ class MediaServerConfig(BaseModel):
     def chunk_bytes(self) -> int:
         """Raw µ-law bytes per outbound chunk (one byte per sample at ``sample_rate``)."""
         return self.sample_rate * self.chunk_ms // 1000
+
+    @property
+    def ws_tls(self) -> bool:
+        """Whether the WebSocket listener uses TLS (``wss://``)."""
+        return self.ws_tls_cert_file is not None
 
     @property
     def tls(self) -> bool:
@@ -262,6 +323,9 @@ _NULLABLE = frozenset(
         "expected_org_id",
         "metrics_port",
         "conversation_store",
+        "ws_tls_cert_file",
+        "ws_tls_key_file",
+        "ws_expected_url",
     }
 )
 

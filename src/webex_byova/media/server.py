@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from ..jws import JWSVerifier
     from ._connector import MediaConnector
     from ._proto import byova_common_pb2 as common
+    from ._ws_frontend import WsFrontEnd
 
 __all__ = ["SERVICE_NAME", "BYOVAMediaServer", "Handler", "VirtualAgent"]
 
@@ -145,6 +146,8 @@ class BYOVAMediaServer:
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grpc: GrpcFrontEnd | None = None
+        self._ws: WsFrontEnd | None = None
+        self._ws_port = 0
         self._front_ends: list[FrontEnd] = []
         self._port = 0
         self._stopping = False
@@ -235,6 +238,19 @@ class BYOVAMediaServer:
         if host in ("0.0.0.0", "::", "[::]", ""):
             host = "127.0.0.1"
         return f"{host}:{self._port}"
+
+    @property
+    def ws_port(self) -> int:
+        """The bound WebSocket port (after :meth:`start` with ``transport`` websocket/both)."""
+        return self._ws_port
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket origin for clients (``ws://127.0.0.1:P``; ``wss://`` with TLS)."""
+        host = self.config.ws_host
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = "127.0.0.1"
+        return f"{'wss' if self.config.ws_tls else 'ws'}://{host}:{self._ws_port}"
 
     @property
     def sessions(self) -> Mapping[str, Session]:
@@ -573,7 +589,7 @@ class BYOVAMediaServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Bind and start the gRPC server."""
+        """Bind and start the configured front ends (gRPC, WebSocket or both)."""
         if self._front_ends:
             raise RuntimeError("server already started")
         cfg = self.config
@@ -582,8 +598,14 @@ class BYOVAMediaServer:
             self._verifier = self._build_verifier()
             self._owns_verifier = True
         self._stopping = False
-        grpc_front = GrpcFrontEnd(self, verifier=self._verifier if cfg.verify_tokens else None)
-        fronts: list[FrontEnd] = [grpc_front]
+        verifier = self._verifier if cfg.verify_tokens else None
+        grpc_front = GrpcFrontEnd(self, verifier=verifier) if cfg.transport != "websocket" else None
+        ws_front = None
+        if cfg.transport != "grpc":
+            from ._ws_frontend import WsFrontEnd  # websockets is loaded only when used
+
+            ws_front = WsFrontEnd(self, verifier=verifier)
+        fronts: list[FrontEnd] = [f for f in (grpc_front, ws_front) if f is not None]
         started: list[FrontEnd] = []
         try:
             for front in fronts:
@@ -594,18 +616,28 @@ class BYOVAMediaServer:
                 await front.stop(0)
             raise
         self._front_ends = started
-        self._grpc = grpc_front
-        self._port = grpc_front.port
+        self._grpc, self._ws = grpc_front, ws_front
+        self._port = grpc_front.port if grpc_front is not None else 0
+        self._ws_port = ws_front.port if ws_front is not None else 0
         self._stopped.clear()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        _log.info(
-            "BYOVA media server listening on %s:%d (%s, %s mode, tokens %s)",
-            cfg.host,
-            self._port,
-            "TLS" if cfg.tls else "plaintext",
-            cfg.audio_mode,
-            "verified" if cfg.verify_tokens else "NOT verified",
-        )
+        if self._grpc is not None:
+            _log.info(
+                "BYOVA media server listening on %s:%d (%s, %s mode, tokens %s)",
+                cfg.host,
+                self._port,
+                "TLS" if cfg.tls else "plaintext",
+                cfg.audio_mode,
+                "verified" if cfg.verify_tokens else "NOT verified",
+            )
+        if self._ws is not None:
+            _log.info(
+                "BYOVA WebSocket server listening on %s:%d (%s, tokens %s)",
+                cfg.ws_host,
+                self._ws_port,
+                "wss" if cfg.ws_tls else "plaintext ws",
+                "verified" if cfg.verify_tokens else "NOT verified",
+            )
 
     def _build_verifier(self) -> JWSVerifier:
         from ..config import BYOVAConfig
@@ -656,6 +688,7 @@ class BYOVAMediaServer:
                 await self._verifier.aclose()
             self._verifier = None
         self._grpc = None
+        self._ws = None
         self._front_ends = []
         self._stopped.set()
         _log.info("BYOVA media server stopped")

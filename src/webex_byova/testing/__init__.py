@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RequestRecord,
         WebexEmulator,
     )
+    from ._ws_caller import WebexWsCaller, WsTurnResult, WsUpgradeRefused
 
 __all__ = [
     "Delivery",
@@ -28,6 +29,9 @@ __all__ = [
     "RequestRecord",
     "WebexCaller",
     "WebexEmulator",
+    "WebexWsCaller",
+    "WsTurnResult",
+    "WsUpgradeRefused",
 ]
 
 # public name -> (module relative to this package, attribute)
@@ -38,6 +42,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RequestRecord": ("._emulator", "RequestRecord"),
     "Delivery": ("._emulator", "Delivery"),
     "WebexCaller": ("._caller", "WebexCaller"),
+    "WebexWsCaller": ("._ws_caller", "WebexWsCaller"),
+    "WsTurnResult": ("._ws_caller", "WsTurnResult"),
+    "WsUpgradeRefused": ("._ws_caller", "WsUpgradeRefused"),
 }
 
 
@@ -50,7 +57,7 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(module_name, __name__)
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
-        if missing in {"grpc", "google", "grpc_health"}:
+        if missing in {"grpc", "google", "grpc_health", "websockets"}:
             raise MissingExtraError(exc.name or missing, "media") from exc
         raise
     value = getattr(module, attr)

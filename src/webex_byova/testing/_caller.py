@@ -48,6 +48,44 @@ _EVENTS: dict[str, int] = {
 }
 
 
+def cut_frames(
+    frame_ms: int,
+    *,
+    wav: bytes | None = None,
+    ulaw: bytes | None = None,
+    pcm16: bytes | None = None,
+    sample_rate: int = 8000,
+    encoding: str = "MULAW",
+    leading_silence_ms: int = 0,
+    trailing_silence_ms: int = 0,
+) -> list[bytes]:
+    """Cut a ``wav``, raw 8 kHz ``ulaw`` or ``pcm16`` at ``sample_rate`` into ``frame_ms``
+    frames of the wire ``encoding`` (8000 or 16000 Hz), with silence added around it.
+
+    Shared by the gRPC and the WebSocket callers.
+    """
+    if sum(x is not None for x in (wav, ulaw, pcm16)) != 1:
+        raise ValueError("pass exactly one of wav=, ulaw=, pcm16=")
+    enc = _audio.AudioEncoding.coerce(encoding)
+    if wav is not None:
+        info = _audio.read_wav(wav)
+        pcm = info.mono_pcm16()
+        src_rate = info.sample_rate
+    elif ulaw is not None:
+        pcm, src_rate = _audio.decode(ulaw, "MULAW"), 8000
+    else:
+        assert pcm16 is not None
+        pcm, src_rate = pcm16, sample_rate
+    rate = sample_rate if sample_rate in (8000, 16000) else 8000
+    if src_rate != rate:
+        pcm = _audio.resample_pcm16(pcm, src_rate, rate)
+    lead = b"\x00\x00" * (rate * leading_silence_ms // 1000)
+    pcm = lead + pcm + b"\x00\x00" * (rate * trailing_silence_ms // 1000)
+    payload = _audio.encode(pcm, enc)
+    size = enc.sample_width * rate * frame_ms // 1000
+    return [payload[i : i + size] for i in range(0, len(payload), size)]
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedResponse:
     """One server response and when it arrived (seconds since the RPC started)."""
@@ -552,26 +590,16 @@ class WebexCaller:
         trailing_silence_ms: int = 0,
     ) -> list[bytes]:
         """Cut audio into ``frame_ms`` frames in the wire ``encoding``."""
-        if sum(x is not None for x in (wav, ulaw, pcm16)) != 1:
-            raise ValueError("pass exactly one of wav=, ulaw=, pcm16=")
-        enc = _audio.AudioEncoding.coerce(encoding)
-        if wav is not None:
-            info = _audio.read_wav(wav)
-            pcm = info.mono_pcm16()
-            src_rate = info.sample_rate
-        elif ulaw is not None:
-            pcm, src_rate = _audio.decode(ulaw, "MULAW"), 8000
-        else:
-            assert pcm16 is not None
-            pcm, src_rate = pcm16, sample_rate
-        rate = sample_rate if sample_rate in (8000, 16000) else 8000
-        if src_rate != rate:
-            pcm = _audio.resample_pcm16(pcm, src_rate, rate)
-        lead = b"\x00\x00" * (rate * leading_silence_ms // 1000)
-        pcm = lead + pcm + b"\x00\x00" * (rate * trailing_silence_ms // 1000)
-        payload = _audio.encode(pcm, enc)
-        size = enc.sample_width * rate * self.frame_ms // 1000
-        return [payload[i : i + size] for i in range(0, len(payload), size)]
+        return cut_frames(
+            self.frame_ms,
+            wav=wav,
+            ulaw=ulaw,
+            pcm16=pcm16,
+            sample_rate=sample_rate,
+            encoding=encoding,
+            leading_silence_ms=leading_silence_ms,
+            trailing_silence_ms=trailing_silence_ms,
+        )
 
     async def stream_frames(
         self,

@@ -70,7 +70,9 @@ Behaviours chosen where the spec is unsure (see docs/ARCHITECTURE.md and the RES
   app's sources are visible. ``POST`` answers 200. ``PUT`` is a full replacement of
   ``schemaId, url, audience, subject, nonce, tokenLifetimeMinutes`` (1..1440, an integer);
   ``status`` (``active``/``disabled``) is optional and kept when absent; ``disabled`` needs a
-  non-empty ``errorMessage``; reusing the current nonce is 409. Duplicate URLs are allowed.
+  non-empty ``errorMessage``; reusing the current nonce is 409. A BYOVA-over-WebSocket source
+  (schema ``a38a10b7-…``) must register its bare ``wss://host[:port]`` origin (no path, query,
+  fragment or credentials; Webex appends ``/v1/va``), else 400. Duplicate URLs are allowed.
   Each create/update mints an RS256 JWS (``jti`` is a fresh UUID). If the Service App has
   ``valid_domains``, the ``url`` host must be one of them or a subdomain. Schemas accept any
   live token. Deauthorizing an org keeps its data sources.

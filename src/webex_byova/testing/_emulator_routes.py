@@ -653,6 +653,28 @@ def _url_in_domains(url: str, domains: tuple[str, ...]) -> bool:
     return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
 
 
+#: BYOVA over WebSocket: its data sources register the ``wss://`` origin only.
+WEBSOCKET_SCHEMA_ID = "a38a10b7-43e4-4676-a076-a7d6dce9387d"
+
+
+def _websocket_url_problems(url: str) -> list[str]:
+    """Webex appends ``/v1/va`` and ``/v1/listVirtualAgents`` to a WebSocket data source's URL,
+    so it must be a bare ``wss://host[:port]`` origin (no path, query, fragment or user info)."""
+    parts = urlsplit(url)
+    if parts.scheme != "wss":
+        return ["A WebSocket data source url must use wss://."]
+    try:
+        parts.port  # noqa: B018 - raises for a malformed port
+    except ValueError:
+        return ["url has an invalid port."]
+    if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+        return [
+            "A WebSocket data source url is the wss:// origin only (no path, query, fragment "
+            "or credentials); Webex appends /v1/va and /v1/listVirtualAgents."
+        ]
+    return []
+
+
 def _ds_fields(ctx: RouteContext, body: dict[str, Any], app: ServiceApp) -> dict[str, Any]:
     problems: list[str] = []
     for k in ("schemaId", "url", "audience", "subject", "nonce"):
@@ -675,6 +697,8 @@ def _ds_fields(ctx: RouteContext, body: dict[str, Any], app: ServiceApp) -> dict
             problems.append("url must be an absolute URL.")
         elif not _url_in_domains(body["url"], app.valid_domains):
             problems.append("url is not within the Service App's valid domains.")
+        elif body["schemaId"] == WEBSOCKET_SCHEMA_ID:
+            problems += _websocket_url_problems(body["url"])
     if problems:
         raise _Fail(400, "Invalid data source.", descriptions=problems)
     return body
