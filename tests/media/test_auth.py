@@ -77,9 +77,13 @@ async def test_bad_tokens_are_unauthenticated(auth_server, caller_factory, emula
 
 async def test_audio_rpc_with_bad_token_never_streams(auth_server, caller_factory, emulator):
     token = emulator.mint_data_source_token(url="https://x")
-    # paced like Webex (20 ms per frame), so the status arrives before the next write
-    caller = caller_factory(auth_server, token=token, realtime=True)
-    result = await caller.stream_frames([b"\xff" * 160] * 10)
+    caller = caller_factory(auth_server, token=token)
+    # One frame, then nothing until the server has answered: the server alone ends the RPC.
+    # (Writing more after its status races grpc's client core, which may then report its own
+    # INTERNAL "Internal error from Core" instead of the server's status.)
+    turn = caller.open("audio")
+    assert await turn.send(caller.audio_request(b"\xff" * 160))
+    result = await turn.wait(10)
     assert result.code == grpc.StatusCode.UNAUTHENTICATED
     assert result.responses == []
 
