@@ -325,25 +325,30 @@ async def _forever() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - never reached
 
 
+@pytest.mark.parametrize("say_first", [True, False])
 @pytest.mark.parametrize("audio_mode", ["wav", "chunk"])
 async def test_stream_source_that_never_yields_gets_the_apology(
-    media_server, caller_factory, audio_mode
+    media_server, caller_factory, audio_mode, say_first
 ):
     server = await media_server(audio_mode=audio_mode, handler_timeout_s=0.2)
     errors: list[BaseException] = []
     server.on("error")(lambda event: errors.append(event.exception))
 
     @server.on("session_start")
-    def welcome(event: Any) -> None:
-        event.turn.say("one moment")
-        event.turn.stream(_forever())
+    async def welcome(event: Any) -> None:
+        if say_first:
+            event.turn.say("one moment")
+            event.turn.stream(_forever())
+        else:  # the handler waits for the stream too: its timeout and the source's both fire
+            await event.turn.stream(_forever())
 
     await server.start()
     caller = caller_factory(server)
     result = await caller.start_session()
     assert result.ok
-    assert result.texts == ["one moment", SORRY]
-    assert [type(e) for e in errors] == [HandlerTimeoutError]
+    assert result.texts == (["one moment", SORRY] if say_first else [SORRY])  # one apology
+    assert errors
+    assert {type(e) for e in errors} == {HandlerTimeoutError}
     assert (await caller.say(wav=YES)).ok
 
 
@@ -581,3 +586,38 @@ async def test_input_settings_persist_until_changed_and_dtmf_without_terminator(
     assert fourth.final.input_sensitive is False
     assert fourth.final.input_handling_config.dtmf_config.dtmf_input_length == 6
     assert keys == [("12345#", "12345"), ("9", "9"), ("0", "0")]
+
+
+# ------------------------------------------------------------------------ pure pieces
+
+
+def test_printable_escapes_and_bounds() -> None:
+    assert printable("ok id") == "ok id"
+    assert printable("a\nb\r\x1b[31m\u2028") == "a\\nb\\r\\x1b[31m\\u2028"
+    assert printable(printable("a\nb")) == "a\\nb"  # escaping twice changes nothing
+    cut = printable("x" * 10_000, 50)
+    assert len(cut) == 50
+    assert cut.endswith("…")
+    assert printable("\ud800") == "\\ud800"  # a lone surrogate from a peer
+
+
+def test_plain_state_refuses_live_objects_on_every_setter() -> None:
+    from webex_byova.media._model import PlainState, plain_data_problem
+
+    state = PlainState({"n": 1})
+    state["ok"] = {"list": [1, 2.5, "x", None, True, ("t",)]}
+    for setter in (
+        lambda: state.__setitem__("bad", object()),
+        lambda: state.update({"bad": {1: "int key"}}),
+        lambda: state.update(bad=[asyncio.Lock()]),
+        lambda: state.setdefault("bad", b"bytes"),
+        lambda: state.__ior__({"bad": {"deep": object()}}),
+        lambda: state.__setitem__(3, "non-str key"),
+    ):
+        with pytest.raises(TypeError, match="plain data|keys must be str"):
+            setter()
+    assert "bad" not in state
+    deep: Any = "leaf"
+    for _ in range(40):
+        deep = [deep]
+    assert "nested deeper than 32" in (plain_data_problem(deep) or "")

@@ -255,6 +255,7 @@ class Turn:
         self._prompts: list[PromptSpec] = []
         self._events: list[OutputEventSpec] = []
         self._error_tasks: set[asyncio.Task[Any]] = set()
+        self._error_answered = False
         self._requires_reply = kind in _REPLY_KINDS
         self._final_requested = False
         self._final_sent = False
@@ -793,6 +794,9 @@ class Turn:
         on this turn, even if its FINAL is already queued (not yet built); False if too late."""
         if self._final_sent or self._closed or self._complete_requested:
             return False
+        if self._error_answered:  # one apology per reply, however many failures
+            return True
+        self._error_answered = True
         if text:
             self._prompts.append(PromptSpec(text=text, barge_in=False))
         elif not end_call:
@@ -1004,7 +1008,11 @@ class Turn:
                 self._reply_timer = loop.call_later(deadline - now, self._on_reply_timer)
             return False
         self._stop_reply_timer()
-        stuck = [task for task in self._tasks if task is not self._audio_task]
+        stuck = [
+            task
+            for task in self._tasks
+            if task is not self._audio_task and task not in self._error_tasks
+        ]
         if not stuck:  # handlers are done; the FINAL only waits for Webex's half-close
             return False
         timeout = self._config.handler_timeout_s
