@@ -68,7 +68,8 @@ class SessionEnd(MediaEvent):
     ``reason``: ``caller_ended`` (Webex ``SESSION_END``), ``session_end`` / ``transfer_to_agent``
     (a handler ended it, including the server ending the call after a handler error when
     ``end_call_on_error`` is set), ``idle_timeout``, ``evicted`` (made room at
-    ``max_conversations``), ``server_stop``, or what a front end passed to ``BYOVAMediaServer.end_conversation`` (``connection_lost`` by default).
+    ``max_conversations``), ``server_stop``, or what a front end passed to
+    ``BYOVAMediaServer.end_conversation`` (``connection_lost`` by default).
     """
 
     name: ClassVar[str] = "session_end"
