@@ -486,6 +486,14 @@ async def test_token_of_org_a_cannot_act_for_org_b(media_server, caller_factory,
             assert [a.virtual_agent_id for a in await own.list_agents()] == ["bot"]
             assert (await own.start_session()).texts == ["hello"]
         assert {verified for _, verified in seen} == {org_a.lower()}
+        # A token of org B cannot join org A's conversation, even naming no org at all.
+        token_b = emulator.mint_data_source_token(url=URL, org_id=org_b)
+        joined = caller_factory(
+            server, token=token_b, customer_org_id="", conversation_id=own.conversation_id
+        )
+        result = await joined.start_session()
+        assert result.code == grpc.StatusCode.PERMISSION_DENIED
+        assert result.details == "conversation belongs to another org"
     finally:
         await server._test_verifier.aclose()
 
