@@ -629,3 +629,63 @@ def test_plain_state_refuses_live_objects_on_every_setter() -> None:
     for _ in range(40):
         deep = [deep]
     assert "nested deeper than 32" in (plain_data_problem(deep) or "")
+
+
+# ---------------------------------------------------------------------- 4. HTTP/2 keepalive
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big")
+        + bytes([kind, flags])
+        + stream.to_bytes(4, "big")
+        + (payload)
+    )
+
+
+def _literal(name: str, value: str) -> bytes:  # HPACK literal header field, no indexing
+    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+async def test_keepalive_drops_a_peer_that_vanishes_mid_rpc(media_server, caller_factory):
+    """A peer that opens an RPC and then goes silent (never ACKs a PING, never half-closes)
+    is disconnected by the server's keepalive: the RPC ends and its turn is freed."""
+    server = await media_server(keepalive_time_s=0.2, keepalive_timeout_s=0.2)
+    _welcome_server(server)
+    await server.start()
+    caller = caller_factory(server)
+    await caller.start_session()
+    host, port = server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(0x04, 0, 0, b""))
+    frames = await reader.read(65536)  # the server's SETTINGS
+    headers = b"".join(
+        _literal(k, v)
+        for k, v in (
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", METHOD),
+            (":authority", server.address),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        )
+    )
+    message = caller.audio_request(b"\xff" * 160).SerializeToString()
+    writer.write(
+        _frame(0x04, 0x01, 0, b"")  # SETTINGS ACK
+        + _frame(0x01, 0x04, 1, headers)  # HEADERS, END_HEADERS
+        + _frame(0x00, 0, 1, b"\x00" + len(message).to_bytes(4, "big") + message)
+    )
+    await writer.drain()
+    session = server.sessions[caller.conversation_id]
+    try:  # from here on the peer is silent: it answers no PING
+        while chunk := await asyncio.wait_for(reader.read(65536), 30):  # safety net only
+            frames += chunk
+    except ConnectionResetError:
+        pass  # closed under us: also the server's doing
+    writer.close()
+    pings = [i for i in range(len(frames) - 9) if frames[i + 3] == 0x06 and frames[i + 4] == 0]
+    assert pings  # the server pinged, then gave up on the peer
+    while session.turns:  # the RPC's cancellation reaches the turn
+        await asyncio.sleep(0.01)
+    assert (await caller.say(wav=YES)).ok

@@ -19,9 +19,10 @@ decoded here, so an undecodable message is answered ``INVALID_ARGUMENT`` with a 
 as the first message of an RPC at once; later in the RPC it ends the caller's input like a
 half-close, the reply that was due goes out, then the RPC ends ``INVALID_ARGUMENT``.
 
-HTTP/2 keepalive (:data:`KEEPALIVE_OPTIONS`): the server pings an idle connection every 30 s and
-drops it when the ping is not answered within 10 s, so a vanished peer's RPCs end (cancelled)
-instead of holding their turn; clients may ping every 10 s or more, even without calls.
+HTTP/2 keepalive (:func:`keepalive_options`): the server pings an idle connection every
+``keepalive_time_s`` (30 s) and drops it when the ping is not answered within
+``keepalive_timeout_s`` (10 s), so a vanished peer's RPCs end (cancelled) instead of holding
+their turn; clients may ping every 10 s or more, even without calls.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from .config import MediaServerConfig
     from .server import BYOVAMediaServer
 
-__all__ = ["KEEPALIVE_OPTIONS", "SERVICE_NAME", "STATUS_CODES", "GrpcFrontEnd"]
+__all__ = ["SERVICE_NAME", "STATUS_CODES", "GrpcFrontEnd", "keepalive_options"]
 
 SERVICE_NAME = "com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent"
 
@@ -69,14 +70,17 @@ STATUS_CODES: dict[RejectKind, grpc.StatusCode] = {
 }
 
 
-#: Server HTTP/2 keepalive: detect dead peers (documented in docs/media-server.md).
-KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-)
+def keepalive_options(cfg: MediaServerConfig) -> list[tuple[str, int]]:
+    """Server HTTP/2 keepalive: detect dead peers (documented in docs/media-server.md)."""
+    return [
+        ("grpc.keepalive_time_ms", round(cfg.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", round(cfg.keepalive_timeout_s * 1000)),
+        # Any unanswered ping (not only keepalive's) drops the peer after the same time.
+        ("grpc.http2.ping_timeout_ms", round(cfg.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ]
 
 
 class GrpcFrontEnd:
@@ -105,7 +109,7 @@ class GrpcFrontEnd:
                 ("grpc.max_receive_message_length", cfg.max_message_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
-                *KEEPALIVE_OPTIONS,
+                *keepalive_options(cfg),
             ],
         )
         server.add_generic_rpc_handlers((self._method_handlers(),))
