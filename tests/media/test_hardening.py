@@ -18,6 +18,7 @@ from webex_byova._ids import org_hydra_id
 from webex_byova.jws import JWSVerifier
 from webex_byova.media._auth import REFLECTION_PREFIXES
 from webex_byova.media._bounds import MAX_CONVERSATION_ID, printable
+from webex_byova.media._messages import TextSpec
 from webex_byova.media._proto import byova_common_pb2 as common
 from webex_byova.media._proto import voicevirtualagent_pb2 as vva
 from webex_byova.media.assets import load
@@ -232,6 +233,9 @@ def _bad_calls() -> dict[str, Any]:
         "custom_event(metadata=Live)": lambda t: t.custom_event("n", {"k": Live()}),
         "custom_event(name=5)": lambda t: t.custom_event(5),
         "set_transcript(5)": lambda t: t.set_transcript(5),
+        "set_summary(TextSpec(language_code=5))": lambda t: t.set_summary(
+            TextSpec(text="x", language_code=5)
+        ),
         "set_input(dtmf_length='4')": lambda t: t.set_input(dtmf_length="4"),
         "set_input(terminator=3)": lambda t: t.set_input(terminator=3),
         "set_input(sensitive='yes')": lambda t: t.set_input(sensitive="yes"),

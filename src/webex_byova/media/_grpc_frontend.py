@@ -199,14 +199,22 @@ class GrpcFrontEnd:
             await context.abort(STATUS_CODES[rejected.kind], rejected.detail)
             return
         reader = asyncio.get_running_loop().create_task(_read(handle, iterator))
+        bad: CallRejected | None = None
         try:
             async with contextlib.aclosing(handle.responses()) as responses:
                 async for response in responses:
-                    yield voice_va_response(response)
+                    try:
+                        message = voice_va_response(response)
+                    except Exception:  # the core validates at the call site; never UNKNOWN
+                        handle.turn.log.exception("a reply could not be encoded")
+                        bad = CallRejected("internal", "the reply could not be encoded")
+                        break
+                    yield message
         finally:
             if not reader.done():
                 reader.cancel()
-        bad = reader.result() if reader.done() and not reader.cancelled() else None
+        if bad is None and reader.done() and not reader.cancelled():
+            bad = reader.result()
         if bad is not None:
             await context.abort(STATUS_CODES[bad.kind], bad.detail)
 
