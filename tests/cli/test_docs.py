@@ -51,10 +51,9 @@ def test_guide_python_blocks_run(
 ) -> None:
     path = ROOT / guide
     text = path.read_text()
-    # The media guide also says what the server checks on the wire (tokens, tenants, bounds),
-    # which operators need in one place: a little more room than the others.
-    limit = 430 if guide == "docs/media-server.md" else 400
-    assert len(text.splitlines()) <= limit, f"{guide} should stay short"
+    # A guide, not a reference: past ~500 lines a topic gets its own page (the API reference
+    # carries the details).
+    assert len(text.splitlines()) <= 500, f"{guide} should stay short"
     blocks = python_blocks(text)
     runnable = [code for runs, code in blocks if runs]
     assert len(blocks) - len(runnable) <= MAX_NO_RUN
