@@ -106,6 +106,17 @@ async def greeting(address: str) -> list[str]:
         return turn.texts
 
 
+def replace_file(path: Path, text: str, mtime_ns: int | None = None) -> None:
+    """Change ``path`` in one step the supervisor's poll can observe (write, then set the
+    mtime, then rename into place): an in-place write is truncate + write (+ utime), and a
+    poll landing in between, as it can on a loaded machine, saw two changes."""
+    tmp = path.with_name(path.name + ".tmp")  # not *.py: never part of a snapshot
+    tmp.write_text(text)
+    if mtime_ns is not None:
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+    os.replace(tmp, path)
+
+
 async def test_reload_restarts_the_app_on_change(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text(APP.format(text="v1"))
@@ -118,17 +129,16 @@ async def test_reload_restarts_the_app_on_change(tmp_path: Path) -> None:
         first = lines.wait_for(SERVING).group(1)
         assert await greeting(first) == ["v1"]
 
-        app.write_text(APP.format(text="v2"))
-        os.utime(app, ns=(second_ns + 5 * 10**8, second_ns + 5 * 10**8))
+        replace_file(app, APP.format(text="v2"), second_ns + 5 * 10**8)
         lines.wait_for(f"^reloading: {re.escape(str(app))} changed$")
         second = lines.wait_for(SERVING).group(1)
         assert await greeting(second) == ["v2"]
 
         # a broken edit stops the app; the supervisor waits for the next change
-        app.write_text("this is not python\n")
+        replace_file(app, "this is not python\n")
         lines.wait_for("^reloading: ")
         lines.wait_for(r"^app exited with code 1; waiting for a change to restart$")
-        app.write_text(APP.format(text="v3"))
+        replace_file(app, APP.format(text="v3"))
         third = lines.wait_for(SERVING).group(1)
         assert await greeting(third) == ["v3"]
 
