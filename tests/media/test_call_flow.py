@@ -303,7 +303,7 @@ async def test_collect_input_across_rpcs_never_deadlocks(media_server, caller_fa
         turn.set_input("dtmf", dtmf_length=4, terminator="#", sensitive=True)
         pin = await turn.collect_input(timeout=10)
         transcript.append(pin.digits)
-        pin.turn.set_input("voice_dtmf")
+        pin.turn.set_input("voice_dtmf", sensitive=False)  # settings persist until changed
         pin.turn.say("Thanks. Say something.")
         speech = await pin.turn.collect_input(timeout=10)
         transcript.append(f"utterance:{speech.reason}")
@@ -445,11 +445,33 @@ async def test_registration_errors_and_turn_finished(media_server, caller_factor
 
 async def test_max_conversations_resource_exhausted(media_server, caller_factory):
     server = await media_server(max_conversations=2)
+    ended: list[tuple[str, str]] = []
+    server.on("session_end")(
+        lambda event: ended.append((event.session.conversation_id, event.reason))
+    )
     await server.start()
-    for _ in range(2):
-        assert (await caller_factory(server).start_session()).ok
-    third = await caller_factory(server).start_session()
-    assert third.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    callers = [caller_factory(server) for _ in range(2)]
+    for caller in callers:
+        assert (await caller.start_session()).ok
+    # At capacity the least recently active conversation without an open turn makes room.
+    third = caller_factory(server)
+    assert (await third.start_session()).ok
+    assert server.conversations_evicted == 1
+    assert set(server.sessions) == {callers[1].conversation_id, third.conversation_id}
+    # When every live conversation has an open turn, nothing can be evicted: refused.
+    held = [c.open("audio") for c in (callers[1], third)]
+    for turn, caller in zip(held, (callers[1], third), strict=True):
+        await turn.send(caller.audio_request(b"\xff" * 160))
+    while any(not server.sessions[c.conversation_id].turns for c in (callers[1], third)):
+        await asyncio.sleep(0.01)
+    fourth = await caller_factory(server).start_session()
+    assert fourth.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert fourth.details == "too many conversations (max 2)"
+    assert server.conversations_evicted == 1
+    for turn in held:
+        await turn.half_close()
+        assert (await turn.wait()).ok
+    assert (callers[0].conversation_id, "evicted") in ended
 
 
 async def test_idle_conversations_expire(media_server, caller_factory):

@@ -2,26 +2,102 @@
 
 Any failure answers ``UNAUTHENTICATED`` with a reason (never an OK stream). The rejection is
 built with the same cardinality as the real method, so it works for unary and streaming RPCs
-alike. ``grpc.health.v1`` is exempt by default (load balancers send no token).
+alike. ``grpc.health.v1`` is exempt by default (load balancers send no token), and so is
+server reflection (it serves only the public proto schema; stock clients such as ``grpcurl``
+send no token).
+
+The claims of the verified token reach the RPC through :data:`verified_claims` (a context
+variable the interceptor sets in the RPC's own task): the front end takes the org from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+import contextvars
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 from grpc import aio
 
+from .._ids import org_uuid
 from .._logging import get_logger
-from ..jws import JWSVerificationError, JWSVerifier
+from ..jws import CLAIM_ORG, JWSVerificationError, JWSVerifier
+from ._bounds import printable
 
-__all__ = ["HEALTH_PREFIX", "TokenAuthInterceptor", "token_from_metadata"]
+__all__ = [
+    "HEALTH_PREFIX",
+    "REFLECTION_PREFIXES",
+    "TokenAuthInterceptor",
+    "token_from_metadata",
+    "verified_claims",
+    "verified_org",
+]
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+REFLECTION_PREFIXES = (
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 _log = get_logger("webex_byova.media.auth")
+
+#: The claims of the current RPC's verified token (``None``: tokens are not verified).
+verified_claims: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "webex_byova_verified_claims", default=None
+)
+
+
+def verified_org() -> str | None:
+    """The org (bare UUID) of the current RPC's verified token.
+
+    ``None`` when tokens are not verified; ``""`` for a verified token without a usable
+    ``com.cisco.org.uuid`` claim (it then matches no org: fail closed).
+    """
+    claims = verified_claims.get()
+    if claims is None:
+        return None
+    org = claims.get(CLAIM_ORG)
+    try:
+        return org_uuid(org) if isinstance(org, str) else ""
+    except ValueError:
+        return ""
+
+
+def _with_claims(
+    handler: grpc.RpcMethodHandler[Any, Any], claims: Mapping[str, Any]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with ``claims`` bound to :data:`verified_claims` inside the RPC's task."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    # grpc's typing knows the sync behaviours only; the aio server calls these coroutines.
+    behaviour: Any
+    if handler.response_streaming:
+        inner_stream: Any = (
+            handler.stream_stream if handler.request_streaming else handler.unary_stream
+        )
+
+        async def streaming(request: Any, context: Any) -> Any:
+            verified_claims.set(claims)  # this RPC's task only
+            async for response in inner_stream(request, context):
+                yield response
+
+        behaviour = streaming
+        if handler.request_streaming:
+            return grpc.stream_stream_rpc_method_handler(behaviour, **kwargs)
+        return grpc.unary_stream_rpc_method_handler(behaviour, **kwargs)
+    inner_unary: Any = handler.stream_unary if handler.request_streaming else handler.unary_unary
+
+    async def unary(request: Any, context: Any) -> Any:
+        verified_claims.set(claims)
+        return await inner_unary(request, context)
+
+    behaviour = unary
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(behaviour, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(behaviour, **kwargs)
 
 
 def token_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
@@ -75,7 +151,7 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def __init__(self, verifier: JWSVerifier, *, exempt_health: bool = True) -> None:
         self._verifier = verifier
-        self._exempt = (HEALTH_PREFIX,) if exempt_health else ()
+        self._exempt = (*REFLECTION_PREFIXES, *((HEALTH_PREFIX,) if exempt_health else ()))
 
     async def intercept_service(
         self,
@@ -92,15 +168,21 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
             details = "missing token in authorization metadata"
         else:
             try:
-                await self._verifier.averify(token)
-                return await continuation(handler_call_details)
+                claims = await self._verifier.averify(token)
+                handler = await continuation(handler_call_details)
+                return handler if handler is None else _with_claims(handler, claims)
             except JWSVerificationError as exc:
                 details = f"token rejected: {exc.reason}"
             except Exception as exc:  # key fetch failures etc.: still never an OK stream
                 _log.warning("token verification failed unexpectedly: %s", type(exc).__name__)
                 details = "token verification failed"
         tracking = _metadata_value(handler_call_details.invocation_metadata, "trackingid")
-        _log.info("%s rejected: %s", method, details, extra={"trackingid": tracking})
+        _log.info(
+            "%s rejected: %s",
+            printable(method, 200),
+            details,
+            extra={"trackingid": printable(tracking, 200)},
+        )
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler  # unknown method: gRPC answers UNIMPLEMENTED

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
+from ._frontend import CallRejected
 from ._messages import (
     AgentResponse,
     AudioEncoding,
@@ -42,6 +43,8 @@ __all__ = [
     "DIGIT_TO_ENUM",
     "ENUM_TO_DIGIT",
     "caller_request",
+    "decode_list_va_request",
+    "decode_voice_va_request",
     "digits_from_enums",
     "enums_from_digits",
     "input_handling_config",
@@ -161,6 +164,31 @@ def caller_request(request: vva.VoiceVARequest) -> CallerRequest:
         _caller_input(request),
         dict(info) if info else _NO_INFO,
     )
+
+
+#: The status text of an undecodable request (neutral: no parser or exception names).
+UNDECODABLE = "request is not a valid {}"
+
+
+def decode_voice_va_request(data: bytes) -> CallerRequest:
+    """Parse and decode one ``VoiceVARequest`` from its wire bytes.
+
+    Anything that is not a valid message (random bytes, bad UTF-8 in a string field, a
+    ``Struct`` nested deeper than protobuf parses) raises
+    :class:`~._frontend.CallRejected` ``invalid_argument`` with a neutral detail.
+    """
+    try:
+        return caller_request(vva.VoiceVARequest.FromString(data))
+    except Exception:  # DecodeError, RecursionError, a Struct value json_format refuses
+        raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
+
+
+def decode_list_va_request(data: bytes) -> str:
+    """The ``customer_org_id`` of a ``ListVARequest`` from its wire bytes (see above)."""
+    try:
+        return common.ListVARequest.FromString(data).customer_org_id
+    except Exception:
+        raise CallRejected("invalid_argument", UNDECODABLE.format("ListVARequest")) from None
 
 
 # --------------------------------------------------------------------------------- responses

@@ -13,6 +13,16 @@ Per RPC: read the first request, open the turn, then a reader task feeds the rem
 ``responses()`` yields. A request that arrives after the turn's FINAL is dropped (an RPC is one
 turn). Cancellation by the client closes the response iterator, which ends the turn as
 ``cancelled``.
+
+Requests arrive as raw bytes (the methods are registered without a deserializer) and are
+decoded here, so an undecodable message is answered ``INVALID_ARGUMENT`` with a neutral text:
+as the first message of an RPC at once; later in the RPC it ends the caller's input like a
+half-close, the reply that was due goes out, then the RPC ends ``INVALID_ARGUMENT``.
+
+HTTP/2 keepalive (:func:`keepalive_options`): the server pings an idle connection every
+``keepalive_time_s`` (30 s) and drops it when the ping is not answered within
+``keepalive_timeout_s`` (10 s), so a vanished peer's RPCs end (cancelled) instead of holding
+their turn; clients may ping every 10 s or more, even without calls.
 """
 
 from __future__ import annotations
@@ -25,18 +35,23 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
+from ._auth import verified_org
 from ._frontend import CallRejected, RejectKind, TurnHandle
-from ._grpc_codec import caller_request, list_va_response, voice_va_response
+from ._grpc_codec import (
+    decode_list_va_request,
+    decode_voice_va_request,
+    list_va_response,
+    voice_va_response,
+)
 from ._proto import byova_common_pb2 as common
 from ._proto import voicevirtualagent_pb2 as vva
-from ._proto import voicevirtualagent_pb2_grpc as vva_grpc
 
 if TYPE_CHECKING:
     from ..jws import JWSVerifier
     from .config import MediaServerConfig
     from .server import BYOVAMediaServer
 
-__all__ = ["SERVICE_NAME", "STATUS_CODES", "GrpcFrontEnd"]
+__all__ = ["SERVICE_NAME", "STATUS_CODES", "GrpcFrontEnd", "keepalive_options"]
 
 SERVICE_NAME = "com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent"
 
@@ -53,6 +68,19 @@ STATUS_CODES: dict[RejectKind, grpc.StatusCode] = {
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
     "internal": grpc.StatusCode.INTERNAL,
 }
+
+
+def keepalive_options(cfg: MediaServerConfig) -> list[tuple[str, int]]:
+    """Server HTTP/2 keepalive: detect dead peers (documented in docs/media-server.md)."""
+    return [
+        ("grpc.keepalive_time_ms", round(cfg.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", round(cfg.keepalive_timeout_s * 1000)),
+        # Any unanswered ping (not only keepalive's) drops the peer after the same time.
+        ("grpc.http2.ping_timeout_ms", round(cfg.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ]
 
 
 class GrpcFrontEnd:
@@ -81,9 +109,10 @@ class GrpcFrontEnd:
                 ("grpc.max_receive_message_length", cfg.max_message_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                *keepalive_options(cfg),
             ],
         )
-        vva_grpc.add_VoiceVirtualAgentServicer_to_server(_Servicer(self), server)  # type: ignore[arg-type]
+        server.add_generic_rpc_handlers((self._method_handlers(),))
         self._health = _add_health(server)
         if cfg.reflection:
             from grpc_reflection.v1alpha import reflection
@@ -114,10 +143,37 @@ class GrpcFrontEnd:
         if server is not None:
             await server.stop(grace)
 
+    def _method_handlers(self) -> grpc.GenericRpcHandler[Any, Any]:
+        """``VoiceVirtualAgent`` with raw-bytes requests (decoded here, see the module doc)."""
+
+        async def process_caller_input(
+            request_iterator: AsyncIterator[bytes], context: _Context
+        ) -> AsyncIterator[vva.VoiceVAResponse]:
+            # gRPC needs an async generator function here to stream responses.
+            async with contextlib.aclosing(self.process(request_iterator, context)) as it:
+                async for response in it:
+                    yield response
+
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "ProcessCallerInput": grpc.stream_stream_rpc_method_handler(
+                    process_caller_input,
+                    request_deserializer=None,
+                    response_serializer=vva.VoiceVAResponse.SerializeToString,
+                ),
+                "ListVirtualAgents": grpc.unary_unary_rpc_method_handler(
+                    self.list_virtual_agents,
+                    request_deserializer=None,
+                    response_serializer=common.ListVAResponse.SerializeToString,
+                ),
+            },
+        )
+
     # ------------------------------------------------------------------ RPCs
 
     async def process(
-        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
+        self, request_iterator: AsyncIterator[bytes], context: _Context
     ) -> AsyncGenerator[vva.VoiceVAResponse, None]:
         """One ``ProcessCallerInput`` RPC = one turn of the call core."""
         core = self._core
@@ -127,73 +183,78 @@ class GrpcFrontEnd:
             await context.abort(STATUS_CODES[rejected.kind], rejected.detail)
         iterator = aiter(request_iterator)
         try:
-            first = await anext(iterator)
+            data = await anext(iterator)
         except StopAsyncIteration:
             return
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
         tracking = str(metadata.get("trackingid", ""))
         try:
             handle = await core.open_turn(
-                caller_request(first), transport="grpc", tracking_id=tracking
+                decode_voice_va_request(data),
+                transport="grpc",
+                tracking_id=tracking,
+                verified_org=verified_org(),
             )
         except CallRejected as rejected:
             await context.abort(STATUS_CODES[rejected.kind], rejected.detail)
             return
         reader = asyncio.get_running_loop().create_task(_read(handle, iterator))
+        bad: CallRejected | None = None
         try:
             async with contextlib.aclosing(handle.responses()) as responses:
                 async for response in responses:
-                    yield voice_va_response(response)
+                    try:
+                        message = voice_va_response(response)
+                    except Exception:  # the core validates at the call site; never UNKNOWN
+                        handle.turn.log.exception("a reply could not be encoded")
+                        bad = CallRejected("internal", "the reply could not be encoded")
+                        break
+                    yield message
         finally:
             if not reader.done():
                 reader.cancel()
+        if bad is None and reader.done() and not reader.cancelled():
+            bad = reader.result()
+        if bad is not None:
+            await context.abort(STATUS_CODES[bad.kind], bad.detail)
 
-    async def list_virtual_agents(
-        self, request: common.ListVARequest, context: _Context
-    ) -> common.ListVAResponse:
+    async def list_virtual_agents(self, request: bytes, context: _Context) -> common.ListVAResponse:
         """Unary ``ListVirtualAgents``."""
         try:
-            agents = await self._core.offered_agents(request.customer_org_id)
+            org = decode_list_va_request(request)
+            agents = await self._core.offered_agents(org, verified_org=verified_org())
         except CallRejected as rejected:
             await context.abort(STATUS_CODES[rejected.kind], rejected.detail)
             raise  # pragma: no cover - abort raises
         return list_va_response(agents)
 
 
-async def _read(handle: TurnHandle, iterator: AsyncIterator[vva.VoiceVARequest]) -> None:
-    """Feed the RPC's remaining requests to the turn, then report the half-close."""
+async def _read(handle: TurnHandle, iterator: AsyncIterator[bytes]) -> CallRejected | None:
+    """Feed the RPC's remaining requests to the turn, then report the half-close.
+
+    An undecodable request ends the caller's input (like a half-close: the reply that was due
+    still goes out) and is returned, for the RPC to end with its status.
+    """
     try:
-        async for request in iterator:
+        async for data in iterator:
+            try:
+                request = decode_voice_va_request(data)
+            except CallRejected as rejected:
+                handle.turn.log.info("undecodable request; ending the caller's input")
+                handle.caller_done()
+                return rejected
             if handle.closed:
-                return
-            if not handle.feed(caller_request(request)):
+                return None
+            if not handle.feed(request):
                 continue  # after the FINAL: an RPC carries one turn, nothing more is due
             await handle.drain()
         handle.caller_done()
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # transport errors when the client goes away
-        handle.turn.log.debug("request stream ended: %s", exc)
-
-
-class _Servicer:
-    """The generated servicer interface, delegating to the front end."""
-
-    def __init__(self, front: GrpcFrontEnd) -> None:
-        self._front = front
-
-    async def ProcessCallerInput(
-        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
-    ) -> AsyncIterator[vva.VoiceVAResponse]:
-        # gRPC needs an async generator function here to stream responses.
-        async with contextlib.aclosing(self._front.process(request_iterator, context)) as it:
-            async for response in it:
-                yield response
-
-    async def ListVirtualAgents(
-        self, request: common.ListVARequest, context: _Context
-    ) -> common.ListVAResponse:
-        return await self._front.list_virtual_agents(request, context)
+        handle.turn.log.debug("request stream ended: %s", type(exc).__name__)
+        handle.caller_gone()
+    return None
 
 
 class _Health:

@@ -72,6 +72,10 @@ class TextSpec:
     def __post_init__(self) -> None:
         if (self.text is None) == (self.ssml is None):
             raise ValueError("TextSpec needs exactly one of text= or ssml=")
+        for name in ("text", "ssml", "language_code"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"TextSpec {name} must be a str, got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,10 @@ __all__ = [
     "ConversationRecord",
     "InputMode",
     "InputSettings",
+    "PlainState",
     "check_dtmf_keys",
     "check_input_mode",
+    "plain_data_problem",
 ]
 
 InputMode = Literal["voice", "dtmf", "voice_dtmf"]
@@ -57,9 +59,16 @@ class InputSettings:
     incomplete_timeout_ms: int = 0
     max_speech_timeout_ms: int = 30000
     no_input_timeout_ms: int = 5000
+    #: Mark replies ``input_sensitive`` (Webex masks what the caller enters, e.g. a card
+    #: number); like every setting it stays in force until changed.
+    sensitive: bool = False
 
     def __post_init__(self) -> None:
         check_input_mode(self.mode)
+        if not isinstance(self.sensitive, bool):
+            raise TypeError(f"sensitive must be a bool, got {type(self.sensitive).__name__}")
+        if not isinstance(self.dtmf_terminator, str):
+            raise TypeError("dtmf_terminator must be a str (one key or '')")
         if self.dtmf_terminator:
             check_dtmf_keys(self.dtmf_terminator)
         for name in (
@@ -77,6 +86,74 @@ class InputSettings:
     def updated(self, **changes: Any) -> InputSettings:
         """Copy with ``changes`` applied (validated)."""
         return replace(self, **changes)
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+_MAX_STATE_DEPTH = 32
+
+
+def plain_data_problem(value: Any, where: str = "value", _depth: int = 0) -> str | None:
+    """Why ``value`` is not plain data (``None`` if it is).
+
+    Plain data is what any conversation store can keep: ``str``, ``int``, ``float``,
+    ``bool``, ``None``, and lists, tuples and ``str``-keyed dicts of those (nested at most 32
+    deep). Live objects (sockets, locks, clients, coroutines …) are not.
+    """
+    if isinstance(value, _PLAIN_SCALARS):
+        return None
+    if _depth >= _MAX_STATE_DEPTH:
+        return f"{where} is nested deeper than {_MAX_STATE_DEPTH} levels"
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problem = plain_data_problem(item, f"{where}[{i}]", _depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where} has a key of type {type(key).__name__} (keys must be str)"
+            problem = plain_data_problem(item, f"{where}[{key[:40]!r}]", _depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(value).__name__}, not plain data"
+
+
+def _check_plain(key: Any, value: Any) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"session.state keys must be str, got {type(key).__name__}")
+    problem = plain_data_problem(value, f"state[{key[:40]!r}]")
+    if problem:
+        raise TypeError(
+            f"session.state holds plain data only (str, int, float, bool, None, lists and "
+            f"str-keyed dicts): {problem}"
+        )
+
+
+class PlainState(dict[str, Any]):
+    """``session.state``: a dict that refuses values that are not plain data (``TypeError``).
+
+    Checked where the handler sets a key (``state[k] = v``, ``update``, ``setdefault``);
+    something mutated inside a stored list or dict is checked when the turn ends.
+    """
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _check_plain(key, value)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other: Any) -> PlainState:  # type: ignore[override,misc]
+        self.update(other)
+        return self
 
 
 _SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(InputSettings))

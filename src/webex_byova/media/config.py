@@ -183,6 +183,14 @@ class MediaServerConfig(BaseModel):
         description="gRPC: the FINAL goes out when the reply is complete; the RPC is then "
         "completed when Webex half-closes, or this long after the FINAL at the latest.",
     )
+    keepalive_time_s: float = Field(
+        30.0,
+        gt=0,
+        description="HTTP/2 keepalive: ping a connection idle this long (dead peers are found).",
+    )
+    keepalive_timeout_s: float = Field(
+        10.0, gt=0, description="HTTP/2 keepalive: drop a connection whose ping is unanswered."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # -- production operation ----------------------------------------------------------------

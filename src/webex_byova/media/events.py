@@ -67,8 +67,9 @@ class SessionEnd(MediaEvent):
 
     ``reason``: ``caller_ended`` (Webex ``SESSION_END``), ``session_end`` / ``transfer_to_agent``
     (a handler ended it, including the server ending the call after a handler error when
-    ``end_call_on_error`` is set), ``idle_timeout``, ``server_stop``, or what a front end
-    passed to ``BYOVAMediaServer.end_conversation`` (``connection_lost`` by default).
+    ``end_call_on_error`` is set), ``idle_timeout``, ``evicted`` (made room at
+    ``max_conversations``), ``server_stop``, or what a front end passed to
+    ``BYOVAMediaServer.end_conversation`` (``connection_lost`` by default).
     """
 
     name: ClassVar[str] = "session_end"
@@ -149,10 +150,23 @@ class StartOfDtmf(MediaEvent):
 
 @dataclass(eq=False, slots=True, kw_only=True)
 class DtmfInput(MediaEvent):
-    """Collected DTMF keys as a string of ``0-9 * # A-D`` (empty = nothing entered)."""
+    """Collected DTMF keys as a string of ``0-9 * # A-D`` (empty = nothing entered).
+
+    ``digits`` is what Webex sent, the terminator included when the caller pressed it
+    (``"12345#"``); :attr:`entered` is the same without it (``"12345"``). ``terminator`` is
+    the terminator key in force when the keys were collected (``""`` if none).
+    """
 
     name: ClassVar[str] = "dtmf_input"
     digits: str = ""
+    terminator: str = ""
+
+    @property
+    def entered(self) -> str:
+        """The keys without a trailing terminator (``"12345#"`` -> ``"12345"``)."""
+        if self.terminator and self.digits.endswith(self.terminator):
+            return self.digits[: -len(self.terminator)]
+        return self.digits
 
 
 @dataclass(eq=False, slots=True, kw_only=True)

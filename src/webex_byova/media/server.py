@@ -46,14 +46,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._ids import org_uuid
 from .._logging import get_logger
+from ._bounds import check_first_request, printable
 from ._frontend import CallRejected, FrontEnd, TurnHandle
 from ._grpc_frontend import SERVICE_NAME, GrpcFrontEnd
 from ._messages import CallerRequest
-from ._model import ConversationRecord, InputSettings
+from ._model import ConversationRecord, InputSettings, plain_data_problem
 from .config import MediaServerConfig
 from .events import EVENT_NAMES, ErrorEvent, MediaEvent, SessionEnd, TurnEnded, TurnStarted
-from .session import Session, Transport, Turn, turn_kind
+from .session import HandlerCancelledError, Session, Transport, Turn, log_context, turn_kind
 from .store import ConversationStore, InMemoryConversationStore
 from .vad import EnergyVAD, SpeechDetector, WebRtcVAD
 
@@ -70,8 +72,34 @@ _log = get_logger("webex_byova.media")
 Handler = Callable[[Any], Any]
 H = TypeVar("H", bound=Handler)
 AgentProvider = Callable[
-    [str], "Iterable[VirtualAgent | str] | Awaitable[Iterable[VirtualAgent | str]]"
+    ..., "Iterable[VirtualAgent | str] | Awaitable[Iterable[VirtualAgent | str]]"
 ]
+
+
+def _org_key(org_id: str) -> str | None:
+    """The bare UUID of an org id in UUID or Hydra form; None if it is neither."""
+    try:
+        return org_uuid(org_id)
+    except ValueError:
+        return None
+
+
+def _same_org(a: str, b: str) -> bool:
+    """Whether two org ids name the same org (UUID and Hydra forms alike; else verbatim)."""
+    return (_org_key(a) or a) == (_org_key(b) or b)
+
+
+def _self_cancelled(exc: BaseException) -> HandlerCancelledError | None:
+    """A ``CancelledError`` the handler raised itself (nobody cancelled its task), as an error.
+
+    ``None`` when the server (or the loop) really cancels the running task: that propagates.
+    """
+    task = asyncio.current_task()
+    if not isinstance(exc, asyncio.CancelledError) or task is None or task.cancelling():
+        return None
+    error = HandlerCancelledError("the handler raised CancelledError (not cancelled by the server)")
+    error.__cause__ = exc
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +164,7 @@ class BYOVAMediaServer:
             VirtualAgent.parse(a) for a in (*self.config.agents, *agents)
         ]
         self._agent_provider: AgentProvider | None = None
+        self._provider_takes_org = False
         self._handlers: dict[tuple[str, str | None], list[Handler]] = {}
         self._wanted: set[str] = set()
         self._connector: MediaConnector | None = None
@@ -155,6 +184,10 @@ class BYOVAMediaServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._open_rpcs = 0
         self._rpcs_idle = asyncio.Event()
+        #: Conversations ended (reason ``evicted``) to make room at ``max_conversations``:
+        #: the least recently active one without an open turn goes first. A counter for
+        #: metrics; it only grows.
+        self.conversations_evicted = 0
         self._default_settings = InputSettings(
             mode=self.config.input_mode,
             dtmf_input_length=self.config.dtmf_input_length,
@@ -220,8 +253,20 @@ class BYOVAMediaServer:
         return agent
 
     def agent_provider(self, func: AgentProvider) -> AgentProvider:
-        """Decorator: ``func(customer_org_id)`` (sync or async) lists the agents dynamically."""
+        """Decorator: ``func(customer_org_id)`` (sync or async) lists the agents dynamically.
+
+        A provider that takes a ``verified_org`` keyword (or ``**kwargs``) also gets the org
+        of the caller's verified token (a bare UUID; ``None`` when tokens are not verified).
+        With tokens verified, a ``customer_org_id`` of another org never reaches it.
+        """
         self._agent_provider = func
+        try:
+            params = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+            params = []
+        self._provider_takes_org = any(
+            p.name == "verified_org" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params
+        )
         return func
 
     # ------------------------------------------------------------------ properties
@@ -311,11 +356,20 @@ class BYOVAMediaServer:
             except Exception as exc:
                 await self._handler_failed(event, exc)
                 return
+            except asyncio.CancelledError as exc:
+                if (error := _self_cancelled(exc)) is None:
+                    raise
+                await self._handler_failed(event, error)
+                return
         if connector is not None:
             try:
                 await connector.on_event(event)
             except Exception as exc:
                 await self._handler_failed(event, exc)
+            except asyncio.CancelledError as exc:
+                if (error := _self_cancelled(exc)) is None:
+                    raise
+                await self._handler_failed(event, error)
 
     def report_error(
         self, turn: Turn, exc: Exception, what: str, event: MediaEvent | None = None
@@ -326,10 +380,12 @@ class BYOVAMediaServer:
         the turn stays open until that is done. ``event`` is the error's ``source``, if any.
         """
         task = asyncio.get_running_loop().create_task(
-            self._failed(turn.session, turn, exc, event, what)
+            self._failed(turn.session, turn, exc, event, what, own_reply=True)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        turn._error_tasks.add(task)
+        task.add_done_callback(turn._error_tasks.discard)
         turn._track(task)
 
     async def _handler_failed(self, event: MediaEvent, exc: Exception) -> None:
@@ -342,18 +398,26 @@ class BYOVAMediaServer:
         exc: Exception,
         event: MediaEvent | None,
         what: str,
+        *,
+        own_reply: bool = False,
     ) -> None:
-        """Log, dispatch ``error`` once, and answer Webex so the call continues."""
+        """Log, dispatch ``error`` once, and answer Webex so the call continues.
+
+        Each ``error`` handler gets at most ``handler_timeout_s`` (then it is cancelled), so
+        the answer goes out even if they hang. ``own_reply``: the failure is the turn's own
+        reply (its audio source, its timeout): answer on it while its FINAL is not built.
+        """
         session_log = _log.getChild("handler")
         tracking = failed_turn.tracking_id if failed_turn is not None else session.tracking_id
+        context = log_context(session.conversation_id, tracking)
         session_log.error(
             "[%s] %s raised %s: %s",
-            session.conversation_id,
+            session.log_id,
             what,
             type(exc).__name__,
-            exc,
+            printable(exc, 500),
             exc_info=exc,
-            extra={"conversation_id": session.conversation_id, "trackingid": tracking},
+            extra=context,
         )
         if not isinstance(event, ErrorEvent):
             error = ErrorEvent(session=session, turn=failed_turn, exception=exc, source=event)
@@ -361,16 +425,13 @@ class BYOVAMediaServer:
             if self._connector is not None:
                 targets.append(self._connector.on_event)
             for target in targets:
-                try:
-                    result = target(error)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    session_log.exception("[%s] error handler raised", session.conversation_id)
+                await self._run_error_handler(target, error, session.log_id, context)
         if session.ended or isinstance(event, SessionEnd | TurnEnded):
             return
         turn = failed_turn
-        if turn is None or turn.finished or turn.closed:
+        if own_reply and turn is not None and not turn._final_sent and not turn.closed:
+            pass  # still answerable, even if its FINAL is already queued
+        elif turn is None or turn.finished or turn.closed:
             # Answer on the turn this handler now works for (e.g. the one whose input it got
             # from collect_input()), never on an unrelated open RPC of the call.
             task = asyncio.current_task()
@@ -382,14 +443,35 @@ class BYOVAMediaServer:
             return
         cfg = self.config
         text = cfg.error_prompt_text if cfg.error_response == "prompt" else None
-        if cfg.end_call_on_error:
-            turn.end_session(text, name="error_occurred")
-            return
-        if text:
-            turn.say(text, barge_in=False)
-        else:
-            turn.custom_event("error_occurred", {"error": type(exc).__name__})
-        turn.finish()
+        turn._error_reply(text, end_call=cfg.end_call_on_error, error=type(exc).__name__)
+
+    async def _run_error_handler(
+        self, target: Handler, error: ErrorEvent, log_id: str, context: Mapping[str, str]
+    ) -> None:
+        """One ``error`` handler, bounded by ``handler_timeout_s``; its failures are logged."""
+        session_log = _log.getChild("handler")
+        timeout = self.config.handler_timeout_s or None
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                result = target(error)
+                if inspect.isawaitable(result):
+                    await result
+        except TimeoutError:
+            if not scope.expired():
+                session_log.exception("[%s] error handler raised", log_id, extra=context)
+            else:
+                session_log.error(
+                    "[%s] error handler did not return within handler_timeout_s=%g; cancelled",
+                    log_id,
+                    timeout,
+                    extra=context,
+                )
+        except Exception:
+            session_log.exception("[%s] error handler raised", log_id, extra=context)
+        except asyncio.CancelledError as exc:
+            if _self_cancelled(exc) is None:
+                raise
+            session_log.error("[%s] error handler raised CancelledError", log_id, extra=context)
 
     def session_ended(self, session: Session, reason: str, event: SessionEnd | None) -> None:
         """Drop an ended conversation and dispatch ``session_end``."""
@@ -398,9 +480,9 @@ class BYOVAMediaServer:
         self._spawn(self._store.delete(session.conversation_id))
         _log.info(
             "[%s] session ended: %s",
-            session.conversation_id,
+            session.log_id,
             reason,
-            extra={"conversation_id": session.conversation_id, "trackingid": session.tracking_id},
+            extra=log_context(session.conversation_id, session.tracking_id),
         )
         self.dispatch(event or SessionEnd(session=session, reason=reason))
 
@@ -417,10 +499,18 @@ class BYOVAMediaServer:
 
     # ------------------------------------------------------------------ agents
 
-    async def list_agents(self, customer_org_id: str = "") -> list[VirtualAgent]:
-        """The agents offered to ``customer_org_id`` (provider first, then configured)."""
+    async def list_agents(
+        self, customer_org_id: str = "", *, verified_org: str | None = None
+    ) -> list[VirtualAgent]:
+        """The agents offered to ``customer_org_id`` (provider first, then configured).
+
+        ``verified_org`` (the verified token's org) is passed on to a provider that takes it.
+        """
         if self._agent_provider is not None:
-            result = self._agent_provider(customer_org_id)
+            if self._provider_takes_org:
+                result = self._agent_provider(customer_org_id, verified_org=verified_org)
+            else:
+                result = self._agent_provider(customer_org_id)
             if inspect.isawaitable(result):
                 result = await result
             return [VirtualAgent.parse(a) for a in result]
@@ -435,34 +525,69 @@ class BYOVAMediaServer:
                 return i
         return 0
 
-    async def _agents_or_reject(self, org_id: str) -> list[VirtualAgent]:
+    async def _agents_or_reject(self, org_id: str, verified_org: str | None) -> list[VirtualAgent]:
         try:
-            return await self.list_agents(org_id)
+            agents = await self.list_agents(org_id, verified_org=verified_org)
         except Exception as exc:
             _log.exception("agent provider failed")
-            raise CallRejected("internal", f"agent provider failed: {exc}") from exc
+            raise CallRejected("internal", "agent provider failed") from exc
+        except asyncio.CancelledError as exc:
+            if _self_cancelled(exc) is None:
+                raise
+            _log.error("agent provider raised CancelledError")
+            raise CallRejected("internal", "agent provider failed") from exc
+        return agents
 
-    async def offered_agents(self, customer_org_id: str = "") -> list[VirtualAgent]:
+    @staticmethod
+    def _bound_org(customer_org_id: str, verified_org: str | None) -> str:
+        """The org a request is served for: a verified caller speaks only for its own org.
+
+        Without a verified token: ``customer_org_id`` as sent. With one: an org id (UUID or
+        Hydra) of another org is refused (``permission_denied``); an empty value, or one that
+        is no org id at all (it names no tenant), is replaced by the token's org.
+        """
+        if verified_org is None:
+            return customer_org_id
+        if not customer_org_id:
+            return verified_org
+        if _org_key(customer_org_id) is None and _org_key(verified_org) is not None:
+            return verified_org
+        if not _same_org(customer_org_id, verified_org):
+            raise CallRejected("permission_denied", "customer_org_id does not match the token")
+        return customer_org_id
+
+    async def offered_agents(
+        self, customer_org_id: str = "", *, verified_org: str | None = None
+    ) -> list[VirtualAgent]:
         """The agents to list to a front end's discovery call, exactly one marked default.
 
-        Raises :class:`~webex_byova.media._frontend.CallRejected` (``internal``) when the
-        agent provider fails.
+        ``verified_org`` is the org of the caller's verified token: a ``customer_org_id`` of
+        another org is refused (``permission_denied``). Raises
+        :class:`~webex_byova.media._frontend.CallRejected` (``internal``) when the agent
+        provider fails, ``invalid_argument`` for an org id over the size limit.
         """
-        agents = await self._agents_or_reject(customer_org_id)
+        from ._bounds import MAX_ORG_ID
+
+        if len(customer_org_id) > MAX_ORG_ID:
+            raise CallRejected(
+                "invalid_argument", f"customer_org_id longer than {MAX_ORG_ID} characters"
+            )
+        org = self._bound_org(customer_org_id, verified_org)
+        agents = await self._agents_or_reject(org, verified_org)
         default = self._default_index(agents)
         return [
             dataclasses.replace(agent, is_default=i == default) for i, agent in enumerate(agents)
         ]
 
-    async def _resolve_agent(self, agent_id: str, org_id: str) -> str:
-        agents = await self._agents_or_reject(org_id)
+    async def _resolve_agent(self, agent_id: str, org_id: str, verified_org: str | None) -> str:
+        agents = await self._agents_or_reject(org_id, verified_org)
         if not agents:
             raise CallRejected("invalid_argument", "No virtual agents available")
         if not agent_id:
             return agents[self._default_index(agents)].virtual_agent_id
         if any(a.virtual_agent_id == agent_id for a in agents):
             return agent_id
-        raise CallRejected("not_found", f"Agent not found: {agent_id}")
+        raise CallRejected("not_found", f"Agent not found: {printable(agent_id)}")
 
     # ------------------------------------------------------------------ front-end interface
 
@@ -472,24 +597,21 @@ class BYOVAMediaServer:
             raise CallRejected("unavailable", "server is shutting down")
 
     async def _attach(self, first: CallerRequest, verified_org: str | None) -> Session:
+        check_first_request(first)
         cid = first.conversation_id
-        if not cid:
-            raise CallRejected("invalid_argument", "conversation_id is required")
-        if verified_org is not None and first.customer_org_id not in ("", verified_org):
-            raise CallRejected("permission_denied", "customer_org_id does not match the token")
-        org = first.customer_org_id or (verified_org or "")
+        org = self._bound_org(first.customer_org_id, verified_org)
         agent_id = first.virtual_agent_id
         session = self._live.get(cid)
         if session is None:
             record = await self._store.get(cid)
-            resolved = await self._resolve_agent(agent_id, org)
+            resolved = await self._resolve_agent(agent_id, org, verified_org)
             if record is not None and agent_id and record.virtual_agent_id != resolved:
                 raise CallRejected(
                     "invalid_argument", "virtual_agent_id does not match the existing conversation"
                 )
             session = self._live.get(cid)  # another turn may have created it meanwhile
             if session is None:
-                if len(self._live) >= self.config.max_conversations:
+                if len(self._live) >= self.config.max_conversations and not self._evict_one():
                     raise CallRejected(
                         "resource_exhausted",
                         f"too many conversations (max {self.config.max_conversations})",
@@ -516,14 +638,39 @@ class BYOVAMediaServer:
         self._check_org(session.customer_org_id, verified_org)
         if len(session.turns) >= self.config.max_rpcs_per_conversation:
             raise CallRejected(
-                "resource_exhausted", f"too many concurrent RPCs for conversation {cid}"
+                "resource_exhausted",
+                f"too many concurrent RPCs for conversation {printable(cid)}",
             )
         return session
 
     @staticmethod
     def _check_org(conversation_org: str, verified_org: str | None) -> None:
-        if verified_org is not None and conversation_org not in ("", verified_org):
+        if (
+            verified_org is not None
+            and conversation_org
+            and not _same_org(conversation_org, verified_org)
+        ):
             raise CallRejected("permission_denied", "conversation belongs to another org")
+
+    def _evict_one(self) -> bool:
+        """At capacity: end the least recently active conversation with no open turn.
+
+        Returns False when every live conversation has an open turn (then the new one is
+        refused). Counted in :attr:`conversations_evicted`.
+        """
+        idle = [s for s in self._live.values() if not s.turns and not s.ended]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda s: s.record.last_active)
+        self.conversations_evicted += 1
+        _log.warning(
+            "[%s] evicted (max_conversations=%d reached; least recently active, no open turn)",
+            victim.log_id,
+            self.config.max_conversations,
+            extra=log_context(victim.conversation_id, victim.tracking_id),
+        )
+        victim._end("evicted", None)
+        return True
 
     async def open_turn(
         self,
@@ -547,9 +694,9 @@ class BYOVAMediaServer:
         except CallRejected as rejected:
             _log.info(
                 "[%s] rejected: %s",
-                first.conversation_id[:100],
-                rejected.detail,
-                extra={"conversation_id": first.conversation_id, "trackingid": tracking_id},
+                printable(first.conversation_id),
+                printable(rejected.detail, 300),
+                extra=log_context(first.conversation_id, tracking_id),
             )
             raise
         turn = session._open_turn(turn_kind(first), tracking_id, transport)
@@ -584,7 +731,17 @@ class BYOVAMediaServer:
         self.dispatch(TurnEnded(session=session, turn=None, kind=turn.kind, outcome=turn.outcome))
         if not session.ended:
             session.record.last_active = self.clock()
-            self._spawn(self._store.put(session.record))
+            problem = plain_data_problem(session.record.user_state, "state")
+            if problem is None:
+                self._spawn(self._store.put(session.record))
+            elif not session._state_reported:  # once per conversation: no log flood
+                session._state_reported = True
+                _log.error(
+                    "[%s] session.state is not plain data, conversation not saved: %s",
+                    session.log_id,
+                    printable(problem, 300),
+                    extra=log_context(session.conversation_id, session.tracking_id),
+                )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -617,6 +774,12 @@ class BYOVAMediaServer:
             raise
         self._front_ends = started
         self._grpc, self._ws = grpc_front, ws_front
+        if cfg.verify_tokens and not self._expects_url():
+            _log.warning(
+                "tokens are verified but no expected_url is configured: any data-source token "
+                "of a trusted issuer is accepted (set WEBEX_MEDIA_EXPECTED_URL to this "
+                "server's data-source URL)"
+            )
         self._port = grpc_front.port if grpc_front is not None else 0
         self._ws_port = ws_front.port if ws_front is not None else 0
         self._stopped.clear()
@@ -638,6 +801,18 @@ class BYOVAMediaServer:
                 "wss" if cfg.ws_tls else "plaintext ws",
                 "verified" if cfg.verify_tokens else "NOT verified",
             )
+
+    def _expects_url(self) -> bool:
+        """Whether every transport that runs pins the data-source URL its tokens must name."""
+        cfg = self.config
+        defaults = getattr(self._verifier, "_defaults", None)
+        grpc_pinned = bool(cfg.expected_url or getattr(defaults, "url", None))
+        ws_pinned = bool(cfg.ws_expected_url)
+        if cfg.transport == "websocket":
+            return ws_pinned
+        if cfg.transport == "both":
+            return grpc_pinned and ws_pinned
+        return grpc_pinned
 
     def _build_verifier(self) -> JWSVerifier:
         from ..config import BYOVAConfig

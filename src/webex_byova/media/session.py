@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._logging import get_logger
 from . import audio as _audio
+from ._bounds import printable
 from ._messages import (
     AgentResponse,
     AudioIn,
@@ -52,7 +53,7 @@ from ._messages import (
     PromptSpec,
     TextSpec,
 )
-from ._model import ConversationRecord, InputSettings
+from ._model import ConversationRecord, InputSettings, PlainState, plain_data_problem
 from ._responses import boundary_response, chunk_response, final_response, output_event
 from .events import (
     AudioInput,
@@ -73,7 +74,14 @@ from .vad import SpeechDetector, SpeechEnded, SpeechStarted
 if TYPE_CHECKING:
     from .config import MediaServerConfig
 
-__all__ = ["HandlerTimeoutError", "Session", "SessionEndedError", "Turn", "TurnFinishedError"]
+__all__ = [
+    "HandlerCancelledError",
+    "HandlerTimeoutError",
+    "Session",
+    "SessionEndedError",
+    "Turn",
+    "TurnFinishedError",
+]
 
 _log = get_logger("webex_byova.media")
 _MAX_FRAME = 64 * 1024
@@ -118,6 +126,14 @@ class HandlerTimeoutError(TimeoutError):
     """
 
 
+class HandlerCancelledError(RuntimeError):
+    """A handler raised :class:`asyncio.CancelledError` without the server cancelling it.
+
+    Handled like any handler exception (``error`` handlers, apology); the original
+    ``CancelledError`` is the ``__cause__``.
+    """
+
+
 class _Hub(Protocol):
     """What sessions need from the server (implemented by ``BYOVAMediaServer``)."""
 
@@ -140,10 +156,39 @@ class _Hub(Protocol):
     ) -> None: ...
 
 
-def _text_spec(value: str | TextSpec | None) -> TextSpec | None:
+def _text_spec(value: str | TextSpec | None, what: str = "text") -> TextSpec | None:
     if value is None or isinstance(value, TextSpec):
         return value
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str or TextSpec, got {type(value).__name__}")
     return TextSpec(text=value)
+
+
+def _check_type(what: str, value: Any, kinds: type | tuple[type, ...], expected: str) -> None:
+    """``TypeError`` at the handler's call site unless ``value`` is None or of ``kinds``."""
+    if value is not None and not isinstance(value, kinds):
+        raise TypeError(f"{what} must be {expected}, got {type(value).__name__}")
+
+
+def _check_metadata(what: str, metadata: Any) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"{what} must be a mapping, got {type(metadata).__name__}")
+    problem = plain_data_problem(dict(metadata), what)
+    if problem:
+        raise TypeError(
+            f"{what} must be plain data (str keys; str, number, bool, None, lists, "
+            f"dicts): {problem}"
+        )
+
+
+def _piece_bytes(piece: Any) -> bytes:
+    if isinstance(piece, bytes):
+        return piece
+    if isinstance(piece, bytearray | memoryview):
+        return bytes(piece)
+    raise TypeError(f"an audio source must yield bytes, got {type(piece).__name__}")
 
 
 def _completed(value: bool) -> asyncio.Future[bool]:
@@ -161,10 +206,20 @@ class _Stream:
 
 
 class _Log(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes ``[<conversation id> #<turn>]``; the context values are already escaped."""
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = self.extra or {}
         kwargs.setdefault("extra", {}).update(extra)
         return f"[{extra.get('conversation_id')} #{extra.get('turn')}] {msg}", kwargs
+
+
+def log_context(conversation_id: str, tracking_id: str) -> dict[str, str]:
+    """The ``extra`` of a log record of a call: caller-supplied ids escaped and bounded."""
+    return {
+        "conversation_id": printable(conversation_id, 200),
+        "trackingid": printable(tracking_id, 200),
+    }
 
 
 class Turn:
@@ -195,18 +250,12 @@ class Turn:
         hub = session._hub
         self._hub = hub
         self._config = hub.config
-        self.log = _Log(
-            _log,
-            {
-                "conversation_id": session.conversation_id,
-                "trackingid": tracking_id,
-                "turn": index,
-            },
-        )
+        self.log = _Log(_log, {**log_context(session.conversation_id, tracking_id), "turn": index})
         # reply
         self._prompts: list[PromptSpec] = []
         self._events: list[OutputEventSpec] = []
-        self._sensitive = False
+        self._error_tasks: set[asyncio.Task[Any]] = set()
+        self._error_answered = False
         self._requires_reply = kind in _REPLY_KINDS
         self._final_requested = False
         self._final_sent = False
@@ -319,6 +368,16 @@ class Turn:
         sent with the turn's FINAL; in CHUNK mode audio is streamed now, paced near real time
         so caller speech can cut it. Returns a future: ``True`` when played, ``False`` if cut.
         """
+        _check_type("say(text=)", text, str, "a str")
+        _check_type("say(ssml=)", ssml, str, "a str")
+        _check_type("say(audio=)", audio, (bytes, bytearray, memoryview), "bytes")
+        _check_type("say(wav=)", wav, (bytes, bytearray, memoryview), "bytes")
+        _check_type("say(audio_uri=)", audio_uri, str, "a str")
+        _check_type("say(barge_in=)", barge_in, bool, "a bool")
+        if audio is not None:
+            audio = bytes(audio)
+        if wav is not None:
+            wav = bytes(wav)
         if text is not None and ssml is not None:
             raise ValueError("pass text= or ssml=, not both")
         if audio is not None and wav is not None:
@@ -370,8 +429,17 @@ class Turn:
 
         CHUNK mode: re-cut into ``chunk_bytes`` pieces and paced near real time; a
         barge-in-enabled stream stops when the caller speaks. WAV mode: collected into one WAV
-        prompt sent with the FINAL.
+        prompt sent with the FINAL. The source must yield ``bytes`` (``TypeError`` in the
+        writer otherwise, handled as a handler error); an async source that yields nothing for
+        ``handler_timeout_s`` is a :class:`HandlerTimeoutError` (the caller gets the apology).
         """
+        if isinstance(source, str) or not isinstance(
+            source, bytes | bytearray | memoryview | AsyncIterable | Iterable
+        ):
+            raise TypeError(
+                f"stream() needs bytes or an (async) iterable of bytes, got {type(source).__name__}"
+            )
+        _check_type("stream(barge_in=)", barge_in, bool, "a bool")
         if not self._check_open():
             return _completed(False)
         barge = self._config.barge_in if barge_in is None else bool(barge_in)
@@ -404,14 +472,11 @@ class Turn:
         sensitive: bool | None = None,
         **timers: Any,
     ) -> InputSettings:
-        """Set what Webex collects next (kept for later turns of the conversation).
-
-        Keywords as :meth:`Session.set_input`; ``sensitive`` marks only this turn's reply
-        (``input_sensitive``, e.g. while the caller enters a card number).
+        """Set what Webex collects next: same as :meth:`Session.set_input` (one rule for every
+        setting, ``sensitive`` included: it applies to this turn's reply and every later one
+        until changed).
         """
-        if sensitive is not None:
-            self._sensitive = bool(sensitive)
-        return self.session.set_input(mode, **timers)
+        return self.session.set_input(mode, sensitive=sensitive, **timers)
 
     def send_event(
         self,
@@ -420,6 +485,8 @@ class Turn:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Add an output event to the FINAL (Webex honours only the first one)."""
+        _check_type("event name", name, str, "a str")
+        _check_metadata("event metadata", metadata)
         if kind not in ("custom_event", "no_match", "no_input"):
             raise ValueError("use transfer_to_agent()/end_session() for terminal events")
         if self._check_open():
@@ -439,11 +506,11 @@ class Turn:
         Webex honours it only there, so it is not sent with non-terminal replies; a later
         call replaces it.
         """
-        self.session._transcript = _text_spec(value)
+        self.session._transcript = _text_spec(value, "transcript")
 
     def set_summary(self, value: str | TextSpec) -> None:
         """Session summary, kept for the call's last (terminal) response (see set_transcript)."""
-        self.session._summary = _text_spec(value)
+        self.session._summary = _text_spec(value, "summary")
 
     # ------------------------------------------------------------------ ending
 
@@ -476,15 +543,24 @@ class Turn:
         transcript: str | TextSpec | None,
         summary: str | TextSpec | None,
     ) -> asyncio.Future[bool]:
+        # Check everything before changing anything: a wrong type raises here, in the handler,
+        # and the error path still has a whole turn to answer on.
+        transcript_spec = _text_spec(transcript, "transcript")
+        summary_spec = _text_spec(summary, "summary")
+        _check_type(f"{kind}(name=)", name, str, "a str")
+        _check_metadata(f"{kind}(metadata=)", metadata)
+        for what, value in (("text", text), ("audio", audio), ("wav", wav)):
+            kinds = str if what == "text" else (bytes, bytearray, memoryview)
+            _check_type(f"{kind}({what}=)", value, kinds, "a str" if what == "text" else "bytes")
         if not self._check_open():
             return _completed(False)
         if text is not None or audio is not None or wav is not None:
             self.say(text, audio=audio, wav=wav, barge_in=False)
         self._events.insert(0, output_event(kind, name, metadata))
-        if transcript is not None:
-            self.set_transcript(transcript)
-        if summary is not None:
-            self.set_summary(summary)
+        if transcript_spec is not None:
+            self.session._transcript = transcript_spec
+        if summary_spec is not None:
+            self.session._summary = summary_spec
         self._terminal = True
         return self._request_final()
 
@@ -557,6 +633,9 @@ class Turn:
                 if op == "final":
                     while self._urgent:
                         yield self._urgent.popleft()
+                    # A failing audio source's error path (bounded) may still add the apology.
+                    while self._error_tasks:
+                        await asyncio.wait(set(self._error_tasks))
                     response = self._build_final()
                     yield response
                     self._after_final(response)
@@ -589,7 +668,7 @@ class Turn:
     async def _collect_wav(self, op: _Stream, slot: int) -> bool:
         """WAV mode: gather a streamed source into the prompt reserved at ``slot``."""
         try:
-            ulaw = b"".join([piece async for piece in _aiter_bytes(op.source)])
+            ulaw = b"".join([piece async for piece in self._pieces(op.source)])
         except Exception as exc:  # the handler's audio source raised
             self._hub.report_error(self, exc, "prompt audio source")
             return False
@@ -609,7 +688,7 @@ class Turn:
         rate = self._config.sample_rate
         pending = b""
         try:
-            async for piece in _aiter_bytes(op.source):
+            async for piece in self._pieces(op.source):
                 pending += piece
                 while len(pending) >= chunk_bytes:
                     out, pending = pending[:chunk_bytes], pending[chunk_bytes:]
@@ -673,8 +752,61 @@ class Turn:
             settings=self.session.settings,
             transcript=self.session._transcript if self._terminal else None,
             summary=self.session._summary if self._terminal else None,
-            sensitive=self._sensitive,
+            sensitive=self.session.settings.sensitive,
         )
+
+    async def _pieces(
+        self, source: bytes | AsyncIterable[bytes] | Iterable[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The pieces of a stream op; an async source is bounded by ``handler_timeout_s``."""
+        if isinstance(source, bytes | bytearray | memoryview):
+            yield bytes(source)
+            return
+        if not isinstance(source, AsyncIterable):
+            for piece in source:
+                yield _piece_bytes(piece)
+            return
+        timeout = self._config.handler_timeout_s or None
+        pieces = aiter(source)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout) as scope:
+                        piece = await anext(pieces)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    raise HandlerTimeoutError(
+                        f"the stream() audio source yielded nothing within "
+                        f"handler_timeout_s={timeout:g}"
+                    ) from None
+                yield _piece_bytes(piece)
+        finally:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    def _error_reply(self, text: str | None, *, end_call: bool, error: str) -> bool:
+        """The error path's answer (apology or ``error_occurred`` event, or the end of the call)
+        on this turn, even if its FINAL is already queued (not yet built); False if too late."""
+        if self._final_sent or self._closed or self._complete_requested:
+            return False
+        if self._error_answered:  # one apology per reply, however many failures
+            return True
+        self._error_answered = True
+        if text:
+            self._prompts.append(PromptSpec(text=text, barge_in=False))
+        elif not end_call:
+            self._events.append(output_event("custom_event", "error_occurred", {"error": error}))
+        if end_call and not self._terminal:
+            self._events.insert(0, output_event("session_end", "error_occurred", None))
+            self._terminal = True
+        if not self._final_requested:
+            self._request_final()
+        return True
 
     def _after_final(self, response: AgentResponse) -> None:
         self._final_sent = True
@@ -876,7 +1008,11 @@ class Turn:
                 self._reply_timer = loop.call_later(deadline - now, self._on_reply_timer)
             return False
         self._stop_reply_timer()
-        stuck = [task for task in self._tasks if task is not self._audio_task]
+        stuck = [
+            task
+            for task in self._tasks
+            if task is not self._audio_task and task not in self._error_tasks
+        ]
         if not stuck:  # handlers are done; the FINAL only waits for Webex's half-close
             return False
         timeout = self._config.handler_timeout_s
@@ -898,7 +1034,14 @@ class Turn:
         if isinstance(item, AudioIn):
             self._on_audio(item)
         elif isinstance(item, DtmfIn):
-            self.session._deliver(DtmfInput(session=self.session, turn=self, digits=item.digits))
+            self.session._deliver(
+                DtmfInput(
+                    session=self.session,
+                    turn=self,
+                    digits=item.digits,
+                    terminator=self.session.settings.dtmf_terminator,
+                )
+            )
         elif isinstance(item, EventIn):
             self._on_event(item)
         else:
@@ -1101,19 +1244,6 @@ class Turn:
         self._maybe_complete()
 
 
-async def _aiter_bytes(
-    source: bytes | AsyncIterable[bytes] | Iterable[bytes],
-) -> AsyncIterator[bytes]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        yield bytes(source)
-    elif isinstance(source, AsyncIterable):
-        async for piece in source:
-            yield bytes(piece)
-    else:
-        for piece in source:
-            yield bytes(piece)
-
-
 class Session:
     """One conversation (a Webex call), shared by all its RPCs.
 
@@ -1126,8 +1256,12 @@ class Session:
 
     def __init__(self, hub: _Hub, record: ConversationRecord) -> None:
         self._hub = hub
+        if not isinstance(record.user_state, PlainState):
+            record.user_state = PlainState(record.user_state)
         self.record = record
         self.conversation_id = record.conversation_id
+        #: The conversation id as it may appear in a log line (escaped, bounded).
+        self.log_id = printable(record.conversation_id)
         self.virtual_agent_id = record.virtual_agent_id
         self.customer_org_id = record.customer_org_id
         self.tracking_id = ""
@@ -1141,6 +1275,7 @@ class Session:
         self._wav_playback: tuple[Turn, float] | None = None
         self._idle_since = hub.clock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._state_reported = False
 
     def __repr__(self) -> str:
         return (
@@ -1151,7 +1286,13 @@ class Session:
 
     @property
     def state(self) -> dict[str, Any]:
-        """Per-conversation user data, kept across RPCs until the call ends."""
+        """Per-conversation user data, kept across RPCs until the call ends.
+
+        Plain data only (``str``, numbers, ``bool``, ``None``, lists, ``str``-keyed dicts):
+        setting a live object (a client, a socket, a lock …) raises :class:`TypeError` where
+        the handler sets it; one mutated in place is reported on the server log when the turn
+        ends (and the conversation record is then not saved).
+        """
         return self.record.user_state
 
     @property
@@ -1195,13 +1336,31 @@ class Session:
         incomplete_timeout_ms: int | None = None,
         max_speech_timeout_ms: int | None = None,
         no_input_timeout_ms: int | None = None,
+        sensitive: bool | None = None,
     ) -> InputSettings:
-        """Change what Webex collects next; sent with every later FINAL of the conversation.
+        """Change what Webex collects next. One rule for every setting: it is sent with the
+        current turn's FINAL (if not out yet) and every later one, until changed again.
 
         ``mode``: ``voice``, ``dtmf`` or ``voice_dtmf``; DTMF: ``dtmf_length`` (max digits),
         ``inter_digit_timeout_ms``, ``terminator`` (one key or ``""``); speech timers in ms
-        (``complete_timeout_ms`` is also the server's end-of-speech silence).
+        (``complete_timeout_ms`` is also the server's end-of-speech silence); ``sensitive``
+        marks the replies ``input_sensitive`` (Webex masks the caller's input, e.g. a card
+        number): set it back to ``False`` once the sensitive entry is over. Wrong types raise
+        :class:`TypeError`, out-of-range values :class:`ValueError`.
         """
+        _check_type("set_input(mode=)", mode, str, "a str")
+        _check_type("set_input(terminator=)", terminator, str, "a str")
+        _check_type("set_input(sensitive=)", sensitive, bool, "a bool")
+        for what, number in (
+            ("dtmf_length", dtmf_length),
+            ("inter_digit_timeout_ms", inter_digit_timeout_ms),
+            ("complete_timeout_ms", complete_timeout_ms),
+            ("incomplete_timeout_ms", incomplete_timeout_ms),
+            ("max_speech_timeout_ms", max_speech_timeout_ms),
+            ("no_input_timeout_ms", no_input_timeout_ms),
+        ):
+            if number is not None and (not isinstance(number, int) or isinstance(number, bool)):
+                raise TypeError(f"set_input({what}=) must be an int, got {type(number).__name__}")
         changes: dict[str, Any] = {
             k: v
             for k, v in {
@@ -1213,6 +1372,7 @@ class Session:
                 "incomplete_timeout_ms": incomplete_timeout_ms,
                 "max_speech_timeout_ms": max_speech_timeout_ms,
                 "no_input_timeout_ms": no_input_timeout_ms,
+                "sensitive": sensitive,
             }.items()
             if v is not None
         }

@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 
 from ..._logging import get_logger, redact
 from .. import audio as _audio
+from .._bounds import printable
 from ..audio import WavFormatError
 from ..events import (
     AudioInput,
@@ -170,7 +171,7 @@ class _Link:
         self.stream: _Stream | None = None
         self.overflowed = False
         self.task: asyncio.Task[None] | None = None
-        self.log_prefix = f"[{self.cid}]"
+        self.log_prefix = f"[{printable(self.cid)}]"  # a caller-supplied id: escaped
 
     # ------------------------------------------------------------------ state
 
@@ -749,7 +750,7 @@ class WebSocketProxyConnector:
             try:
                 metadata.update(self._metadata(session))
             except Exception:
-                _log.exception("[%s] metadata callable failed", session.conversation_id)
+                _log.exception("[%s] metadata callable failed", session.log_id)
         link.start = SessionStarted(
             conversation_id=session.conversation_id,
             org_id=session.customer_org_id,
