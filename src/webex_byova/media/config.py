@@ -9,6 +9,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ._endpoint import (
+    DEFAULT_COMPLETE_TIMEOUT_MS,
+    DEFAULT_MAX_SPEECH_MS,
+    DEFAULT_MIN_SPEECH_MS,
+    DEFAULT_RESUME_GRACE_MS,
+    DEFAULT_TALKER_MARGIN_DB,
+)
+
 __all__ = ["DEFAULT_SCHEMA_ID", "ENV_PREFIX", "MediaServerConfig"]
 
 ENV_PREFIX = "WEBEX_MEDIA_"
@@ -64,16 +72,49 @@ class MediaServerConfig(BaseModel):
     dtmf_inter_digit_timeout_ms: int = Field(3000, ge=0, le=60000)
     dtmf_terminator: str = Field("#", description="Key that ends DTMF collection ('' = none).")
     complete_timeout_ms: int = Field(
-        800, ge=50, le=60000, description="Silence after speech that ends the utterance."
+        int(DEFAULT_COMPLETE_TIMEOUT_MS),
+        ge=50,
+        le=60000,
+        description="Silence after speech that ends the utterance.",
     )
     incomplete_timeout_ms: int = Field(0, ge=0, le=60000)
-    max_speech_timeout_ms: int = Field(30000, ge=500, le=600000)
+    max_speech_timeout_ms: int = Field(int(DEFAULT_MAX_SPEECH_MS), ge=500, le=600000)
     no_input_timeout_ms: int = Field(5000, ge=0, le=600000, description="0 = no timeout.")
-    vad: Literal["energy", "webrtc"] = Field("energy", description="Speech detector.")
-    min_speech_ms: int = Field(80, ge=0, le=2000, description="Speech needed to start input.")
+    min_speech_ms: int = Field(
+        int(DEFAULT_MIN_SPEECH_MS), ge=0, le=2000, description="Speech needed to start input."
+    )
     boundary_response_type: Literal["CHUNK", "PARTIAL"] = Field(
         "CHUNK",
         description="response_type of START_OF_INPUT/END_OF_INPUT (the FINAL stays unique).",
+    )
+
+    # -- end-pointing (webex_byova.media.vad.detector_from_config maps these) ------------------
+    vad: Literal["auto", "silero", "energy", "webrtc"] = Field(
+        "auto", description="Speech detector; auto = silero with the 'vad' extra, else energy."
+    )
+    vad_resume_grace_ms: int = Field(
+        int(DEFAULT_RESUME_GRACE_MS),
+        ge=0,
+        le=5000,
+        description="Speech resuming this soon after an end continues the turn (0 = off).",
+    )
+    vad_talker_margin_db: float | None = Field(
+        DEFAULT_TALKER_MARGIN_DB,
+        gt=0,
+        le=60,
+        description="Speech this far below the caller's level is a background talker ('' = off).",
+    )
+    vad_noise_window_ms: int = Field(
+        2000, ge=100, le=60000, description="Window of the noise-floor tracker."
+    )
+    vad_energy_start_margin_db: float = Field(5.0, ge=0, le=40)
+    vad_energy_continue_margin_db: float = Field(1.0, ge=0, le=40)
+    vad_energy_min_level_dbfs: float = Field(-50.0, ge=-100, le=0)
+    vad_webrtc_aggressiveness: int = Field(2, ge=0, le=3)
+    vad_webrtc_gate_db: float = Field(3.0, ge=0, le=40)
+    vad_silero_threshold: float = Field(0.5, gt=0.15, lt=1)
+    vad_silero_gate_db: float | None = Field(
+        1.5, ge=0, le=40, description="Skip the model below noise + this ('' = never skip)."
     )
 
     # -- auth ----------------------------------------------------------------------------------
@@ -145,6 +186,10 @@ class MediaServerConfig(BaseModel):
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
         if self.tls_require_client_cert and self.tls_client_ca_file is None:
             raise ValueError("tls_require_client_cert needs tls_client_ca_file")
+        if self.vad_energy_continue_margin_db > self.vad_energy_start_margin_db:
+            raise ValueError(
+                "vad_energy_continue_margin_db must not exceed vad_energy_start_margin_db"
+            )
         if not MIN_CHUNK_BYTES <= self.chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(
                 f"chunk_ms={self.chunk_ms} gives {self.chunk_bytes} bytes per chunk; Webex "
@@ -206,5 +251,7 @@ _NULLABLE = frozenset(
         "expected_url",
         "expected_audience",
         "expected_org_id",
+        "vad_talker_margin_db",
+        "vad_silero_gate_db",
     }
 )
