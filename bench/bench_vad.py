@@ -477,14 +477,34 @@ def aggregate(res: dict[tuple[str, str], Score], col: str) -> Score:
     return agg
 
 
+LOAD_SECONDS = 20
+
+
+def conversation(trials: list[Trial], start: int) -> tuple[bytes, float]:
+    """``LOAD_SECONDS`` of back-to-back turns from trial ``start`` on, and its speech share."""
+    pcm, speech = b"", 0.0
+    i = start
+    while len(pcm) < LOAD_SECONDS * RATE * 2:
+        trial = trials[i % len(trials)]
+        pcm += trial.pcm
+        speech += trial.end_ms - trial.onset_ms
+        i += 1
+    return pcm[: LOAD_SECONDS * RATE * 2], min(1.0, speech / (LOAD_SECONDS * 1000))
+
+
 def load_figure(make: Callable[[], Any], trials: list[Trial], calls: int) -> tuple[float, float]:
     """(CPU µs per call-second, share of windows sent to the model) for ``calls``
     conversations fed in lock-step, one 20 ms frame each per tick."""
     dets = [make() for _ in range(calls)]
-    streams = [trials[i % len(trials)].pcm for i in range(calls)]
-    length = min(len(s) for s in streams) // 320 * 320
+    streams = [conversation(trials, i)[0] for i in range(calls)]
+    length = LOAD_SECONDS * RATE * 2
+    engine = getattr(dets[0].classifier, "batch", None)
     t0 = time.process_time()
+    pairs = list(zip(dets, streams, strict=True))
     for pos in range(0, length, 320):
+        if engine is not None:  # one ONNX run per tick for every conversation
+            engine.feed([(det, pcm[pos : pos + 320]) for det, pcm in pairs])
+            continue
         for det, pcm in zip(dets, streams, strict=True):
             det.feed(pcm[pos : pos + 320])
     cpu = time.process_time() - t0
@@ -516,9 +536,8 @@ def batched_window_cost(batch: int) -> float | None:
     return 1e6 * (time.process_time() - t0) / runs / batch
 
 
-def speech_share(trials: list[Trial]) -> float:
-    total = sum(len(t.pcm) / 16 for t in trials)
-    return sum(t.end_ms - t.onset_ms for t in trials) / total
+def speech_share(trials: list[Trial], calls: int) -> float:
+    return statistics.mean(conversation(trials, i)[1] for i in range(calls))
 
 
 def main() -> int:
@@ -578,10 +597,19 @@ def main() -> int:
         load_trials = corpus.get(("white", "10"), corpus[conditions[0]])
         print(
             f"\n{args.calls} conversations in lock-step (white noise 10 dB corpus, "
-            f"{speech_share(load_trials):.0%} of the audio is speech): CPU per call-second"
+            f"{speech_share(load_trials, args.calls):.0%} speech, {LOAD_SECONDS} s each): "
+            "CPU per call-second"
         )
         base = None
-        for name, make in makers.items():
+        load_makers = dict(makers)
+        batch_cls = getattr(vad, "SileroBatch", None)
+        if "silero" in makers and batch_cls is not None:
+            try:
+                engine = batch_cls()
+                load_makers["silero-batched"] = lambda: vad.SileroVAD(batch=engine)
+            except ImportError as exc:
+                print(f"  (silero-batched skipped: {exc})")
+        for name, make in load_makers.items():
             us, share = load_figure(make, load_trials, args.calls)
             base = base or us
             extra = f"  model on {share:.0%} of windows" if share else ""

@@ -7,6 +7,7 @@ seeded. Real detectors run on it; nothing is mocked.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -445,3 +446,62 @@ def test_silero_16k_and_validation(hello_ulaw: bytes) -> None:
     assert isinstance(det, vad.SileroVAD)
     assert det.classifier.threshold == 0.6
     assert det.classifier.gate_db is None
+
+
+needs_batch = pytest.mark.skipif(
+    not vad.silero_available() or importlib.util.find_spec("onnxruntime") is None,
+    reason="needs the 'vadbatch' extra",
+)
+
+
+@needs_batch
+def test_silero_batch_scores_many_conversations_per_run(hello_ulaw: bytes) -> None:
+    data = audio.ulaw_to_pcm16(audio.silence(1000) + hello_ulaw + audio.silence(1500))
+    reference: list[vad.VADEvent] = []
+    alone = vad.SileroVAD()
+    for pos in range(0, len(data), 320):
+        reference += alone.feed(data[pos : pos + 320])
+    assert kinds(reference) == ["SpeechStarted", "SpeechEnded"]
+    engine = vad.SileroBatch()
+    dets = [vad.SileroVAD(batch=engine) for _ in range(3)]
+    streams = [data, bytes(3200) + data, data[:8000]]  # a late talker, a short one
+    out: list[list[vad.VADEvent]] = [[] for _ in dets]
+    ticks = 0
+    for pos in range(0, max(map(len, streams)), 320):
+        items = [(d, s[pos : pos + 320]) for d, s in zip(dets, streams, strict=True)]
+        for i, events in enumerate(engine.feed(items)):
+            out[i] += events
+        ticks += 1
+    assert out[0] == reference  # batched scoring gives the same events
+    assert kinds(out[1]) == kinds(reference)
+    assert 100 <= out[1][0].onset_ms - reference[0].onset_ms <= 300
+    assert out[2] == []
+    assert 0 < engine.runs <= ticks * 2  # one ONNX run per tick (two when the gate opens)
+    assert sum(d.classifier.inferences for d in dets) > engine.runs  # shared runs
+    with pytest.raises(RuntimeError, match="SileroBatch.feed"):
+        dets[0].feed(data[:320])
+    with pytest.raises(ValueError, match="not made with this SileroBatch"):
+        engine.feed([(vad.SileroVAD(), data[:320])])
+    with pytest.raises(ValueError, match="batch runs at 8000 Hz"):
+        vad.SileroVAD(sample_rate=16000, batch=engine)
+
+
+@needs_batch
+def test_silero_batch_without_onnxruntime_names_the_extra() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["onnxruntime"] = None
+        from webex_byova._optional import MissingExtraError
+        from webex_byova.media import vad
+        try:
+            vad.SileroBatch()
+        except MissingExtraError as exc:
+            print(exc.extra)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "vadbatch"

@@ -13,6 +13,7 @@ the detector classes and the media server's configuration.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, runtime_checkable
@@ -239,6 +240,7 @@ class EndPointer:
         )
         self._pending = b""
         self._pending_ulaw = False
+        self._known_levels: deque[float] = deque()
         self._start_turn()
 
     # -- public -----------------------------------------------------------------------
@@ -296,12 +298,23 @@ class EndPointer:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _frames_of(self, pcm16: bytes) -> list[bytes]:
+        """The complete LINEAR16 frames the next ``feed(pcm16)`` will classify (a batch engine
+        scores them first and may hand their levels over in ``_known_levels``)."""
+        pending = self._pending
+        if self._pending_ulaw and pending:
+            pending = ulaw_to_pcm16(pending)
+        data = pending + pcm16
+        size = 2 * self._frame_samples
+        return [data[pos : pos + size] for pos in range(0, len(data) - len(data) % size, size)]
+
     def _start_turn(self) -> None:
         self._origin = 0.0
         self._timeline_started = False
         self._frames = 0
         self._pending = b""
         self._pending_ulaw = False
+        self._known_levels.clear()
         self._speaking = False
         self._run = 0
         self._run_start = 0.0
@@ -339,6 +352,9 @@ class EndPointer:
         samples = self._frame_samples
         classifier = self.classifier
         fast_ulaw = self._classify_ulaw
+        known = self._known_levels
+        if ulaw:
+            known.clear()
         for pos in range(0, end, size):
             frame = data[pos : pos + size]
             if ulaw:
@@ -348,7 +364,7 @@ class EndPointer:
                 else:
                     speech = classifier.classify(ulaw_to_pcm16(frame), level, self._speaking)
             else:
-                level = level_dbfs(pcm16_frame_energy(frame), samples)
+                level = known.popleft() if known else level_dbfs(pcm16_frame_energy(frame), samples)
                 speech = classifier.classify(frame, level, self._speaking)
             event = self._step(speech, level)
             if event is not None:

