@@ -498,7 +498,7 @@ def load_figure(make: Callable[[], Any], trials: list[Trial], calls: int) -> tup
     dets = [make() for _ in range(calls)]
     streams = [conversation(trials, i)[0] for i in range(calls)]
     length = LOAD_SECONDS * RATE * 2
-    engine = getattr(dets[0].classifier, "batch", None)
+    engine = getattr(getattr(dets[0], "classifier", None), "batch", None)
     t0 = time.process_time()
     pairs = list(zip(dets, streams, strict=True))
     for pos in range(0, length, 320):
@@ -509,8 +509,9 @@ def load_figure(make: Callable[[], Any], trials: list[Trial], calls: int) -> tup
             det.feed(pcm[pos : pos + 320])
     cpu = time.process_time() - t0
     seconds = length / 2 / RATE * calls
-    inferences = sum(getattr(d.classifier, "inferences", 0) for d in dets)
-    windows = sum(getattr(d.classifier, "windows", 0) for d in dets)
+    classifiers = [getattr(d, "classifier", None) for d in dets]
+    inferences = sum(getattr(c, "inferences", 0) for c in classifiers)
+    windows = sum(getattr(c, "windows", 0) for c in classifiers)
     return 1e6 * cpu / seconds, (inferences / windows if windows else 0.0)
 
 
