@@ -52,7 +52,7 @@ def test_speech_fixture_start_and_complete_timeout(hello_ulaw: bytes) -> None:
     assert started.at_ms <= onset + 1000
     assert ended.reason == "complete_timeout"
     assert end - 300 <= ended.last_voice_ms <= end + 60
-    assert ended.at_ms == ended.last_voice_ms + 1000
+    assert ended.at_ms == ended.last_voice_ms + vad.DEFAULT_COMPLETE_TIMEOUT_MS
     assert ended.onset_ms == started.onset_ms
     assert not det.in_speech
 
@@ -135,7 +135,7 @@ def test_steady_sound_becomes_noise_floor() -> None:
     assert events[1].reason == "complete_timeout"
     # the frame ending at 3000 ms is the first whose 2 s window holds no silence
     assert events[1].last_voice_ms == 2980
-    assert events[1].at_ms == 3980
+    assert events[1].at_ms == 2980 + vad.DEFAULT_COMPLETE_TIMEOUT_MS
     assert det.noise_floor_dbfs == pytest.approx(audio.rms_dbfs(sine(300, 8000, 1.0, 6000)), abs=1)
 
 
@@ -225,6 +225,6 @@ def test_webrtc_adapter_on_speech(hello_ulaw: bytes) -> None:
     assert LEAD_MS - 20 <= events[0].onset_ms <= onset + LEAD_MS + 300
     assert isinstance(events[1], SpeechEnded)
     assert events[1].reason == "complete_timeout"
-    assert events[1].at_ms == events[1].last_voice_ms + 1000
+    assert events[1].at_ms == events[1].last_voice_ms + vad.DEFAULT_COMPLETE_TIMEOUT_MS
     assert WebRtcVAD().feed(audio.ulaw_to_pcm16(data)) == WebRtcVAD().feed_ulaw(data)
     assert WebRtcVAD().feed_ulaw(audio.silence(5000)) == []

@@ -40,6 +40,18 @@ if TYPE_CHECKING:
     from .server import BYOVAMediaServer, VirtualAgent
     from .session import HandlerTimeoutError, Session, SessionEndedError, Turn, TurnFinishedError
     from .store import ConversationStore, InMemoryConversationStore
+    from .vad import (
+        EndPointer,
+        EnergyVAD,
+        FrameClassifier,
+        FrameTrace,
+        SileroVAD,
+        SpeechDetector,
+        SpeechEnded,
+        SpeechResumed,
+        SpeechStarted,
+        WebRtcVAD,
+    )
 
 __all__ = [
     "EVENT_NAMES",
@@ -51,7 +63,11 @@ __all__ = [
     "ConversationStore",
     "CustomEvent",
     "DtmfInput",
+    "EndPointer",
+    "EnergyVAD",
     "ErrorEvent",
+    "FrameClassifier",
+    "FrameTrace",
     "HandlerTimeoutError",
     "InMemoryConversationStore",
     "InputSettings",
@@ -68,6 +84,11 @@ __all__ = [
     "SessionEnd",
     "SessionEndedError",
     "SessionStart",
+    "SileroVAD",
+    "SpeechDetector",
+    "SpeechEnded",
+    "SpeechResumed",
+    "SpeechStarted",
     "StartOfDtmf",
     "StartOfInput",
     "TextSpec",
@@ -77,6 +98,7 @@ __all__ = [
     "TurnStarted",
     "Utterance",
     "VirtualAgent",
+    "WebRtcVAD",
     "WebSocketProxyConnector",
     "configure_logging",
     "start_metrics_server",
@@ -122,6 +144,16 @@ _LAZY: dict[str, str] = {
     "TurnEnded": ".events",
     "TurnStarted": ".events",
     "Utterance": ".events",
+    "EndPointer": ".vad",
+    "EnergyVAD": ".vad",
+    "FrameClassifier": ".vad",
+    "FrameTrace": ".vad",
+    "SileroVAD": ".vad",
+    "SpeechDetector": ".vad",
+    "SpeechEnded": ".vad",
+    "SpeechResumed": ".vad",
+    "SpeechStarted": ".vad",
+    "WebRtcVAD": ".vad",
 }
 
 

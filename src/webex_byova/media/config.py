@@ -11,6 +11,14 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ._endpoint import (
+    DEFAULT_COMPLETE_TIMEOUT_MS,
+    DEFAULT_MAX_SPEECH_MS,
+    DEFAULT_MIN_SPEECH_MS,
+    DEFAULT_RESUME_GRACE_MS,
+    DEFAULT_TALKER_MARGIN_DB,
+)
+
 __all__ = [
     "DEFAULT_SCHEMA_ID",
     "DEFAULT_WS_SCHEMA_ID",
@@ -134,18 +142,54 @@ class MediaServerConfig(BaseModel):
     dtmf_inter_digit_timeout_ms: int = Field(3000, ge=0, le=60000)
     dtmf_terminator: str = Field("#", description="Key that ends DTMF collection ('' = none).")
     complete_timeout_ms: int = Field(
-        800, ge=50, le=60000, description="Silence after speech that ends the utterance."
+        int(DEFAULT_COMPLETE_TIMEOUT_MS),
+        ge=50,
+        le=60000,
+        description="Silence after speech that ends the utterance.",
     )
     incomplete_timeout_ms: int = Field(0, ge=0, le=60000)
-    max_speech_timeout_ms: int = Field(30000, ge=500, le=600000)
+    max_speech_timeout_ms: int = Field(int(DEFAULT_MAX_SPEECH_MS), ge=500, le=600000)
     no_input_timeout_ms: int = Field(5000, ge=0, le=600000, description="0 = no timeout.")
-    vad: Literal["energy", "webrtc"] = Field("energy", description="Speech detector.")
-    min_speech_ms: int = Field(80, ge=0, le=2000, description="Speech needed to start input.")
+    min_speech_ms: int = Field(
+        int(DEFAULT_MIN_SPEECH_MS), ge=0, le=2000, description="Speech needed to start input."
+    )
     boundary_response_type: Literal["FINAL", "CHUNK", "PARTIAL"] = Field(
         "FINAL",
         description="How gRPC sends START_OF_INPUT/END_OF_INPUT: FINAL = standalone event-only "
         "FINAL responses as Cisco's gateway does (Webex keeps forwarding caller audio); "
         "CHUNK/PARTIAL = non-FINAL responses, leaving the reply FINAL the RPC's only one.",
+    )
+
+    # -- end-pointing (webex_byova.media.vad.detector_from_config maps these) ------------------
+    vad: Literal["auto", "silero", "energy", "webrtc"] = Field(
+        "auto", description="Speech detector; auto = silero with the 'vad' extra, else energy."
+    )
+    vad_resume_grace_ms: int = Field(
+        int(DEFAULT_RESUME_GRACE_MS),
+        ge=0,
+        le=5000,
+        description="Speech resuming this soon after an end continues the turn (0 = off).",
+    )
+    vad_talker_margin_db: float | None = Field(
+        DEFAULT_TALKER_MARGIN_DB,
+        gt=0,
+        le=60,
+        description="Speech this far below the caller's level is a background talker ('' = off).",
+    )
+    vad_noise_window_ms: int = Field(
+        2000, ge=100, le=60000, description="Window of the noise-floor tracker."
+    )
+    vad_energy_start_margin_db: float = Field(5.0, ge=0, le=40)
+    vad_energy_continue_margin_db: float = Field(1.0, ge=0, le=40)
+    vad_energy_min_level_dbfs: float = Field(-50.0, ge=-100, le=0)
+    vad_webrtc_aggressiveness: int = Field(2, ge=0, le=3)
+    vad_webrtc_gate_db: float = Field(3.0, ge=0, le=40)
+    vad_silero_threshold: float = Field(0.5, gt=0, lt=1)
+    vad_silero_release: float = Field(
+        0.05, ge=0, lt=1, description="In speech the bar is threshold - release."
+    )
+    vad_silero_gate_db: float | None = Field(
+        0.5, ge=0, le=40, description="Skip the model below noise + this ('' = never skip)."
     )
 
     # -- auth ----------------------------------------------------------------------------------
@@ -263,6 +307,12 @@ class MediaServerConfig(BaseModel):
             raise ValueError("ws_tls_cert_file and ws_tls_key_file must be set together")
         if self.transport != "grpc" and self.sample_rate != 8000:
             raise ValueError("the WebSocket transport carries 8 kHz µ-law only: sample_rate=8000")
+        if self.vad_silero_release >= self.vad_silero_threshold:
+            raise ValueError("vad_silero_release must be below vad_silero_threshold")
+        if self.vad_energy_continue_margin_db > self.vad_energy_start_margin_db:
+            raise ValueError(
+                "vad_energy_continue_margin_db must not exceed vad_energy_start_margin_db"
+            )
         if not MIN_CHUNK_BYTES <= self.chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(
                 f"chunk_ms={self.chunk_ms} gives {self.chunk_bytes} bytes per chunk; Webex "
@@ -334,6 +384,8 @@ _NULLABLE = frozenset(
         "ws_tls_cert_file",
         "ws_tls_key_file",
         "ws_expected_url",
+        "vad_talker_margin_db",
+        "vad_silero_gate_db",
     }
 )
 

