@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
 
 from .._logging import get_logger
 from ..jws import JWSVerificationError, JWSVerifier
+
+if TYPE_CHECKING:
+    from ._metrics import MediaMetrics
 
 __all__ = ["HEALTH_PREFIX", "TokenAuthInterceptor", "token_from_metadata"]
 
@@ -73,9 +76,16 @@ def _rejecting(
 class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Verify the ``authorization`` metadata (raw or ``Bearer``) of every RPC."""
 
-    def __init__(self, verifier: JWSVerifier, *, exempt_health: bool = True) -> None:
+    def __init__(
+        self,
+        verifier: JWSVerifier,
+        *,
+        exempt_health: bool = True,
+        metrics: MediaMetrics | None = None,
+    ) -> None:
         self._verifier = verifier
         self._exempt = (HEALTH_PREFIX,) if exempt_health else ()
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -90,17 +100,32 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         token = token_from_metadata(handler_call_details.invocation_metadata)
         if token is None:
             details = "missing token in authorization metadata"
+            reason = "missing_token"
         else:
             try:
                 await self._verifier.averify(token)
                 return await continuation(handler_call_details)
             except JWSVerificationError as exc:
                 details = f"token rejected: {exc.reason}"
+                reason = exc.reason
             except Exception as exc:  # key fetch failures etc.: still never an OK stream
                 _log.warning("token verification failed unexpectedly: %s", type(exc).__name__)
                 details = "token verification failed"
+                reason = "verifier_error"
+        if self._metrics is not None:
+            self._metrics.auth_refused("grpc", reason)
         tracking = _metadata_value(handler_call_details.invocation_metadata, "trackingid")
-        _log.info("%s rejected: %s", method, details, extra={"trackingid": tracking})
+        _log.info(
+            "%s rejected: %s",
+            method,
+            details,
+            extra={
+                "trackingid": tracking,
+                "event": "auth_refused",
+                "reason": reason.partition(":")[0],
+                "transport": "grpc",
+            },
+        )
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler  # unknown method: gRPC answers UNIMPLEMENTED

@@ -73,14 +73,18 @@ class GrpcFrontEnd:
             from ._auth import TokenAuthInterceptor
 
             interceptors.append(
-                TokenAuthInterceptor(self._verifier, exempt_health=not cfg.health_requires_auth)
+                TokenAuthInterceptor(
+                    self._verifier,
+                    exempt_health=not cfg.health_requires_auth,
+                    metrics=self._core.metrics,
+                )
             )
         server = aio.server(
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", cfg.max_message_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
             ],
         )
         vva_grpc.add_VoiceVirtualAgentServicer_to_server(_Servicer(self), server)  # type: ignore[arg-type]
@@ -125,6 +129,18 @@ class GrpcFrontEnd:
             core._check_accepting()
         except CallRejected as rejected:
             await context.abort(STATUS_CODES[rejected.kind], rejected.detail)
+        core.metrics.stream_opened("grpc")
+        try:
+            async with contextlib.aclosing(self._turn(request_iterator, context)) as turn:
+                async for response in turn:
+                    yield response
+        finally:
+            core.metrics.stream_closed("grpc")
+
+    async def _turn(
+        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
+    ) -> AsyncGenerator[vva.VoiceVAResponse, None]:
+        core = self._core
         iterator = aiter(request_iterator)
         try:
             first = await anext(iterator)

@@ -161,8 +161,13 @@ class RedisConversationStore:
         return self._versions.get(conversation_id)
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
-        """Load the record (and remember its version), or None if absent or expired."""
-        version, data = await self._redis().hmget(self._key(conversation_id), ["v", "d"])
+        """Load the record (and remember its version), or None if absent or expired.
+
+        Waits for this store's pending writes of the conversation (a read after a write of
+        this process sees it).
+        """
+        async with self._serial(conversation_id):
+            version, data = await self._redis().hmget(self._key(conversation_id), ["v", "d"])
         if data is None or version is None:
             self._versions.pop(conversation_id, None)
             return None
@@ -230,10 +235,15 @@ class RedisConversationStore:
 
 
 def conversation_store_for(config: MediaServerConfig) -> ConversationStore:
-    """The store ``config.conversation_store`` names (memory by default), TTL = idle timeout."""
+    """The store ``config.conversation_store`` names (memory by default).
+
+    Records live twice the idle timeout after their last write: the process holding a
+    conversation sees its record when its own idle sweep ends the call (an absent record
+    then means another process ended it), and an abandoned call's record still expires.
+    """
     from .store import InMemoryConversationStore
 
     spec = parse_conversation_store(config.conversation_store or "memory")
     if spec.kind == "memory":
         return InMemoryConversationStore()
-    return RedisConversationStore(spec.url, prefix=spec.key_prefix, ttl_s=config.idle_timeout_s)
+    return RedisConversationStore(spec.url, prefix=spec.key_prefix, ttl_s=2 * config.idle_timeout_s)
