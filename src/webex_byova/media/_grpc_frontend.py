@@ -129,18 +129,6 @@ class GrpcFrontEnd:
             core._check_accepting()
         except CallRejected as rejected:
             await context.abort(STATUS_CODES[rejected.kind], rejected.detail)
-        core.metrics.stream_opened("grpc")
-        try:
-            async with contextlib.aclosing(self._turn(request_iterator, context)) as turn:
-                async for response in turn:
-                    yield response
-        finally:
-            core.metrics.stream_closed("grpc")
-
-    async def _turn(
-        self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
-    ) -> AsyncGenerator[vva.VoiceVAResponse, None]:
-        core = self._core
         iterator = aiter(request_iterator)
         try:
             first = await anext(iterator)
@@ -202,9 +190,14 @@ class _Servicer:
         self, request_iterator: AsyncIterator[vva.VoiceVARequest], context: _Context
     ) -> AsyncIterator[vva.VoiceVAResponse]:
         # gRPC needs an async generator function here to stream responses.
-        async with contextlib.aclosing(self._front.process(request_iterator, context)) as it:
-            async for response in it:
-                yield response
+        metrics = self._front._core.metrics
+        metrics.stream_opened("grpc")
+        try:
+            async with contextlib.aclosing(self._front.process(request_iterator, context)) as it:
+                async for response in it:
+                    yield response
+        finally:
+            metrics.stream_closed("grpc")
 
     async def ListVirtualAgents(
         self, request: common.ListVARequest, context: _Context

@@ -779,7 +779,8 @@ class BYOVAMediaServer:
                 extra={"event": "drain_timeout"},
             )
         await self._until(lambda: all(s.ended for s in waiting), loop.time() + max(0.0, grace))
-        ended += sum(1 for s in waiting if s.ended and s.end_reason == action)
+        reason = "session_end" if action == "end_session" else "transfer_to_agent"
+        ended += sum(1 for s in waiting if s.ended and s.end_reason == reason)
         return ended
 
     async def _until(self, done: Callable[[], bool], deadline: float) -> None:
