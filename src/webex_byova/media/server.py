@@ -751,6 +751,7 @@ class BYOVAMediaServer:
         self._draining = True
         for front in self._front_ends:
             await front.begin_shutdown()
+        await self._forget_moved()
         limit = (
             self.config.drain_timeout_s if drain_timeout_s is None else max(0.0, drain_timeout_s)
         )
@@ -813,6 +814,7 @@ class BYOVAMediaServer:
                 await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
         for front in fronts:
             await front.stop(max(0.0, deadline - self.clock()))
+        await self._forget_moved()
         dropped = [s for s in self._live.values() if not s.ended]
         if dropped:
             _log.warning(
@@ -903,6 +905,14 @@ class BYOVAMediaServer:
             if not session.ended and not session.turns:
                 session._end("idle_timeout", None)
         return len(expired)
+
+    async def _forget_moved(self) -> None:
+        """Shared store: forget copies of conversations other processes continued or ended
+        (they must not hold up a drain, nor be ended a second time by a stop)."""
+        if self._shared_store:
+            for session in list(self._live.values()):
+                if not session.turns and not session.ended:
+                    await self._moved(session)
 
     async def _moved(self, session: Session) -> bool:
         """Shared store: forget (quietly) a copy another process took over or ended.
