@@ -740,8 +740,9 @@ class BYOVAMediaServer:
         After ``drain_timeout_s`` seconds (default: the config's) every conversation still live is
         ended with ``drain_action`` (``TRANSFER_TO_AGENT`` by default, or ``SESSION_END``): on
         its open turn if it has one that can still answer, else on the next turn Webex opens
-        for it, waiting up to ``grace`` seconds for that turn. A conversation that got no turn
-        by then is left to :meth:`stop`, which logs it as dropped. Returns how many
+        for it, waiting up to ``grace`` seconds for that turn (not at all when the drain timeout
+        is 0). A conversation that got no turn by then is left to :meth:`stop`, which logs it
+        as dropped. Returns how many
         conversations were ended by the drain action. :meth:`serve` and ``byova serve`` run
         this on SIGTERM/SIGINT (``stop(drain=True)``).
         """
@@ -779,7 +780,9 @@ class BYOVAMediaServer:
                 action,
                 extra={"event": "drain_timeout"},
             )
-        await self._until(lambda: all(s.ended for s in waiting), loop.time() + max(0.0, grace))
+        # drain_timeout_s=0 asks for no waiting at all: nor for the next turns
+        wait = max(0.0, grace) if limit else 0.0
+        await self._until(lambda: all(s.ended for s in waiting), loop.time() + wait)
         reason = "session_end" if action == "end_session" else "transfer_to_agent"
         ended += sum(1 for s in waiting if s.ended and s.end_reason == reason)
         return ended
