@@ -105,7 +105,9 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], count: int = 1) -> None:
     raise RuntimeError("server did not listen")
 
 
-def start_byova(app: Path, workers: int, extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def start_byova(
+    app: Path, workers: int, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     argv = [str(BYOVA), "serve", str(app), "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
@@ -158,9 +160,7 @@ async def run_bare(port: int) -> None:
 
 def start_bare() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "bare", str(port)], start_new_session=True
-    )
+    proc = subprocess.Popen([sys.executable, __file__, "bare", str(port)], start_new_session=True)
     wait_port(port, proc)
     return proc, port
 
@@ -177,16 +177,30 @@ class Stats:
         self.failed = 0
 
 
-async def one_call(
-    stub: object, n: int, ulaw: bytes, stats: Stats, *, stop_at_eoi: bool
-) -> None:
-    from webex_byova.testing import WebexCaller
+async def one_call(stub: object, n: int, ulaw: bytes, stats: Stats, *, stop_at_eoi: bool) -> None:
+    import uuid
 
-    caller = WebexCaller("127.0.0.1:1", realtime=False)  # only builds the request messages
-    await caller.aclose()
-    start = caller.event_request("session_start")
-    end = caller.event_request("session_end")
-    frames = [caller.audio_request(ulaw[i : i + FRAME]) for i in range(0, len(ulaw), FRAME)]
+    from webex_byova.media import audio
+    from webex_byova.media._proto import byova_common_pb2 as common
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+
+    ids = {"conversation_id": str(uuid.uuid4()), "customer_org_id": "org-bench"}
+    start = vva.VoiceVARequest(
+        **ids, event_input=common.EventInput(event_type=common.EventInput.SESSION_START)
+    )
+    end = vva.VoiceVARequest(
+        **ids, event_input=common.EventInput(event_type=common.EventInput.SESSION_END)
+    )
+    mulaw = int(audio.AudioEncoding.coerce("MULAW"))
+    frames = [
+        vva.VoiceVARequest(
+            **ids,
+            audio_input=vva.VoiceInput(
+                caller_audio=ulaw[i : i + FRAME], encoding=mulaw, sample_rate_hertz=8000
+            ),
+        )
+        for i in range(0, len(ulaw), FRAME)
+    ]
     rpc = stub.ProcessCallerInput  # type: ignore[attr-defined]
     t0 = time.monotonic()
     try:
@@ -228,9 +242,7 @@ async def one_call(
     stats.call_seconds += time.monotonic() - t0
 
 
-async def drive(
-    ports: list[int], calls: int, rounds: int, *, stop_at_eoi: bool
-) -> list[Stats]:
+async def drive(ports: list[int], calls: int, rounds: int, *, stop_at_eoi: bool) -> list[Stats]:
     """``calls`` concurrent call slots against every port at once; one Stats per port."""
     ulaw = tone_call_audio()
     out = []
@@ -240,7 +252,9 @@ async def drive(
         stats = Stats()
         out.append(stats)
         pool = [
-            aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+            aio.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
             for _ in range(8)
         ]
         channels += pool
@@ -298,8 +312,10 @@ def main() -> None:
     levels = [int(c) for c in args.calls.split(",")]
     skip = set(args.skip.split(","))
     load = os.getloadavg()
-    print(f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (shared machine); "
-          f"{args.rounds} calls per slot, 2.5 s of audio each")
+    print(
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (shared machine); "
+        f"{args.rounds} calls per slot, 2.5 s of audio each"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "bench_app.py"
         app.write_text(APP)
@@ -308,7 +324,9 @@ def main() -> None:
                 for workers in (1, 2):
                     proc, port = start_byova(app, workers, {})
                     try:
-                        [(stats, cpu)] = measure([proc], [port], calls, args.rounds, stop_at_eoi=True)
+                        [(stats, cpu)] = measure(
+                            [proc], [port], calls, args.rounds, stop_at_eoi=True
+                        )
                     finally:
                         stop(proc)
                     print(line(f"byova serve, {workers} worker(s)", calls, stats, cpu), flush=True)
@@ -317,8 +335,17 @@ def main() -> None:
             assert binary, "redis-server is needed"
             rport = free_port()
             redis = subprocess.Popen(
-                [binary, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no"],
+                [
+                    binary,
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
                 stdout=subprocess.DEVNULL,
             )
             try:
@@ -326,15 +353,24 @@ def main() -> None:
                 calls = levels[0]
                 for label, env in (
                     ("memory store, 1 worker", {}),
-                    ("redis store, 1 worker", {"WEBEX_MEDIA_CONVERSATION_STORE": f"redis://127.0.0.1:{rport}/0"}),
+                    (
+                        "redis store, 1 worker",
+                        {"WEBEX_MEDIA_CONVERSATION_STORE": f"redis://127.0.0.1:{rport}/0"},
+                    ),
                 ):
                     proc, port = start_byova(app, 1, env)
                     try:
-                        [(stats, cpu)] = measure([proc], [port], calls, args.rounds, stop_at_eoi=True)
+                        [(stats, cpu)] = measure(
+                            [proc], [port], calls, args.rounds, stop_at_eoi=True
+                        )
                     finally:
                         stop(proc)
                     turns = (stats_turns := 3 * calls * args.rounds)
-                    print(line(label, calls, stats, cpu) + f"  ({cpu / turns * 1000:.2f} ms CPU/turn)", flush=True)
+                    print(
+                        line(label, calls, stats, cpu)
+                        + f"  ({cpu / turns * 1000:.2f} ms CPU/turn)",
+                        flush=True,
+                    )
                     del stats_turns
             finally:
                 redis.terminate()
