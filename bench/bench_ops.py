@@ -291,12 +291,16 @@ def measure(
 
 
 def line(label: str, calls: int, stats: Stats, cpu: float) -> str:
-    per = cpu / stats.call_seconds * 1000 if stats.call_seconds else math.nan
+    """One result line. The CPU is per second of call audio *delivered* (frames x 20 ms), so a
+    driver that falls behind (late frames) does not flatter the server."""
+    audio_s = stats.frames * FRAME / 8000
+    per = cpu / audio_s * 1000 if audio_s else math.nan
+    per_frame = cpu / stats.frames * 1e6 if stats.frames else math.nan
     return (
-        f"{label:<28} calls={calls:4d}  CPU {per:6.2f} ms per call-second "
-        f"({cpu:6.1f} CPU-s)  p99 turn latency {p99(stats.latencies) * 1000:7.1f} ms "
-        f"({len(stats.latencies)} turns)  late frames {stats.late}/{stats.frames}  "
-        f"failed {stats.failed}"
+        f"{label:<28} calls={calls:4d}  CPU {per:5.2f} ms per call-second "
+        f"({per_frame:4.0f} us/frame, {cpu:5.1f} CPU-s)  p99 turn latency "
+        f"{p99(stats.latencies) * 1000:6.1f} ms ({len(stats.latencies)} turns)  late frames "
+        f"{stats.late}/{stats.frames}  failed {stats.failed}"
     )
 
 

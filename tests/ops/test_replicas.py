@@ -164,3 +164,26 @@ def _sample(server: BYOVAMediaServer, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+async def test_a_store_that_is_down_refuses_the_turn_as_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import grpc
+
+    from webex_byova.cli._workers import free_port
+
+    dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"  # nothing listens there
+    config = MediaServerConfig(
+        host="127.0.0.1", port=0, verify_tokens=False, conversation_store=dead
+    )
+    server = BYOVAMediaServer(config)
+    await server.start()
+    try:
+        async with WebexCaller(server.address, realtime=False) as caller:
+            result = await caller.start_session()
+    finally:
+        await server.stop()
+    assert result.code == grpc.StatusCode.UNAVAILABLE
+    assert result.details == "conversation store unavailable"
+    assert any("conversation store failed" in r.getMessage() for r in caplog.records)

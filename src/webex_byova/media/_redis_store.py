@@ -111,6 +111,7 @@ class RedisConversationStore:
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self._max_connections = max_connections
         self._client: Redis | None = client
+        self._pool: Any = None  # the connection pool this store made (closed by aclose)
         self._owns_client = client is None
         self._script: AsyncScript | None = None
         self._versions: OrderedDict[str, int] = OrderedDict()
@@ -119,9 +120,13 @@ class RedisConversationStore:
     def _redis(self) -> Redis:
         if self._client is None:
             redis_asyncio = require("redis.asyncio", "redis")
-            self._client = redis_asyncio.from_url(
-                self.url, max_connections=self._max_connections, socket_timeout=10
+            # A blocking pool: under load (more concurrent turns than connections) a command
+            # waits for a free connection instead of failing with "Too many connections".
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=self._max_connections, timeout=10, socket_timeout=10
             )
+            self._client = redis_asyncio.Redis(connection_pool=pool)
+            self._pool = pool
         return self._client
 
     def _cas(self) -> AsyncScript:
@@ -226,8 +231,11 @@ class RedisConversationStore:
     async def aclose(self) -> None:
         """Close the connection pool (unless the client was given)."""
         client, self._client, self._script = self._client, None, None
+        pool, self._pool = self._pool, None
         if client is not None and self._owns_client:
             await client.aclose()
+        if pool is not None:
+            await pool.disconnect()
 
     def __repr__(self) -> str:
         spec = parse_conversation_store(self.url)

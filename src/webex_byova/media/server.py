@@ -625,7 +625,13 @@ class BYOVAMediaServer:
         """
         try:
             self._check_accepting()
-            session = await self._attach(first, verified_org, transport, tracking_id)
+            try:
+                session = await self._attach(first, verified_org, transport, tracking_id)
+            except CallRejected:
+                raise
+            except Exception as exc:  # the conversation store failed (Redis down …)
+                _log.exception("[%s] conversation store failed", first.conversation_id[:100])
+                raise CallRejected("unavailable", "conversation store unavailable") from exc
         except CallRejected as rejected:
             _log.info(
                 "[%s] rejected: %s",
