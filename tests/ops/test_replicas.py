@@ -187,3 +187,21 @@ async def test_a_store_that_is_down_refuses_the_turn_as_unavailable(
     assert result.code == grpc.StatusCode.UNAVAILABLE
     assert result.details == "conversation store unavailable"
     assert any("conversation store failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_call_that_moved_on_does_not_hold_up_a_drain(
+    pair: tuple[BYOVAMediaServer, BYOVAMediaServer, list[Any], FakeClock],
+) -> None:
+    a, b, seen, _ = pair
+    cid = f"replica-{uuid.uuid4()}"
+    async with (
+        WebexCaller(a.address, conversation_id=cid, realtime=False) as to_a,
+        WebexCaller(b.address, conversation_id=cid, realtime=False) as to_b,
+    ):
+        assert (await to_a.start_session()).ok
+        drain = asyncio.ensure_future(a.drain(600))  # A drains; the balancer sends B the rest
+        assert (await to_b.say(wav=SPEECH)).texts == ["turns heard: 1"]
+        assert await asyncio.wait_for(drain, 60) == 0  # A's copy forgotten, nothing transferred
+        assert a.sessions == {}
+        assert cid in b.sessions
+        assert not [s for s in seen if s[0] == "session_end"]

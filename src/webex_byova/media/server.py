@@ -768,7 +768,10 @@ class BYOVAMediaServer:
             limit,
             extra={"event": "drain"},
         )
-        await self._until(lambda: not self._live, loop.time() + limit)
+        deadline = loop.time() + limit
+        while self._live and loop.time() < deadline:
+            await self._until(lambda: not self._live, min(deadline, loop.time() + 1.0))
+            await self._forget_moved()  # shared store: calls the balancer moved elsewhere
         action = self.config.drain_action
         ended = 0
         for session in list(self._live.values()):
