@@ -189,3 +189,28 @@ async def test_a_websocket_front_end_gets_the_same_metrics_and_the_drain_refusal
     assert s[("webex_byova_streams_opened_total", ws)] == 1
     assert s[("webex_byova_streams_active", ws)] == 0
     assert not any(labels == (("transport", "grpc"),) and v for (_, labels), v in s.items())
+
+
+async def test_serve_exports_metrics_when_metrics_port_is_set() -> None:
+    import os
+    import signal
+
+    from webex_byova.cli._workers import free_port
+
+    port = free_port("127.0.0.1")
+    config = MediaServerConfig(host="127.0.0.1", port=0, verify_tokens=False, metrics_port=port)
+    server = BYOVAMediaServer(config)
+    server.on("session_start")(lambda event: event.turn.say("hello"))
+    task = asyncio.ensure_future(server.serve())
+    while not server.port:
+        await asyncio.sleep(0.01)
+    async with WebexCaller(server.address, realtime=False) as caller:
+        assert (await caller.start_session()).ok
+        assert (await caller.end_session()).ok
+    await settle(server)
+    s = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
+    assert s[("webex_byova_conversations_started_total", grpc_labels())] == 1
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(task, 30)
+    with pytest.raises(httpx.TransportError):  # the exporter stopped with the server
+        await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")

@@ -869,10 +869,19 @@ class BYOVAMediaServer:
         """Start the server and wait until interrupted (SIGINT/SIGTERM), then drain and stop.
 
         Configures logging (``log_level``, ``WEBEX_MEDIA_LOG_FORMAT``) unless the application
-        already did; a signal runs the graceful :meth:`drain` before stopping.
+        already did, and serves :attr:`metrics` on ``/metrics`` when ``metrics_port`` is set;
+        a signal runs the graceful :meth:`drain` before stopping.
         """
         configure_logging(self.config.log_level)
         await self.start()
+        exporter = None
+        if self.config.metrics_port is not None:
+            from ._metrics import start_metrics_server
+
+            exporter = start_metrics_server(
+                self.config.metrics_port, self.config.host, metrics=self.metrics
+            )
+            _log.info("metrics on %s", exporter.url)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         installed = []
@@ -891,7 +900,11 @@ class BYOVAMediaServer:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            await self.stop(drain=True)
+            try:
+                await self.stop(drain=True)
+            finally:
+                if exporter is not None:
+                    exporter.stop()
 
     async def __aenter__(self) -> BYOVAMediaServer:
         await self.start()
