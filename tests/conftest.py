@@ -6,10 +6,16 @@ pytest-socket is configured in pyproject (``--allow-hosts``) so only loopback is
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+# `byova serve` and serve() drain on SIGTERM/SIGINT (live calls continue for
+# WEBEX_MEDIA_DRAIN_TIMEOUT_S, default 30 s). Tests that stop a server under a call they left
+# open want the immediate stop; the drain tests set their own timeout.
+os.environ.setdefault("WEBEX_MEDIA_DRAIN_TIMEOUT_S", "0")
 
 if TYPE_CHECKING:
     from webex_byova.media.server import BYOVAMediaServer

@@ -183,7 +183,9 @@ async def test_proxy_connector_receives_events_alongside_handlers(media_server, 
 
 
 async def test_serve_stops_on_sigterm(caplog: pytest.LogCaptureFixture) -> None:
-    server = BYOVAMediaServer(make_config())
+    # serve() drains on SIGTERM: the call below stays live (no SESSION_END) and has no open
+    # turn, so with no drain time it is dropped at once, and that is logged.
+    server = BYOVAMediaServer(make_config(drain_timeout_s=0))
     server.on("session_start")(lambda event: event.turn.say("hi"))
     caplog.set_level(logging.INFO, logger="webex_byova.media")
     task = asyncio.ensure_future(server.serve())
@@ -192,7 +194,12 @@ async def test_serve_stops_on_sigterm(caplog: pytest.LogCaptureFixture) -> None:
     async with WebexCaller(server.address, realtime=False, tracking_id="TRACK") as caller:
         assert (await caller.start_session()).ok
     os.kill(os.getpid(), signal.SIGTERM)
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 30)
     assert any("stopped" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith("draining: 1 live conversations continue for up to 0s") for m in messages
+    )
+    assert any("dropped without a transfer" in m for m in messages)
     keyed = [r for r in caplog.records if getattr(r, "conversation_id", None)]
     assert keyed, "logs carry conversation_id"

@@ -234,7 +234,7 @@ def test_config_field_and_factory() -> None:
     )
     built = conversation_store_for(config)
     assert isinstance(built, RedisConversationStore)
-    assert built.ttl_ms == 60_000
+    assert built.ttl_ms == 120_000  # twice the idle timeout (see conversation_store_for)
     assert "redis://127.0.0.1:1/0" not in repr(config)  # may hold a password: not in repr
     assert isinstance(conversation_store_for(MediaServerConfig()), InMemoryConversationStore)
     with pytest.raises(ValueError, match="WEBEX_MEDIA_CONVERSATION_STORE"):

@@ -195,11 +195,6 @@ def welcome(event):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.py binds with grpc.so_reuseport=0; needs "
-    "('grpc.so_reuseport', 1 if cfg.reuse_port else 0) in BYOVAMediaServer.start()",
-)
 async def test_byova_serve_workers_2_answers_from_two_pids(tmp_path: Path) -> None:
     from webex_byova.testing import WebexCaller
 

@@ -561,3 +561,58 @@ async def test_list_virtual_agents_provider_failure(servers: Callable[..., Any])
     await server.start()
     answer, close_code = await _list_exchange(server, '{"customer_org_id": "acme"}')
     assert (answer["code"], answer["status"], close_code) == ("upstream_error", 500, 1011)
+
+
+# --------------------------------------------------------------------------- drain, metrics
+
+
+async def test_drain_refuses_new_sockets_with_503_and_transfers_the_live_call(
+    servers: Callable[..., Any],
+) -> None:
+    server = await servers(drain_timeout_s=0.2)
+    live = ws_caller(server)
+    assert (await live.start_session()).texts == ["Welcome to the test agent"]
+    drained = asyncio.ensure_future(server.drain())
+    await asyncio.sleep(0.05)
+    late = ws_caller(server)
+    with pytest.raises(WsUpgradeRefused) as info:
+        await late.connect()
+    assert info.value.status == 503
+    (session,) = server.sessions.values()
+    for _ in range(500):  # past drain_timeout_s the live call is marked to end on its next turn
+        if session._drain_action is not None:
+            break
+        await asyncio.sleep(0.01)
+    answer = await live.press("1")
+    assert answer.has_event("TRANSFER_TO_AGENT")
+    assert await live.wait_closed(10.0) == 1000
+    await drained
+    await live.aclose()
+    await late.aclose()
+
+
+def _total(server: BYOVAMediaServer, name: str, **labels: str) -> float:
+    """Sum of a counter's samples whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in server.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def test_sockets_and_refused_upgrades_are_counted(
+    auth_server: BYOVAMediaServer, webex_emulator: WebexEmulator
+) -> None:
+    refused = WebexWsCaller(auth_server.ws_url, token="not-a-jwt")
+    with pytest.raises(WsUpgradeRefused):
+        await refused.connect()
+    await refused.aclose()
+    assert _total(auth_server, "webex_byova_auth_refusals_total", transport="websocket") == 1
+    token = webex_emulator.mint_data_source_token(url=ORIGIN, schema_id=WS_SCHEMA_ID)
+    good = ws_caller(auth_server, token=token, customer_org_id=webex_emulator.org.org_id)
+    assert (await good.start_session()).texts == ["Welcome to the test agent"]
+    assert _total(auth_server, "webex_byova_streams_opened_total", transport="websocket") == 1
+    assert _total(auth_server, "webex_byova_streams_opened_total", transport="grpc") == 0
+    await good.end_session()
+    await good.aclose()

@@ -9,10 +9,11 @@ summary) are pure functions over :class:`~webex_byova.testing._caller.TurnResult
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -223,6 +224,7 @@ class CallReport:
     turns: list[TurnReport] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
+    interrupted: bool = False  # Ctrl-C: hung up before the script ended
 
     @property
     def ok(self) -> bool:
@@ -239,6 +241,8 @@ class CallReport:
                 return "transferred"
             if "SESSION_END" in turn.events and turn.kind != "session_end":
                 return "ended_by_agent"
+        if self.interrupted:
+            return "interrupted"
         if self.turns and self.turns[-1].kind == "session_end":
             return "caller_hung_up"
         return "open"
@@ -255,6 +259,7 @@ class CallReport:
             "conversation_id": self.conversation_id,
             "ok": self.ok,
             "outcome": self.outcome,
+            "interrupted": self.interrupted,
             "error": self.error,
             "duration_s": round(self.duration_s, 3),
             "turns": [t.to_json() for t in self.turns],
@@ -366,8 +371,12 @@ async def run_call(
     on_send: Callable[[str, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     start_time: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> CallReport:
     """Play ``script`` through ``caller``; never raises for server misbehaviour.
+
+    When ``stop`` is set (Ctrl-C) the turn in progress is abandoned and the call hangs up
+    (``SESSION_END``) at once; the report then has ``interrupted`` set.
 
     ``on_send(what, seconds_since_call_start)`` runs as each RPC starts, ``observe(turn)``
     when it completes. Times count from ``start_time`` (a ``clock()`` value; default: now),
@@ -398,28 +407,53 @@ async def run_call(
             observe(turn)
         return turn
 
+    async def step(coro: Awaitable[TurnResult]) -> TurnResult:
+        if stop is None:
+            return await coro
+        work = asyncio.ensure_future(coro)
+        halt = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({work, halt}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            raise _Interrupted
+        return work.result()
+
+    turn: TurnReport | None = None
     try:
         started = begin("SESSION_START")
-        turn = add("SESSION_START", started, await caller.start_session())
+        turn = add("SESSION_START", started, await step(caller.start_session()))
         steps: list[tuple[str, str]] = [("say", "") for _ in range(script.utterances)]
         steps += [("press", d) for d in script.dtmf]
         for what, digits in steps:
             if turn.terminal or not turn.ok:
                 break
+            if stop is not None and stop.is_set():
+                raise _Interrupted
             started = begin("caller speech" if what == "say" else "START_OF_DTMF")
             if what == "say":
-                result = await caller.say(
-                    wav=script.wav, trailing_silence_ms=script.trailing_silence_ms
+                result = await step(
+                    caller.say(wav=script.wav, trailing_silence_ms=script.trailing_silence_ms)
                 )
                 turn = add("caller speech", started, result)
             else:
-                start_result = await caller.start_dtmf()
+                start_result = await step(caller.start_dtmf())
                 add("START_OF_DTMF", started, start_result)
                 started = begin(f"DTMF {digits}")
-                turn = add(f"DTMF {digits}", started, await caller.send_dtmf(digits))
+                turn = add(f"DTMF {digits}", started, await step(caller.send_dtmf(digits)))
         if script.hang_up and turn.ok and not turn.terminal:
             started = begin("SESSION_END (hang up)")
             add("SESSION_END (hang up)", started, await caller.end_session())
+    except _Interrupted:
+        report.interrupted = True
+        if turn is None or not turn.terminal:
+            started = begin("SESSION_END (interrupted)")
+            with contextlib.suppress(Exception):
+                add("SESSION_END (interrupted)", started, await caller.end_session())
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
     report.duration_s = clock() - t0
@@ -451,6 +485,7 @@ class LoadStats:
     errors: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    interrupted: bool = False  # Ctrl-C: no more calls placed, live ones hung up
 
     def add(self, report: CallReport) -> None:
         """Fold one finished call in."""
@@ -497,6 +532,7 @@ class LoadStats:
             "outcomes": self.outcomes,
             "errors": self.errors,
             "duration_s": round(self.duration_s, 3),
+            "interrupted": self.interrupted,
         }
 
 
@@ -509,8 +545,13 @@ async def run_load(
     on_update: Callable[[LoadStats], None] | None = None,
     sleep: Callable[[float], Any] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
+    stop: asyncio.Event | None = None,
 ) -> LoadStats:
-    """Start ``calls`` calls at ``rate`` calls per second (open loop) and aggregate them."""
+    """Start ``calls`` calls at ``rate`` calls per second (open loop) and aggregate them.
+
+    When ``stop`` is set (Ctrl-C) no further call is placed and the live ones hang up; the
+    stats are those of the calls placed so far, with ``interrupted`` set.
+    """
     if calls < 1 or rate <= 0:
         raise ValueError("calls must be >= 1 and rate > 0")
     stats = LoadStats(calls=calls)
@@ -521,7 +562,7 @@ async def run_load(
         stats.active += 1
         stats.peak_concurrency = max(stats.peak_concurrency, stats.active)
         try:
-            report = await run_call(caller, script)
+            report = await run_call(caller, script, stop=stop)
         finally:
             stats.active -= 1
             await caller.aclose()
@@ -532,11 +573,24 @@ async def run_load(
     tasks: list[asyncio.Task[None]] = []
     for i in range(calls):
         delay = t0 + i / rate - clock()
-        if delay > 0:
+        if delay > 0 and stop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        elif delay > 0:
             await sleep(delay)
+        if stop is not None and stop.is_set():
+            stats.interrupted = True
+            break
         tasks.append(asyncio.get_running_loop().create_task(one(i)))
         if on_update is not None:
             on_update(stats)
     await asyncio.gather(*tasks)
+    if stop is not None and stop.is_set():
+        stats.interrupted = True
+        stats.calls = len(tasks)  # the calls actually placed
     stats.duration_s = clock() - t0
     return stats
+
+
+class _Interrupted(Exception):
+    """run_call: the stop event was set."""

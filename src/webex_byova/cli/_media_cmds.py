@@ -472,6 +472,9 @@ async def _serve_started(
         # and only if the app did not configure logging itself.
         configure_logging(config.log_level, log_format)
         await stop.wait()
+        # SIGTERM/SIGINT: the graceful drain (live calls continue up to drain_timeout_s, then
+        # are transferred or ended as drain_action says), then the stop.
+        await server.stop(drain=True)
     finally:
         await server.stop()
 
@@ -615,6 +618,8 @@ def simulate(
             out.json(report.to_json())
         else:
             _print_call(report, tls=secure)
+        if report.interrupted:
+            raise typer.Exit(130)
         if not report.ok:
             raise typer.Exit(1)
         return
@@ -628,6 +633,8 @@ def simulate(
         out.json(data)
     else:
         _print_load(data, realtime=not fast, tls=secure)
+    if stats.interrupted:
+        raise typer.Exit(130)
     if stats.failed:
         raise typer.Exit(1)
 
@@ -704,8 +711,9 @@ async def _simulate_one(
         if not quiet:
             console.print(_send_line(sent, at))
 
+    stop = _stop_event()  # Ctrl-C: hang up (SESSION_END) and report what was done
     async with _caller(target, token, agent, org, realtime, 0, options, transport) as caller:
-        return await run_call(caller, script, observe=show, on_send=send)
+        return await run_call(caller, script, observe=show, on_send=send, stop=stop)
 
 
 async def _simulate_load(
@@ -741,6 +749,7 @@ async def _simulate_load(
             detail=f"active {stats.active}  failed {stats.failed}  turns {stats.turns}",
         )
 
+    stop = _stop_event()  # Ctrl-C: place no more calls, hang up the live ones, summarise
     with progress:
         return await run_load(
             lambda n: _caller(target, token, agent, org, realtime, n, options, transport),
@@ -748,6 +757,7 @@ async def _simulate_load(
             calls=calls,
             rate=rate,
             on_update=update,
+            stop=stop,
         )
 
 
@@ -783,6 +793,8 @@ def load_rows(data: dict[str, Any], *, realtime: bool) -> list[tuple[str, str]]:
     calls = f"{data['calls']} placed: {succeeded} succeeded, {failed} failed"
     if finished < data["calls"]:
         calls += f", {data['calls'] - finished} unfinished"
+    if data.get("interrupted"):
+        calls += " (interrupted: live calls hung up, no more placed)"
     if lat["samples"]:
         latency = f"{lat['p50']} / {lat['p95']} / {lat['p99']} ms ({lat['samples']} turns)"
     else:

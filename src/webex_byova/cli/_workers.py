@@ -261,6 +261,21 @@ def run_workers(
         port = free_port(host or "0.0.0.0")
     argv = [*child_command(target, {**options, "--port": port}), "--reuse-port"]
     supervisor = WorkerSupervisor(
-        argv, workers, metrics_port=metrics_port, metrics_host=host or "0.0.0.0"
+        argv,
+        workers,
+        metrics_port=metrics_port,
+        metrics_host=host or "0.0.0.0",
+        stop_timeout_s=_drain_bound(),
     )
     return supervisor.run()
+
+
+def _drain_bound(environ: Mapping[str, str] | None = None) -> float:
+    """How long a worker may take to stop: its graceful drain (``WEBEX_MEDIA_DRAIN_TIMEOUT_S``,
+    default 30 s) plus the drain action's wait for a turn and the final grace."""
+    env = os.environ if environ is None else environ
+    try:
+        drain = float(env.get("WEBEX_MEDIA_DRAIN_TIMEOUT_S", "") or 30.0)
+    except ValueError:
+        drain = 30.0  # the worker itself refuses the value and exits
+    return max(0.0, drain) + 15.0

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
@@ -25,6 +25,9 @@ from .._ids import org_uuid
 from .._logging import get_logger
 from ..jws import CLAIM_ORG, JWSVerificationError, JWSVerifier
 from ._bounds import printable
+
+if TYPE_CHECKING:
+    from ._metrics import MediaMetrics
 
 __all__ = [
     "HEALTH_PREFIX",
@@ -149,9 +152,16 @@ def _rejecting(
 class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Verify the ``authorization`` metadata (raw or ``Bearer``) of every RPC."""
 
-    def __init__(self, verifier: JWSVerifier, *, exempt_health: bool = True) -> None:
+    def __init__(
+        self,
+        verifier: JWSVerifier,
+        *,
+        exempt_health: bool = True,
+        metrics: MediaMetrics | None = None,
+    ) -> None:
         self._verifier = verifier
         self._exempt = (*REFLECTION_PREFIXES, *((HEALTH_PREFIX,) if exempt_health else ()))
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -166,6 +176,7 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         token = token_from_metadata(handler_call_details.invocation_metadata)
         if token is None:
             details = "missing token in authorization metadata"
+            reason = "missing_token"
         else:
             try:
                 claims = await self._verifier.averify(token)
@@ -173,15 +184,24 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                 return handler if handler is None else _with_claims(handler, claims)
             except JWSVerificationError as exc:
                 details = f"token rejected: {exc.reason}"
+                reason = exc.reason
             except Exception as exc:  # key fetch failures etc.: still never an OK stream
                 _log.warning("token verification failed unexpectedly: %s", type(exc).__name__)
                 details = "token verification failed"
+                reason = "verifier_error"
+        if self._metrics is not None:
+            self._metrics.auth_refused("grpc", reason)
         tracking = _metadata_value(handler_call_details.invocation_metadata, "trackingid")
         _log.info(
             "%s rejected: %s",
             printable(method, 200),
             details,
-            extra={"trackingid": printable(tracking, 200)},
+            extra={
+                "trackingid": printable(tracking, 200),
+                "event": "auth_refused",
+                "reason": reason.partition(":")[0],
+                "transport": "grpc",
+            },
         )
         handler = await continuation(handler_call_details)
         if handler is None:

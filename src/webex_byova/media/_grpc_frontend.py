@@ -101,14 +101,18 @@ class GrpcFrontEnd:
             from ._auth import TokenAuthInterceptor
 
             interceptors.append(
-                TokenAuthInterceptor(self._verifier, exempt_health=not cfg.health_requires_auth)
+                TokenAuthInterceptor(
+                    self._verifier,
+                    exempt_health=not cfg.health_requires_auth,
+                    metrics=self._core.metrics,
+                )
             )
         server = aio.server(
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", cfg.max_message_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
                 *keepalive_options(cfg),
             ],
         )
@@ -150,9 +154,14 @@ class GrpcFrontEnd:
             request_iterator: AsyncIterator[bytes], context: _Context
         ) -> AsyncIterator[vva.VoiceVAResponse]:
             # gRPC needs an async generator function here to stream responses.
-            async with contextlib.aclosing(self.process(request_iterator, context)) as it:
-                async for response in it:
-                    yield response
+            metrics = self._core.metrics
+            metrics.stream_opened("grpc")
+            try:
+                async with contextlib.aclosing(self.process(request_iterator, context)) as it:
+                    async for response in it:
+                        yield response
+            finally:
+                metrics.stream_closed("grpc")
 
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,

@@ -90,6 +90,7 @@ _END_REASONS: Final = {
     "session_end": "ended",
     "idle_timeout": "timeout",
     "server_stop": "cancelled",
+    "connection_lost": "cancelled",
 }
 
 
@@ -230,6 +231,16 @@ class MediaMetrics:
         self.conversations_active.labels(transport).dec()
         self.conversations_ended.labels(transport, _bounded(outcome, OUTCOMES)).inc()
 
+    def conversation_resumed(self, transport: str) -> None:
+        """A conversation started elsewhere became live here (loaded from a shared store):
+        counted as active, not as started (the process that took its SESSION_START did)."""
+        self.conversations_active.labels(_bounded(transport, TRANSPORTS)).inc()
+
+    def conversation_released(self, transport: str) -> None:
+        """This process forgot its copy of a conversation another process continued (the
+        counterpart of :meth:`conversation_resumed`; not an end)."""
+        self.conversations_active.labels(_bounded(transport, TRANSPORTS)).dec()
+
     def conversation_evicted(self, reason: str) -> None:
         """A conversation was forgotten without SESSION_END (idle sweep, capacity, stop).
 
@@ -289,11 +300,12 @@ class MediaMetrics:
         """``count`` audio frames were sent."""
         self.frames_sent.labels(_bounded(transport, TRANSPORTS)).inc(count)
 
-    def frame_dropped(self, transport: str, reason: str) -> None:
-        """A caller frame was not used (``small``, ``large``, ``bad_rate``, ``after_close``)."""
+    def frame_dropped(self, transport: str, reason: str, count: int = 1) -> None:
+        """``count`` caller frames were not used (``small``, ``large``, ``bad_rate``,
+        ``after_close``)."""
         self.frames_dropped.labels(
             _bounded(transport, TRANSPORTS), _bounded(reason, DROP_REASONS)
-        ).inc()
+        ).inc(count)
 
     def frame_late(self, transport: str, count: int = 1) -> None:
         """``count`` outbound frames left after their pacing slot."""

@@ -177,6 +177,10 @@ class ConversationRecord:
     language_code: str = ""
     settings: InputSettings = field(default_factory=InputSettings)
     user_state: dict[str, Any] = field(default_factory=dict)
+    #: ``set_transcript``/``set_summary`` as plain ``{"text"|"ssml", "language_code"}``, kept
+    #: in the record so a conversation that moves to another process keeps them.
+    transcript: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-serialisable if ``user_state`` is), detached from ``self``.
@@ -196,6 +200,8 @@ class ConversationRecord:
             "language_code": self.language_code,
             "settings": {name: getattr(settings, name) for name in _SETTINGS_FIELDS},
             "user_state": copy.deepcopy(self.user_state) if self.user_state else {},
+            "transcript": dict(self.transcript) if self.transcript else None,
+            "summary": dict(self.summary) if self.summary else None,
         }
 
     @classmethod
@@ -204,4 +210,7 @@ class ConversationRecord:
         data = dict(data)
         data["settings"] = InputSettings(**data.get("settings", {}))
         data["user_state"] = copy.deepcopy(data.get("user_state") or {})
+        for name in ("transcript", "summary"):
+            value = data.get(name)
+            data[name] = dict(value) if value else None
         return cls(**data)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._logging import get_logger
 from .._optional import require
+from ._bounds import printable
 from ._model import ConversationRecord
 from .config import DEFAULT_STORE_KEY_PREFIX, MediaServerConfig, parse_conversation_store
 
@@ -111,6 +112,7 @@ class RedisConversationStore:
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self._max_connections = max_connections
         self._client: Redis | None = client
+        self._pool: Any = None  # the connection pool this store made (closed by aclose)
         self._owns_client = client is None
         self._script: AsyncScript | None = None
         self._versions: OrderedDict[str, int] = OrderedDict()
@@ -119,9 +121,13 @@ class RedisConversationStore:
     def _redis(self) -> Redis:
         if self._client is None:
             redis_asyncio = require("redis.asyncio", "redis")
-            self._client = redis_asyncio.from_url(
-                self.url, max_connections=self._max_connections, socket_timeout=10
+            # A blocking pool: under load (more concurrent turns than connections) a command
+            # waits for a free connection instead of failing with "Too many connections".
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=self._max_connections, timeout=10, socket_timeout=10
             )
+            self._client = redis_asyncio.Redis(connection_pool=pool)
+            self._pool = pool
         return self._client
 
     def _cas(self) -> AsyncScript:
@@ -161,8 +167,13 @@ class RedisConversationStore:
         return self._versions.get(conversation_id)
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
-        """Load the record (and remember its version), or None if absent or expired."""
-        version, data = await self._redis().hmget(self._key(conversation_id), ["v", "d"])
+        """Load the record (and remember its version), or None if absent or expired.
+
+        Waits for this store's pending writes of the conversation (a read after a write of
+        this process sees it).
+        """
+        async with self._serial(conversation_id):
+            version, data = await self._redis().hmget(self._key(conversation_id), ["v", "d"])
         if data is None or version is None:
             self._versions.pop(conversation_id, None)
             return None
@@ -200,10 +211,10 @@ class RedisConversationStore:
         found = int(version) if version not in (b"", "", None) else None
         _log.warning(
             "[%s] conversation record conflict: held %s, store has %s; write refused",
-            cid,
+            printable(cid),
             expected,
             found,
-            extra={"conversation_id": cid, "event": "store_conflict"},
+            extra={"conversation_id": printable(cid), "event": "store_conflict"},
         )
         raise ConversationConflictError(cid, expected, found)
 
@@ -221,8 +232,11 @@ class RedisConversationStore:
     async def aclose(self) -> None:
         """Close the connection pool (unless the client was given)."""
         client, self._client, self._script = self._client, None, None
+        pool, self._pool = self._pool, None
         if client is not None and self._owns_client:
             await client.aclose()
+        if pool is not None:
+            await pool.disconnect()
 
     def __repr__(self) -> str:
         spec = parse_conversation_store(self.url)
@@ -230,10 +244,15 @@ class RedisConversationStore:
 
 
 def conversation_store_for(config: MediaServerConfig) -> ConversationStore:
-    """The store ``config.conversation_store`` names (memory by default), TTL = idle timeout."""
+    """The store ``config.conversation_store`` names (memory by default).
+
+    Records live twice the idle timeout after their last write: the process holding a
+    conversation sees its record when its own idle sweep ends the call (an absent record
+    then means another process ended it), and an abandoned call's record still expires.
+    """
     from .store import InMemoryConversationStore
 
     spec = parse_conversation_store(config.conversation_store or "memory")
     if spec.kind == "memory":
         return InMemoryConversationStore()
-    return RedisConversationStore(spec.url, prefix=spec.key_prefix, ttl_s=config.idle_timeout_s)
+    return RedisConversationStore(spec.url, prefix=spec.key_prefix, ttl_s=2 * config.idle_timeout_s)

@@ -110,6 +110,7 @@ class WsFrontEnd:
         )
         self._owners: dict[str, ServerConnection] = {}  # conversation id -> owning socket
         self._sockets: set[ServerConnection] = set()
+        self._shutting_down = False
         self.port = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -145,9 +146,12 @@ class WsFrontEnd:
         return self.port
 
     async def begin_shutdown(self) -> None:
-        """Stop accepting sockets (the listener closes); open conversations go on."""
-        if self._server is not None:
-            self._server.close(close_connections=False)
+        """Refuse new sockets with HTTP 503 (each is a new conversation); open ones go on.
+
+        The listener stays open until :meth:`stop`, so Webex gets a clear answer (and can take
+        the flow's error path) instead of a refused connection while the server drains.
+        """
+        self._shutting_down = True
 
     async def stop(self, grace: float) -> None:
         """Close open sockets with 1001 after ``grace`` seconds (the listener first)."""
@@ -173,6 +177,8 @@ class WsFrontEnd:
         if path not in (VA_PATH, LIST_PATH):
             return ws.respond(HTTPStatus.NOT_FOUND, "not found\n")
         tracking = (request.headers.get("trackingId") or "")[:128]
+        if self._shutting_down:
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is draining\n")
         org: str | None = None
         if self._verifier is not None:
             reason = None
@@ -200,11 +206,17 @@ class WsFrontEnd:
                     _log.warning("token verification failed: %s", type(exc).__name__)
                     reason = "verification_failed"
             if reason is not None:
+                self._core.metrics.auth_refused("websocket", reason.partition(":")[0])
                 _log.info(
                     "WebSocket upgrade to %s refused: %s",
                     path,
                     reason,
-                    extra={"trackingid": tracking},
+                    extra={
+                        "trackingid": _printable(tracking),
+                        "event": "auth_refused",
+                        "reason": reason.partition(":")[0],
+                        "transport": "websocket",
+                    },
                 )
                 response = ws.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="byova"'
@@ -220,12 +232,15 @@ class WsFrontEnd:
             await ws.close(CLOSE_POLICY_VIOLATION)
             return
         self._sockets.add(ws)
+        metrics = self._core.metrics
+        metrics.stream_opened("websocket")
         try:
             if ws.request is not None and ws.request.path.split("?", 1)[0] == LIST_PATH:
                 await self._list(ws, peer)
             else:
                 await _Conversation(self, ws, peer).run()
         finally:
+            metrics.stream_closed("websocket")
             self._sockets.discard(ws)
 
     async def _list(self, ws: ServerConnection, peer: _Peer) -> None:

@@ -250,6 +250,17 @@ class MediaServerConfig(BaseModel):
         description="Where conversation records live: 'memory' (default) or a redis:// URL.",
         repr=False,  # a redis URL may hold a password
     )
+    drain_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="Graceful drain (SIGTERM): live conversations may continue this long "
+        "while new ones are refused; what is still live then gets drain_action.",
+    )
+    drain_action: Literal["transfer_to_agent", "end_session"] = Field(
+        "transfer_to_agent",
+        description="How a conversation still live when the drain times out is ended: "
+        "handed to a human agent (default) or ended with SESSION_END.",
+    )
 
     @field_validator("conversation_store")
     @classmethod

@@ -48,14 +48,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._ids import org_uuid
 from .._logging import get_logger
+from .._logsetup import configure_logging
 from ._bounds import check_first_request, printable
 from ._frontend import CallRejected, FrontEnd, TurnHandle
 from ._grpc_frontend import SERVICE_NAME, GrpcFrontEnd
-from ._messages import CallerRequest
+from ._messages import CallerRequest, EventIn
+from ._metrics import MediaMetrics, conversation_outcome
 from ._model import ConversationRecord, InputSettings, plain_data_problem
+from ._redis_store import ConversationConflictError, conversation_store_for
+from ._tracing import MediaTracer
 from .config import MediaServerConfig
 from .events import EVENT_NAMES, ErrorEvent, MediaEvent, SessionEnd, TurnEnded, TurnStarted
-from .session import HandlerCancelledError, Session, Transport, Turn, log_context, turn_kind
+from .session import (
+    HandlerCancelledError,
+    HandlerTimeoutError,
+    Session,
+    Transport,
+    Turn,
+    log_context,
+    turn_kind,
+)
 from .store import ConversationStore, InMemoryConversationStore
 from .vad import SpeechDetector, detector_from_config
 
@@ -143,9 +155,14 @@ class BYOVAMediaServer:
             provider, one agent ``"default"`` is offered.
         verifier: A :class:`~webex_byova.jws.JWSVerifier` for ``verify_tokens`` (default:
             built from the config).
-        store: Where conversation records are kept (default in memory).
+        store: Where conversation records are kept (default: ``config.conversation_store``,
+            in memory unless it names a ``redis://`` URL).
         detector_factory: ``(sample_rate, settings) -> SpeechDetector`` for end-pointing.
         clock: Monotonic clock in seconds (tests inject one).
+        metrics: Where the call core records its Prometheus metrics (default: a new
+            :class:`~webex_byova.media._metrics.MediaMetrics`, as :attr:`metrics`).
+        tracer_provider: OpenTelemetry tracer provider for conversation/turn spans (default:
+            the global one; a no-op without the ``otel`` extra).
     """
 
     def __init__(
@@ -157,8 +174,12 @@ class BYOVAMediaServer:
         store: ConversationStore | None = None,
         detector_factory: Callable[[int, InputSettings], SpeechDetector] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: MediaMetrics | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.config = config or MediaServerConfig()
+        self.metrics = metrics if metrics is not None else MediaMetrics()
+        self.tracer = MediaTracer(tracer_provider)
         self._clock = clock
         self._agents: list[VirtualAgent] = [
             VirtualAgent.parse(a) for a in (*self.config.agents, *agents)
@@ -170,7 +191,14 @@ class BYOVAMediaServer:
         self._connector: MediaConnector | None = None
         self._verifier = verifier
         self._owns_verifier = False
-        self._store: ConversationStore = store or InMemoryConversationStore()
+        self._store: ConversationStore = (
+            store if store is not None else conversation_store_for(self.config)
+        )
+        self._owns_store = store is None
+        #: a store other processes share: records may move (see _attach and expire_idle)
+        self._shared_store = not isinstance(self._store, InMemoryConversationStore)
+        self._draining = False
+        self._conversation_ended = asyncio.Event()  # set whenever one ends (drain waits)
         self._detector_factory = detector_factory
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -411,6 +439,12 @@ class BYOVAMediaServer:
         session_log = _log.getChild("handler")
         tracking = failed_turn.tracking_id if failed_turn is not None else session.tracking_id
         context = log_context(session.conversation_id, tracking)
+        transport = failed_turn.transport if failed_turn is not None else session._transport
+        timed_out = isinstance(exc, HandlerTimeoutError)
+        if timed_out:
+            self.metrics.handler_timeout(transport)
+        else:
+            self.metrics.handler_error(transport)
         session_log.error(
             "[%s] %s raised %s: %s",
             session.log_id,
@@ -418,7 +452,12 @@ class BYOVAMediaServer:
             type(exc).__name__,
             printable(exc, 500),
             exc_info=exc,
-            extra=context,
+            extra={
+                **context,
+                "event": "handler_error",
+                "outcome": "timeout" if timed_out else "error",
+                "transport": transport,
+            },
         )
         if not isinstance(event, ErrorEvent):
             error = ErrorEvent(session=session, turn=failed_turn, exception=exc, source=event)
@@ -442,6 +481,7 @@ class BYOVAMediaServer:
             )
         if turn is None:
             return
+        turn._failure = "timeout" if timed_out else "error"
         cfg = self.config
         text = cfg.error_prompt_text if cfg.error_response == "prompt" else None
         turn._error_reply(text, end_call=cfg.end_call_on_error, error=type(exc).__name__)
@@ -479,11 +519,24 @@ class BYOVAMediaServer:
         if self._live.get(session.conversation_id) is session:
             del self._live[session.conversation_id]
         self._spawn(self._store.delete(session.conversation_id))
+        self._conversation_ended.set()
+        outcome = conversation_outcome(reason)
+        self.metrics.conversation_ended(session._transport, outcome)
+        if reason in ("idle_timeout", "server_stop"):
+            self.metrics.conversation_evicted("idle" if reason == "idle_timeout" else reason)
+        session._span.end(outcome)
         _log.info(
-            "[%s] session ended: %s",
+            "[%s] session ended: %s (%s)",
             session.log_id,
             reason,
-            extra=log_context(session.conversation_id, session.tracking_id),
+            outcome,
+            extra={
+                **log_context(session.conversation_id, session.tracking_id),
+                "event": "session_end",
+                "outcome": outcome,
+                "reason": reason,
+                "transport": session._transport,
+            },
         )
         self.dispatch(event or SessionEnd(session=session, reason=reason))
 
@@ -491,6 +544,8 @@ class BYOVAMediaServer:
         async def run() -> None:
             try:
                 await coro
+            except ConversationConflictError:
+                pass  # the store logged it (a write of another process won; nothing lost)
             except Exception:
                 _log.exception("background task failed")
 
@@ -597,12 +652,18 @@ class BYOVAMediaServer:
         if self._stopping:
             raise CallRejected("unavailable", "server is shutting down")
 
-    async def _attach(self, first: CallerRequest, verified_org: str | None) -> Session:
+    async def _attach(
+        self, first: CallerRequest, verified_org: str | None, transport: Transport, tracking: str
+    ) -> Session:
         check_first_request(first)
         cid = first.conversation_id
+        if self._draining and cid not in self._live:
+            raise CallRejected("unavailable", "server is draining: no new conversations")
         org = self._bound_org(first.customer_org_id, verified_org)
         agent_id = first.virtual_agent_id
         session = self._live.get(cid)
+        if session is not None and self._shared_store:
+            await self._refresh(session)
         if session is None:
             record = await self._store.get(cid)
             resolved = await self._resolve_agent(agent_id, org, verified_org)
@@ -618,6 +679,7 @@ class BYOVAMediaServer:
                         f"too many conversations (max {self.config.max_conversations})",
                     )
                 now = self.clock()
+                loaded = record is not None
                 if record is None:
                     record = ConversationRecord(
                         conversation_id=cid,
@@ -630,6 +692,7 @@ class BYOVAMediaServer:
                 self._check_org(record.customer_org_id, verified_org)
                 session = Session(self, record)
                 self._live[cid] = session
+                self._began(session, transport, tracking, loaded=loaded)
                 self._spawn(self._store.put(record))
                 return session
         if agent_id and agent_id != session.virtual_agent_id:
@@ -643,6 +706,46 @@ class BYOVAMediaServer:
                 f"too many concurrent RPCs for conversation {printable(cid)}",
             )
         return session
+
+    def _began(
+        self, session: Session, transport: Transport, tracking: str, *, loaded: bool
+    ) -> None:
+        """A Session object now lives in this process: metrics, span and the start log."""
+        session._transport = transport
+        session._span = self.tracer.conversation(
+            session.conversation_id,
+            virtual_agent_id=session.virtual_agent_id,
+            transport=transport,
+            tracking_id=tracking,
+        )
+        if loaded:  # a turn of a conversation another process (or a restart) served before
+            self.metrics.conversation_resumed(transport)
+        else:
+            self.metrics.conversation_started(transport)
+        _log.info(
+            "[%s] conversation %s (%s, agent %s)",
+            session.log_id,
+            "loaded from the store" if loaded else "started",
+            transport,
+            printable(session.virtual_agent_id, 200),
+            extra={
+                **log_context(session.conversation_id, tracking),
+                "event": "session_resume" if loaded else "session_start",
+                "transport": transport,
+            },
+        )
+
+    async def _refresh(self, session: Session) -> None:
+        """Shared store: adopt the stored record when another process served later turns.
+
+        ``turns`` counts every turn opened for the conversation (in any process), so a stored
+        record with more turns than ours is newer: its ``session.state``, input settings and
+        transcript replace this process's stale copy. Reading also tells the store the
+        current version, so this process's next write builds on it.
+        """
+        record = await self._store.get(session.conversation_id)
+        if record is not None and record.turns > session.record.turns:
+            session.record = record
 
     @staticmethod
     def _check_org(conversation_org: str, verified_org: str | None) -> None:
@@ -691,13 +794,24 @@ class BYOVAMediaServer:
         """
         try:
             self._check_accepting()
-            session = await self._attach(first, verified_org)
+            try:
+                session = await self._attach(first, verified_org, transport, tracking_id)
+            except CallRejected:
+                raise
+            except Exception as exc:  # the conversation store failed (Redis down …)
+                _log.exception("[%s] conversation store failed", printable(first.conversation_id))
+                raise CallRejected("unavailable", "conversation store unavailable") from exc
         except CallRejected as rejected:
             _log.info(
                 "[%s] rejected: %s",
                 printable(first.conversation_id),
                 printable(rejected.detail, 300),
-                extra=log_context(first.conversation_id, tracking_id),
+                extra={
+                    **log_context(first.conversation_id, tracking_id),
+                    "event": "turn_rejected",
+                    "reason": rejected.kind,
+                    "transport": transport,
+                },
             )
             raise
         turn = session._open_turn(turn_kind(first), tracking_id, transport)
@@ -706,7 +820,12 @@ class BYOVAMediaServer:
         turn.log.debug("%s turn started (%s)", turn.kind, transport)
         self.dispatch(TurnStarted(session=session, turn=turn, kind=turn.kind))
         handle = TurnHandle(self, turn)
-        turn._handle(first)
+        hangup = isinstance(first.input, EventIn) and first.input.type == "session_end"
+        if session._drain_action is not None and not hangup:
+            # Drained: the conversation outlived drain_timeout_s; this is the turn that ends it.
+            turn._end_for_drain(session._drain_action)
+        else:
+            turn._handle(first)
         await handle.drain()
         return handle
 
@@ -756,6 +875,7 @@ class BYOVAMediaServer:
             self._verifier = self._build_verifier()
             self._owns_verifier = True
         self._stopping = False
+        self._draining = False
         verifier = self._verifier if cfg.verify_tokens else None
         grpc_front = GrpcFrontEnd(self, verifier=verifier) if cfg.transport != "websocket" else None
         ws_front = None
@@ -830,11 +950,85 @@ class BYOVAMediaServer:
             leeway=cfg.token_leeway_s,
         )
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Gracefully stop the server: refuse new RPCs, let live turns finish for ``grace``."""
+    async def drain(self, drain_timeout_s: float | None = None, *, grace: float = 5.0) -> int:
+        """Graceful drain: stop taking conversations, let the live ones end, end the rest.
+
+        Health goes NOT_SERVING and turns of *new* conversations are refused (``unavailable``:
+        gRPC ``UNAVAILABLE``, HTTP 503 on a WebSocket upgrade) while turns of live ones go on.
+        After ``drain_timeout_s`` seconds (default: the config's) every conversation still live is
+        ended with ``drain_action`` (``TRANSFER_TO_AGENT`` by default, or ``SESSION_END``): on
+        its open turn if it has one that can still answer, else on the next turn Webex opens
+        for it, waiting up to ``grace`` seconds for that turn (not at all when the drain timeout
+        is 0). A conversation that got no turn by then is left to :meth:`stop`, which logs it
+        as dropped. Returns how many
+        conversations were ended by the drain action. :meth:`serve` and ``byova serve`` run
+        this on SIGTERM/SIGINT (``stop(drain=True)``).
+        """
+        if not self._front_ends:
+            return 0
+        loop = asyncio.get_running_loop()
+        self._draining = True
+        for front in self._front_ends:
+            await front.begin_shutdown()
+        await self._forget_moved()
+        limit = (
+            self.config.drain_timeout_s if drain_timeout_s is None else max(0.0, drain_timeout_s)
+        )
+        _log.info(
+            "draining: %d live conversations continue for up to %gs; new ones refused",
+            len(self._live),
+            limit,
+            extra={"event": "drain"},
+        )
+        deadline = loop.time() + limit
+        while self._live and loop.time() < deadline:
+            await self._until(lambda: not self._live, min(deadline, loop.time() + 1.0))
+            await self._forget_moved()  # shared store: calls the balancer moved elsewhere
+        action = self.config.drain_action
+        ended = 0
+        for session in list(self._live.values()):
+            if session.ended or session._drain_action is not None:
+                continue
+            session._drain_action = action
+            turn = session.current_turn
+            if turn is not None and turn._end_for_drain(action):
+                ended += 1
+        waiting = [s for s in self._live.values() if not s.ended]
+        if waiting:
+            _log.warning(
+                "drain timed out: %d conversations get %s on their next turn",
+                len(waiting),
+                action,
+                extra={"event": "drain_timeout"},
+            )
+        # drain_timeout_s=0 asks for no waiting at all: nor for the next turns
+        wait = max(0.0, grace) if limit else 0.0
+        await self._until(lambda: all(s.ended for s in waiting), loop.time() + wait)
+        reason = "session_end" if action == "end_session" else "transfer_to_agent"
+        ended += sum(1 for s in waiting if s.ended and s.end_reason == reason)
+        return ended
+
+    async def _until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Wait until ``done()`` (checked whenever a conversation ends) or the loop's
+        ``deadline``."""
+        loop = asyncio.get_running_loop()
+        while not done() and loop.time() < deadline:
+            self._conversation_ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._conversation_ended.wait(), deadline - loop.time())
+
+    async def stop(self, grace: float = 5.0, *, drain: bool = False) -> None:
+        """Stop the server: refuse new RPCs, let turns in flight finish for ``grace``.
+
+        With ``drain=True`` a graceful :meth:`drain` comes first (live conversations continue
+        up to ``drain_timeout_s``, then get ``drain_action``). Without it, conversations still
+        live are ended at once (``server_stop``, logged as dropped).
+        """
         fronts = self._front_ends
         if not fronts:
             return
+        if drain:
+            await self.drain(grace=grace)
         self._stopping = True
         for front in fronts:
             await front.begin_shutdown()
@@ -844,9 +1038,16 @@ class BYOVAMediaServer:
                 await asyncio.wait_for(self._rpcs_idle.wait(), max(0.0, grace))
         for front in fronts:
             await front.stop(max(0.0, deadline - self.clock()))
-        for session in list(self._live.values()):
-            if not session.ended:
-                session._end("server_stop", None)
+        await self._forget_moved()
+        dropped = [s for s in self._live.values() if not s.ended]
+        if dropped:
+            _log.warning(
+                "stopping with %d live conversations: dropped without a transfer",
+                len(dropped),
+                extra={"event": "server_stop"},
+            )
+        for session in dropped:
+            session._end("server_stop", None)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -863,6 +1064,10 @@ class BYOVAMediaServer:
             with contextlib.suppress(Exception):
                 await self._verifier.aclose()
             self._verifier = None
+        close_store = getattr(self._store, "aclose", None) if self._owns_store else None
+        if close_store is not None:
+            with contextlib.suppress(Exception):
+                await close_store()
         self._grpc = None
         self._ws = None
         self._front_ends = []
@@ -874,8 +1079,22 @@ class BYOVAMediaServer:
         await self._stopped.wait()
 
     async def serve(self) -> None:
-        """Start the server and wait until interrupted (SIGINT/SIGTERM), then stop."""
+        """Start the server and wait until interrupted (SIGINT/SIGTERM), then drain and stop.
+
+        Configures logging (``log_level``, ``WEBEX_MEDIA_LOG_FORMAT``) unless the application
+        already did, and serves :attr:`metrics` on ``/metrics`` when ``metrics_port`` is set;
+        a signal runs the graceful :meth:`drain` before stopping.
+        """
+        configure_logging(self.config.log_level)
         await self.start()
+        exporter = None
+        if self.config.metrics_port is not None:
+            from ._metrics import start_metrics_server
+
+            exporter = start_metrics_server(
+                self.config.metrics_port, self.config.host, metrics=self.metrics
+            )
+            _log.info("metrics on %s", exporter.url)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         installed = []
@@ -894,7 +1113,11 @@ class BYOVAMediaServer:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            await self.stop()
+            try:
+                await self.stop(drain=True)
+            finally:
+                if exporter is not None:
+                    exporter.stop()
 
     async def __aenter__(self) -> BYOVAMediaServer:
         await self.start()
@@ -915,8 +1138,47 @@ class BYOVAMediaServer:
             if not s.turns and now - s.record.last_active >= limit and not s.ended
         ]
         for session in expired:
-            session._end("idle_timeout", None)
+            if self._shared_store and await self._moved(session):
+                continue
+            if not session.ended and not session.turns:
+                session._end("idle_timeout", None)
         return len(expired)
+
+    async def _forget_moved(self) -> None:
+        """Shared store: forget copies of conversations other processes continued or ended
+        (they must not hold up a drain, nor be ended a second time by a stop)."""
+        if self._shared_store:
+            for session in list(self._live.values()):
+                if not session.turns and not session.ended:
+                    await self._moved(session)
+
+    async def _moved(self, session: Session) -> bool:
+        """Shared store: forget (quietly) a copy another process took over or ended.
+
+        Only the process holding the newest record ends an idle conversation, so handlers see
+        one ``session_end`` per call. True if ``session`` was forgotten.
+        """
+        try:
+            record = await self._store.get(session.conversation_id)
+        except Exception:
+            _log.exception("[%s] conversation store read failed", session.log_id)
+            return False
+        if record is not None and record.turns <= session.record.turns:
+            return False
+        if self._live.get(session.conversation_id) is session:
+            del self._live[session.conversation_id]
+        session._forget("moved" if record is not None else "ended_elsewhere")
+        self.metrics.conversation_released(session._transport)
+        session._span.end("moved")
+        _log.debug(
+            "[%s] conversation continued elsewhere; local copy forgotten",
+            session.log_id,
+            extra={
+                **log_context(session.conversation_id, session.tracking_id),
+                "event": "session_moved",
+            },
+        )
+        return True
 
     def expire_overdue_turns(self) -> int:
         """Answer turns whose handlers overran ``handler_timeout_s``; return how many.

@@ -55,6 +55,7 @@ from ._messages import (
 )
 from ._model import ConversationRecord, InputSettings, PlainState, plain_data_problem
 from ._responses import boundary_response, chunk_response, final_response, output_event
+from ._tracing import ConversationSpan
 from .events import (
     AudioInput,
     BargeIn,
@@ -72,6 +73,7 @@ from .events import (
 from .vad import SpeechDetector, SpeechEnded, SpeechStarted
 
 if TYPE_CHECKING:
+    from ._metrics import MediaMetrics
     from .config import MediaServerConfig
 
 __all__ = [
@@ -97,6 +99,9 @@ _EVENT_KINDS: dict[str, TurnKind] = {
     "custom_event": "custom_event",
 }
 Transport = Literal["grpc", "websocket"]
+#: Turn.__init__'s ``_dropped`` keys -> the metric's drop reasons (``empty`` is no frame).
+_DROP_METRIC = {"small": "small", "large": "large", "bad": "bad_rate", "after_close": "after_close"}
+_NO_SPAN = ConversationSpan(None, None, {})
 
 
 def turn_kind(request: CallerRequest) -> TurnKind:
@@ -138,6 +143,7 @@ class _Hub(Protocol):
     """What sessions need from the server (implemented by ``BYOVAMediaServer``)."""
 
     config: MediaServerConfig
+    metrics: MediaMetrics
 
     def clock(self) -> float: ...
 
@@ -291,7 +297,16 @@ class Turn:
         self._preroll_bytes = 0
         self._utterance: list[bytes] = []
         self._utterance_bytes = 0
-        self._dropped = {"small": 0, "large": 0, "empty": 0, "bad": 0}
+        self._dropped = {"small": 0, "large": 0, "empty": 0, "bad": 0, "after_close": 0}
+        # metrics, recorded once per turn (_after_final / _close)
+        self._span = session._span.turn(index, kind, tracking_id=tracking_id)
+        self._frames_in = 0
+        self._frames_out = 0
+        self._frames_late = 0
+        self._input_end_at: float | None = None  # END_OF_INPUT / DTMF / event arrival
+        self._first_reply_at: float | None = None
+        self._failure: str | None = None  # "error" | "timeout": answered by the error path
+        self._recorded = False
         self._first_handled = False
         self._input_delivered = False
         # audio_input events, handed to one consumer task in order (bounded by drain())
@@ -637,6 +652,8 @@ class Turn:
                     while self._error_tasks:
                         await asyncio.wait(set(self._error_tasks))
                     response = self._build_final()
+                    if self._first_reply_at is None:
+                        self._first_reply_at = self._hub.clock()
                     yield response
                     self._after_final(response)
                     continue
@@ -719,6 +736,8 @@ class Turn:
                 if now - self._play_origin > self._play_sent_s:
                     # Playback ran dry (a pause between prompts, or a slow source): it cannot be
                     # ahead of what was sent, so pace from here instead of bursting the backlog.
+                    if self._play_sent_s:
+                        self._frames_late += 1  # this chunk leaves after its slot
                     self._play_origin = now - self._play_sent_s
                 delay = _audio.pace_delay(
                     self._play_sent_s,
@@ -743,6 +762,9 @@ class Turn:
             yield None
             return
         self._play_sent_s += len(chunk) / rate
+        self._frames_out += 1
+        if self._first_reply_at is None:
+            self._first_reply_at = clock()
         yield chunk_response(chunk)
 
     def _build_final(self) -> AgentResponse:
@@ -808,8 +830,54 @@ class Turn:
             self._request_final()
         return True
 
+    def _record(self, outcome: str) -> None:
+        """Metrics and span of the turn's answer (once): outcome, latency, frames."""
+        if self._recorded:
+            return
+        self._recorded = True
+        start, first = self._input_end_at, self._first_reply_at
+        latency = first - start if start is not None and first is not None else None
+        self._hub.metrics.turn_finished(self.transport, outcome, latency)
+        if latency is not None:
+            self._span.event("first_reply_byte", latency_s=latency)
+        self._span.end(outcome)
+
+    def _record_frames(self) -> None:
+        metrics, transport = self._hub.metrics, self.transport
+        if self._frames_in:
+            metrics.frames_in(transport, self._frames_in)
+        if self._frames_out:
+            metrics.frames_out(transport, self._frames_out)
+        if self._frames_late:
+            metrics.frame_late(transport, self._frames_late)
+        for key, reason in _DROP_METRIC.items():
+            if self._dropped[key]:
+                metrics.frame_dropped(transport, reason, self._dropped[key])
+
+    def _end_for_drain(self, action: str) -> bool:
+        """The server drains: end the conversation on this turn with ``action``; False if it
+        can no longer answer."""
+        if self._final_requested or self._closed:
+            return False
+        self._first_handled = True
+        if action == "end_session":
+            self.end_session(name="server_draining")
+        else:
+            self.transfer_to_agent(name="server_draining")
+        return True
+
     def _after_final(self, response: AgentResponse) -> None:
         self._final_sent = True
+        self._frames_out += sum(1 for p in response.prompts if p.audio)
+        if self._failure is not None:
+            outcome = self._failure
+        elif not self._terminal:
+            outcome = "completed"
+        elif self._events[0].type == "transfer_to_agent":
+            outcome = "transfer"
+        else:
+            outcome = "caller_hangup" if self.session._hangup else "ended"
+        self._record(outcome)
         done = getattr(self, "_final_done", None)
         if done is not None and not done.done():
             done.set_result(True)
@@ -943,6 +1011,10 @@ class Turn:
         if any(self._dropped.values()):
             self.log.debug("dropped frames: %s", self._dropped)
         self.session._release_detector(self)
+        self._record(
+            "completed" if self._complete_requested and not self._dropped_call else "cancelled"
+        )
+        self._record_frames()
         self.session._turn_closed(self)
 
     # ------------------------------------------------------------------ reader side
@@ -1035,6 +1107,7 @@ class Turn:
         if isinstance(item, AudioIn):
             self._on_audio(item)
         elif isinstance(item, DtmfIn):
+            self._input_end_at = self._hub.clock()
             self.session._deliver(
                 DtmfInput(
                     session=self.session,
@@ -1069,6 +1142,7 @@ class Turn:
         elif et == "session_end":
             session._caller_ended(self, event.name, params)
         elif et == "no_input":
+            self._input_end_at = self._hub.clock()
             session._deliver(
                 NoInput(session=session, turn=self, event_name=event.name, parameters=params)
             )
@@ -1076,6 +1150,7 @@ class Turn:
             session._caller_input_started("dtmf", self)
             self._hub.dispatch(StartOfDtmf(session=session, turn=self))
         elif et == "custom_event":
+            self._input_end_at = self._hub.clock()
             session._deliver(
                 CustomEvent(session=session, turn=self, event_name=event.name, parameters=params)
             )
@@ -1084,7 +1159,9 @@ class Turn:
 
     def _on_audio(self, voice: AudioIn) -> None:
         data = voice.audio
+        self._frames_in += 1
         if self._input_ended:
+            self._dropped["after_close"] += 1
             return
         # Metadata first: Webex may declare encoding/rate on a frame without (enough) audio
         # and send only caller_audio afterwards; later frames inherit what was declared.
@@ -1139,7 +1216,8 @@ class Turn:
                 self._speech_started(vad_event.onset_ms)
             elif isinstance(vad_event, SpeechEnded):
                 self._end_input(
-                    "silence" if vad_event.reason == "complete_timeout" else "max_speech"
+                    "silence" if vad_event.reason == "complete_timeout" else "max_speech",
+                    (vad_event.at_ms - vad_event.last_voice_ms) / 1000,
                 )
                 return
 
@@ -1181,12 +1259,17 @@ class Turn:
         self.session._caller_input_started("speech", self)
         self._hub.dispatch(StartOfInput(session=self.session, turn=self, offset_ms=onset_ms))
 
-    def _end_input(self, reason: str) -> None:
+    def _end_input(self, reason: str, delay_s: float | None = None) -> None:
+        """End the caller's input; ``delay_s``: the end-pointer's wait after the last speech."""
         self._input_ended = True
         self._audio_done()
         if not self._speaking and reason != "handler":
             return
         self._speaking = False
+        self._input_end_at = self._hub.clock()
+        if delay_s is not None:
+            self._hub.metrics.end_of_input(self.transport, delay_s)
+            self._span.event("end_of_input", delay_s=delay_s)
         self._send_urgent(self._boundary("end_of_input", "end_of_input"))
         pcm = b"".join(self._utterance)
         self._utterance = []
@@ -1271,8 +1354,6 @@ class Session:
         self.end_reason = ""
         self._waiter: tuple[asyncio.Future[InputEvent], asyncio.Task[Any] | None] | None = None
         self._playing: Turn | None = None
-        self._transcript: TextSpec | None = None
-        self._summary: TextSpec | None = None
         self._wav_playback: tuple[Turn, float] | None = None
         self._idle_since = hub.clock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -1282,6 +1363,11 @@ class Session:
         self._detector: SpeechDetector | None = None
         self._detector_key: tuple[int, int, int] | None = None
         self._detector_owner: Turn | None = None
+        # set by the server when the Session object is created in this process
+        self._transport: Transport = "grpc"
+        self._span: ConversationSpan = _NO_SPAN
+        self._drain_action: str | None = None  # the server drains: end on the next turn
+        self._hangup = False
 
     def __repr__(self) -> str:
         return (
@@ -1305,6 +1391,23 @@ class Session:
     def settings(self) -> InputSettings:
         """Current input settings (mode, DTMF, speech timers) sent with every FINAL."""
         return self.record.settings
+
+    # transcript/summary live in the record (plain data), so they move with the conversation
+    @property
+    def _transcript(self) -> TextSpec | None:
+        return _spec_of(self.record.transcript)
+
+    @_transcript.setter
+    def _transcript(self, value: TextSpec | None) -> None:
+        self.record.transcript = _plain_spec(value)
+
+    @property
+    def _summary(self) -> TextSpec | None:
+        return _spec_of(self.record.summary)
+
+    @_summary.setter
+    def _summary(self, value: TextSpec | None) -> None:
+        self.record.summary = _plain_spec(value)
 
     @property
     def ended(self) -> bool:
@@ -1511,6 +1614,7 @@ class Session:
         # one), as the reference gateway does; it also carries a transcript/summary if set.
         turn._events.insert(0, output_event("session_end", "session_ended_by_client", None))
         turn._terminal = True
+        self._hangup = True
         event = SessionEnd(
             session=self, turn=turn, reason="caller_ended", event_name=name, parameters=params
         )
@@ -1520,8 +1624,8 @@ class Session:
         if not self._ended:
             self._end(kind, SessionEnd(session=self, turn=None, reason=kind))
 
-    def _end(self, reason: str, event: SessionEnd | None) -> None:
-        """Mark ended, fail a waiting collect_input, let the hub drop and notify."""
+    def _forget(self, reason: str) -> None:
+        """Mark ended without ``session_end`` (the conversation went on in another process)."""
         self._ended = True
         self.end_reason = reason
         waiter = self._waiter
@@ -1529,8 +1633,26 @@ class Session:
             waiter[0].set_exception(SessionEndedError(f"conversation ended: {reason}"))
             waiter[0].exception()  # retrieved by the waiter; avoid "never retrieved" noise
         self._waiter = None
+
+    def _end(self, reason: str, event: SessionEnd | None) -> None:
+        """Mark ended, fail a waiting collect_input, let the hub drop and notify."""
+        self._forget(reason)
         by = event.turn if event is not None else None
         for turn in list(self.turns):
             if turn is not by:
                 turn._drop()
         self._hub.session_ended(self, reason, event)
+
+
+def _plain_spec(value: TextSpec | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"text": value.text, "ssml": value.ssml, "language_code": value.language_code}
+
+
+def _spec_of(data: Mapping[str, Any] | None) -> TextSpec | None:
+    if not data:
+        return None
+    return TextSpec(
+        text=data.get("text"), ssml=data.get("ssml"), language_code=data.get("language_code", "")
+    )
