@@ -21,6 +21,9 @@ from pipecat.frames.frames import (  # noqa: E402
     InputAudioRawFrame,
     InputDTMFFrame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
     MetricsFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -65,16 +68,18 @@ class Record:
     metrics: int = 0
     connected: int = 0
     disconnected: int = 0
+    pipecat_turns: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ScriptedBot(FrameProcessor):
     """A zero-latency bot: answers each utterance with ``reply_ms`` of audio (as a TTS would:
     TTSStarted, audio, TTSStopped), keys with a spoken text (TTSSpeakFrame, no TTS service:
-    a Webex text prompt), ``0`` with a transfer and ``9`` by ending the pipeline.
+    a Webex text prompt), ``3`` with an LLM-style streamed text, ``0`` with a transfer, ``9``
+    by ending the pipeline and ``7`` not at all.
 
-    ``pieces``/``piece_delay`` cut the reply into slow pieces (a TTS still generating) for
-    the barge-in test.
+    ``pieces``/``piece_delay`` cut the reply into slow pieces (a TTS still generating), spoken
+    in a task an interruption cancels, as pipecat services do.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class ScriptedBot(FrameProcessor):
         self.reply_ms = reply_ms
         self.pieces = pieces
         self.piece_delay = piece_delay
+        self._speaking: asyncio.Task[None] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -95,13 +101,16 @@ class ScriptedBot(FrameProcessor):
             return  # consumed
         if isinstance(frame, InterruptionFrame):
             record.interruptions += 1
+            if self._speaking is not None:
+                await self.cancel_task(self._speaking)
+                self._speaking = None
         elif isinstance(frame, MetricsFrame):
             record.metrics += 1
         elif isinstance(frame, UserStartedSpeakingFrame | UserStoppedSpeakingFrame):
             record.frames.append(type(frame).__name__)
         await self.push_frame(frame, direction)
         if isinstance(frame, UserStoppedSpeakingFrame):
-            await self._speak()
+            self._speaking = self.create_task(self._speak())
         elif isinstance(frame, InputDTMFFrame):
             key = frame.button.value
             record.keys.append(key)
@@ -110,7 +119,12 @@ class ScriptedBot(FrameProcessor):
             elif key == "9":
                 await self.push_frame(TTSSpeakFrame("Goodbye."))
                 await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
-            else:
+            elif key == "3":
+                await self.push_frame(LLMFullResponseStartFrame())
+                for token in ("Your ", "balance ", "is ", "zero."):
+                    await self.push_frame(LLMTextFrame(token))
+                await self.push_frame(LLMFullResponseEndFrame())
+            elif key != "7":
                 await self.push_frame(TTSSpeakFrame(f"You pressed {key}."))
 
     async def _speak(self) -> None:
@@ -175,6 +189,17 @@ def pipecat_server(
             enable_rtvi=False,
             idle_timeout_secs=None,
         )
+        turns = worker.turn_tracking_observer
+        assert turns is not None
+
+        @turns.event_handler("on_turn_started")
+        async def turn_started(observer: Any, number: int) -> None:
+            record.pipecat_turns.append(f"started {number}")
+
+        @turns.event_handler("on_turn_ended")
+        async def turn_ended(observer: Any, number: int, duration: float, cut: bool) -> None:
+            record.pipecat_turns.append(f"ended {number}")
+
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         try:

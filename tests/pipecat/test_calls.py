@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from webex_byova.integrations.pipecat import BYOVATransportParams
 from webex_byova.media.assets import load
 
-from .conftest import WELCOME, pipecat_server
+from .conftest import WELCOME, ScriptedBot, pipecat_server
 
 HELLO = load("speech_hello.wav")
 
@@ -37,3 +38,98 @@ async def test_welcome_utterance_dtmf_transfer(place_call) -> None:
         assert record.audio_in_bytes > 0
         assert record.connected == 1
         assert record.disconnected == 1
+
+
+async def test_text_streamed_by_an_llm_with_no_tts_is_one_prompt(place_call) -> None:
+    bot = pipecat_server()
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        answer = await caller.press("3")
+        assert answer.texts == ["Your balance is zero."]
+        assert len(answer.finals) == 1
+
+
+async def test_barge_in_cancels_the_bot_output(place_call) -> None:
+    # A 2 s reply generated in 20 slow pieces: the caller talks over it on the next RPC.
+    bot = pipecat_server(bot=lambda r: ScriptedBot(r, reply_ms=2000, pieces=20, piece_delay=0.05))
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        first = caller.open("audio")
+        talking = asyncio.create_task(caller.say(wav=HELLO, turn=first))
+        while not first.result.chunks:  # the reply started streaming
+            await asyncio.sleep(0.01)
+        second = await caller.say(wav=HELLO)
+        cut = await talking
+        assert len(cut.finals) == 1
+        assert 0 < len(cut.audio) < 16000  # the rest of the 2 s (16000 µ-law bytes) never went
+        assert second.event_types[:2] == ["START_OF_INPUT", "END_OF_INPUT"]
+        assert len(second.audio) == 16000  # the next reply plays whole
+        record = bot.records[0]
+        assert record.interruptions >= 1
+        await caller.end_session()
+        await asyncio.wait_for(record.finished.wait(), 5)
+
+
+async def test_caller_hang_up_ends_the_pipeline(place_call) -> None:
+    bot = pipecat_server()
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        await caller.say(wav=HELLO)
+        bye = await caller.end_session()
+        assert bye.ok
+        record = bot.records[0]
+        await asyncio.wait_for(record.finished.wait(), 5)
+        assert record.disconnected == 1
+        assert not bot.server.sessions
+
+
+async def test_end_frame_ends_the_session(place_call) -> None:
+    bot = pipecat_server()
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        goodbye = await caller.press("9")  # TTSSpeakFrame("Goodbye."), then the EndFrame
+        assert goodbye.texts == ["Goodbye."]
+        assert len(goodbye.finals) == 1
+        await asyncio.wait_for(bot.records[0].finished.wait(), 5)
+        # The EndFrame came after that reply's FINAL: Webex's next turn gets SESSION_END.
+        last = await caller.say(wav=HELLO)
+        assert last.has_event("SESSION_END")
+        assert last.terminal
+        assert not bot.server.sessions
+
+
+async def test_no_input_and_a_silent_bot_are_answered(place_call) -> None:
+    params = BYOVATransportParams(audio_in_sample_rate=16000, reply_timeout_s=0.3)
+    bot = pipecat_server(params=params)
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        nudge = await caller.no_input()
+        assert nudge.texts == ["Are you still there?"]
+        silent = await caller.press("7")  # the bot says nothing: an empty FINAL, in bounded time
+        assert silent.ok
+        assert len(silent.finals) == 1
+        assert not silent.texts
+        event = await caller.custom_event("order_status")  # no on_custom_event handler
+        assert len(event.finals) == 1
+
+
+async def test_pipecat_and_server_both_see_the_turn(place_call) -> None:
+    bot = pipecat_server()
+    ours: list[tuple[str, str]] = []
+    bot.server.on("turn_ended")(lambda e: ours.append((e.kind, e.outcome)))
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        await caller.say(wav=HELLO)
+        await caller.end_session()
+        record = bot.records[0]
+        await asyncio.wait_for(record.finished.wait(), 5)
+    assert ("audio", "completed") in ours
+    assert record.pipecat_turns[:1] == ["started 1"]
+    assert "ended 1" in record.pipecat_turns
+    assert record.metrics >= 1  # enable_metrics: pipecat's metrics frames flow

@@ -177,8 +177,7 @@ class _CallLink:
             return reply.done
         reply.timer = loop.call_later(self.reply_timeout, self._timed_out, reply)
         self.pending.append(reply)
-        if self.end_requested is not None:  # the bot ended the call while no turn was open
-            self._terminal(self.end_requested)
+        self.retry_terminal()
         return reply.done
 
     def _timed_out(self, reply: _Reply) -> None:
@@ -332,6 +331,11 @@ class _CallLink:
             turn.end_session(text)
         for reply in list(self.pending):
             self._answer(reply)
+
+    def retry_terminal(self) -> None:
+        """A turn opened: send the transfer or end the bot asked for while none was open."""
+        if self.end_requested is not None:
+            self._terminal(self.end_requested)
 
     def pipeline_ended(self, *, cancelled: bool) -> None:
         """An EndFrame (after all queued audio) or a CancelFrame reached the output."""
@@ -541,6 +545,8 @@ class BYOVATransport(BaseTransport):
         link, input_ = self._link, self._input
         server_turns = self.params.turn_taking == "server"
         if isinstance(event, AudioInput):
+            if link.end_requested is not None:  # the bot ended the call between two turns
+                link.retry_terminal()
             await input_.caller_audio(event.pcm16, event.sample_rate)
         elif isinstance(event, StartOfInput | StartOfDtmf):
             if not server_turns:
