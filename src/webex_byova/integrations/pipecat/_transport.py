@@ -43,6 +43,8 @@ from pipecat.frames.frames import (
     TTSTextFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_input import BaseInputTransport
@@ -552,6 +554,8 @@ class BYOVATransport(BaseTransport):
             if not server_turns:
                 return
             if isinstance(event, StartOfInput):
+                # The server's end-pointer is the VAD: segmented STT services cut on VAD frames.
+                await input_.push_when_running(VADUserStartedSpeakingFrame())
                 await input_.push_when_running(UserStartedSpeakingFrame())
             if self.params.interruptions:
                 link.interrupted()
@@ -563,6 +567,7 @@ class BYOVATransport(BaseTransport):
             done = link.expect_reply(turn)
             if isinstance(event, Utterance):
                 if server_turns:
+                    await input_.push_when_running(VADUserStoppedSpeakingFrame())
                     await input_.push_when_running(UserStoppedSpeakingFrame())
             elif isinstance(event, DtmfInput):
                 for key in event.digits:
