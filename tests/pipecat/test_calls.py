@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from pipecat.frames.frames import InputAudioRawFrame, UserStoppedSpeakingFrame
+
 from webex_byova.integrations.pipecat import BYOVATransportParams
 from webex_byova.media.assets import load
 
-from .conftest import WELCOME, ScriptedBot, pipecat_server
+from .conftest import RATE, WELCOME, ScriptedBot, pipecat_server
 
 HELLO = load("speech_hello.wav")
 
@@ -133,3 +135,35 @@ async def test_pipecat_and_server_both_see_the_turn(place_call) -> None:
     assert record.pipecat_turns[:1] == ["started 1"]
     assert "ended 1" in record.pipecat_turns
     assert record.metrics >= 1  # enable_metrics: pipecat's metrics frames flow
+
+
+class EndsTurnAfterAudio(ScriptedBot):
+    """Plays the pipeline's turn analyzer: after ~0.6 s of caller audio it decides the caller
+    is done (UserStoppedSpeakingFrame), long before the server's own end-pointer would."""
+
+    async def process_frame(self, frame, direction) -> None:
+        if isinstance(frame, InputAudioRawFrame) and not self.record.frames:
+            self.record.audio_in_bytes += len(frame.audio)
+            if self.record.audio_in_bytes >= RATE * 2 * 6 // 10:
+                self.record.frames.append("decided")
+                await self.push_frame(UserStoppedSpeakingFrame())
+                self._speaking = self.create_task(self._speak())
+            return
+        await super().process_frame(frame, direction)
+
+
+async def test_pipecat_turn_taking_ends_the_input_on_the_wire(place_call) -> None:
+    params = BYOVATransportParams(audio_in_sample_rate=RATE, turn_taking="pipecat")
+    # The server's own end of speech would need 5 s of silence: the caller sends 2 s at most.
+    bot = pipecat_server(bot=EndsTurnAfterAudio, params=params, complete_timeout_ms=5000)
+    reasons: list[str] = []
+    bot.server.on("utterance")(lambda event: reasons.append(event.reason))
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        spoken = await caller.say(wav=HELLO)
+        assert "END_OF_INPUT" in spoken.event_types
+        assert spoken.frames_sent < len(caller.frames(wav=HELLO, trailing_silence_ms=2000))
+        assert reasons == ["handler"]  # turn.end_input(), on the pipeline's decision
+        assert len(spoken.audio) == 8000 * 400 // 1000  # and the bot's reply came with it
+        assert bot.records[0].frames[0] == "decided"  # no UserStartedSpeakingFrame pushed

@@ -172,6 +172,9 @@ class _CallLink:
 
     def expect_reply(self, turn: Turn) -> asyncio.Future[bool]:
         """``turn`` waits for the bot; the returned future is done once it got its FINAL."""
+        for waiting in self.pending:
+            if waiting.turn is turn:
+                return waiting.done
         loop = asyncio.get_running_loop()
         reply = _Reply(turn, loop.create_future())
         if self.ended or turn.closed or turn.finished:
@@ -536,9 +539,13 @@ class BYOVATransport(BaseTransport):
         return bool(handler is not None and handler.handlers)
 
     def _end_caller_input(self) -> None:
+        """``turn_taking="pipecat"``: the pipeline decided the caller is done: END_OF_INPUT."""
         turn = self.session.current_turn
-        if turn is not None and turn.kind == "audio":
+        if turn is not None and turn.kind == "audio" and not self._link.ended:
             turn.end_input()
+            # The turn awaits the bot from now on, before its utterance event is even routed:
+            # the bot's answer may be under way already.
+            self._link.expect_reply(turn)
 
     # ------------------------------------------------------------------ caller events
 
