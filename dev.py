@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ VENV = ROOT / ".venv"
 #: The main environment: every extra and pipecat-ai, which needs protobuf<7 (so protobuf 6).
 MAIN_EXTRAS = "all,pipecat"
 #: Dev tools the main environment cannot hold: grpcio-tools 1.85 requires protobuf>=7.35.
-_MAIN_SKIP = ("grpcio-tools",)
+_MAIN_SKIP = frozenset({"grpcio-tools"})
 #: A second environment on protobuf 7 without pipecat: the committed stubs are generated and
 #: checked there (grpcio-tools), and the media suites pass there too.
 COMPAT_VENV = ROOT / ".venv-protobuf7"
@@ -40,7 +41,7 @@ COMPAT_PINS = ("protobuf>=7.35.1,<8",)
 COMPAT_EXTRAS = "all"
 COMPAT_TESTS = ("tests/media", "tests/proxy", "tests/media_audio")
 #: Dev tools the compat environment does not need (they only lint/type-check).
-_COMPAT_SKIP = ("mypy", "ruff")
+_COMPAT_SKIP = frozenset({"mypy", "ruff"})
 
 
 def _venv_python(venv_dir: Path = VENV) -> Path:
@@ -74,21 +75,21 @@ def _ensure(venv_dir: Path, extras: str, requirements: list[str]) -> Path:
     return python
 
 
-def _dev_group() -> list[str]:
+def _dev_group(skip: frozenset[str] = frozenset()) -> list[str]:
+    """The ``dev`` dependency group, without the distributions named in ``skip``."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return list(pyproject["dependency-groups"]["dev"])
+    reqs = pyproject["dependency-groups"]["dev"]
+    return [req for req in reqs if re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0] not in skip]
 
 
 def ensure_venv() -> Path:
     """Create ``.venv`` if needed: the package with every extra, pipecat and the dev group."""
-    tools = [req for req in _dev_group() if not req.startswith(_MAIN_SKIP)]
-    return _ensure(VENV, MAIN_EXTRAS, tools)
+    return _ensure(VENV, MAIN_EXTRAS, _dev_group(_MAIN_SKIP))
 
 
 def ensure_compat_venv() -> Path:
     """``.venv-protobuf7``: every extra but pipecat, the test tools and grpcio-tools."""
-    tools = [req for req in _dev_group() if not req.startswith(_COMPAT_SKIP)]
-    return _ensure(COMPAT_VENV, COMPAT_EXTRAS, [*tools, *COMPAT_PINS])
+    return _ensure(COMPAT_VENV, COMPAT_EXTRAS, [*_dev_group(_COMPAT_SKIP), *COMPAT_PINS])
 
 
 def _bin(name: str) -> Path:
