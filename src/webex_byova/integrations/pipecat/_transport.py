@@ -167,6 +167,9 @@ class _CallLink:
         self.ended = False  # the call is over
         self.pipeline_ending = False  # an EndFrame/CancelFrame reached the output
         self.end_requested: BYOVATransferFrame | Literal["end"] | None = None
+        # InterruptionFrames we broadcast ourselves (caller input, turn_taking="server"): they
+        # were handled when sent, and must not cut a reply that started since.
+        self.own_interruptions = 0
 
     # ------------------------------------------------------------------ turns awaiting replies
 
@@ -274,7 +277,10 @@ class _CallLink:
     def observe(self, frame: Frame) -> None:
         """A frame leaving the output transport downstream (in order with the bot audio)."""
         if isinstance(frame, InterruptionFrame):
-            self.interrupted()
+            if self.own_interruptions:
+                self.own_interruptions -= 1
+            else:
+                self.interrupted()
         elif isinstance(frame, LLMFullResponseStartFrame):
             self.tracker.llm_started()
         elif isinstance(frame, LLMFullResponseEndFrame):
@@ -564,8 +570,9 @@ class BYOVATransport(BaseTransport):
                 # The server's end-pointer is the VAD: segmented STT services cut on VAD frames.
                 await input_.push_when_running(VADUserStartedSpeakingFrame())
                 await input_.push_when_running(UserStartedSpeakingFrame())
-            if self.params.interruptions:
+            if self.params.interruptions and input_.running:
                 link.interrupted()
+                link.own_interruptions += 1
                 await input_.interrupt()
         elif isinstance(event, Utterance | DtmfInput | NoInput | CustomEvent):
             turn = event.turn
