@@ -149,6 +149,7 @@ def pipecat_server(
     *,
     bot: Callable[[Record], FrameProcessor] = ScriptedBot,
     params: BYOVATransportParams | None = None,
+    setup: Callable[[BYOVATransport, PipelineWorker], None] | None = None,
     **config: Any,
 ) -> BotServer:
     """A media server whose session_start handler runs one pipecat pipeline per call."""
@@ -200,6 +201,8 @@ def pipecat_server(
         async def turn_ended(observer: Any, number: int, duration: float, cut: bool) -> None:
             record.pipecat_turns.append(f"ended {number}")
 
+        if setup is not None:
+            setup(transport, worker)
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         try:

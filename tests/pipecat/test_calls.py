@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipecat.frames.frames import InputAudioRawFrame, UserStoppedSpeakingFrame
+from pipecat.frames.frames import InputAudioRawFrame, TTSSpeakFrame, UserStoppedSpeakingFrame
 
 from webex_byova.integrations.pipecat import BYOVATransportParams
 from webex_byova.media.assets import load
@@ -167,3 +167,37 @@ async def test_pipecat_turn_taking_ends_the_input_on_the_wire(place_call) -> Non
         assert reasons == ["handler"]  # turn.end_input(), on the pipeline's decision
         assert len(spoken.audio) == 8000 * 400 // 1000  # and the bot's reply came with it
         assert bot.records[0].frames[0] == "decided"  # no UserStartedSpeakingFrame pushed
+
+
+async def test_wav_mode_puts_the_reply_in_the_final(place_call) -> None:
+    bot = pipecat_server(audio_mode="wav")
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        spoken = await caller.say(wav=HELLO)
+        assert not spoken.chunks
+        assert len(spoken.finals) == 1
+        assert spoken.final.prompts[0].audio_content[:4] == b"RIFF"
+        assert len(spoken.audio) == 8000 * 400 // 1000
+
+
+async def test_custom_event_handler_and_server_stop(place_call) -> None:
+    seen: list[str] = []
+
+    def setup(transport, worker) -> None:
+        @transport.event_handler("on_custom_event")
+        async def custom(transport, custom_event) -> None:
+            seen.append(custom_event.event_name)
+            await worker.queue_frames([TTSSpeakFrame("Order shipped.")])
+
+    bot = pipecat_server(setup=setup)
+    async with bot.server:
+        caller = place_call(bot.server)
+        await caller.start_session()
+        answer = await caller.custom_event("order_status", {"order": "42"})
+        assert answer.texts == ["Order shipped."]
+        assert seen == ["order_status"]
+    # Leaving `async with` stopped the server: the live call ended and its pipeline with it.
+    record = bot.records[0]
+    assert record.finished.is_set()
+    assert record.disconnected == 1
