@@ -9,15 +9,17 @@
 
 Only the standard library is used here, so this runs on a fresh machine with Python 3.11+.
 The virtualenv lives in ``.venv`` next to this file and is reinstalled only when
-``pyproject.toml`` changes (a hash is kept in ``.venv/.dev-stamp``). ``test`` also runs the media
-suites in ``.venv-protobuf6`` (protobuf 6, as pipecat-ai requires), so the stubs are proven on
-both protobuf majors.
+``pyproject.toml`` changes (a hash is kept in ``.venv/.dev-stamp``). It holds every extra plus
+``pipecat`` (so protobuf 6: pipecat-ai requires protobuf<7) and runs the whole suite with
+coverage. ``test`` also runs the stub check and the media suites in ``.venv-protobuf7``
+(``.[all]`` on protobuf 7), so the stubs are proven on both protobuf majors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,14 +33,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-#: A second environment on protobuf 6, the newest major pipecat-ai accepts (it needs protobuf<7):
-#: the media server's stubs must load and pass the media suites there too.
-COMPAT_VENV = ROOT / ".venv-protobuf6"
-COMPAT_PINS = ("protobuf>=6,<7",)
+#: The main environment: every extra and pipecat-ai, which needs protobuf<7 (so protobuf 6).
+MAIN_EXTRAS = "all,pipecat"
+#: Dev tools the main environment cannot hold: grpcio-tools 1.85 requires protobuf>=7.35.
+_MAIN_SKIP = frozenset({"grpcio-tools"})
+#: A second environment on protobuf 7 without pipecat: the committed stubs are generated and
+#: checked there (grpcio-tools), and the media suites pass there too.
+COMPAT_VENV = ROOT / ".venv-protobuf7"
+COMPAT_PINS = ("protobuf>=7.35.1,<8",)
 COMPAT_EXTRAS = "all"
 COMPAT_TESTS = ("tests/media", "tests/proxy", "tests/media_audio")
-#: Dev tools the compat environment does not need (they pin protobuf 7 or only lint/type-check).
-_COMPAT_SKIP = ("grpcio-tools", "mypy", "ruff")
+#: Dev tools the compat environment does not need (they only lint/type-check).
+_COMPAT_SKIP = frozenset({"mypy", "ruff"})
 SRC = ROOT / "src"
 API_REFERENCE = ROOT / "build" / "api-reference"  # gitignored (build/)
 #: Packages whose ``__all__`` names lazily imported classes (behind the optional extras): pdoc
@@ -78,20 +84,21 @@ def _ensure(venv_dir: Path, extras: str, requirements: list[str]) -> Path:
     return python
 
 
-def _dev_group() -> list[str]:
+def _dev_group(skip: frozenset[str] = frozenset()) -> list[str]:
+    """The ``dev`` dependency group, without the distributions named in ``skip``."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return list(pyproject["dependency-groups"]["dev"])
+    reqs = pyproject["dependency-groups"]["dev"]
+    return [req for req in reqs if re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0] not in skip]
 
 
 def ensure_venv() -> Path:
-    """Create ``.venv`` if needed and install the package with every extra and the dev group."""
-    return _ensure(VENV, "all", _dev_group())
+    """Create ``.venv`` if needed: the package with every extra, pipecat and the dev group."""
+    return _ensure(VENV, MAIN_EXTRAS, _dev_group(_MAIN_SKIP))
 
 
 def ensure_compat_venv() -> Path:
-    """``.venv-protobuf6``: every extra and the test tools, on protobuf 6."""
-    tools = [req for req in _dev_group() if not req.startswith(_COMPAT_SKIP)]
-    return _ensure(COMPAT_VENV, COMPAT_EXTRAS, [*tools, *COMPAT_PINS])
+    """``.venv-protobuf7``: every extra but pipecat, the test tools and grpcio-tools."""
+    return _ensure(COMPAT_VENV, COMPAT_EXTRAS, [*_dev_group(_COMPAT_SKIP), *COMPAT_PINS])
 
 
 def _bin(name: str) -> Path:
@@ -99,7 +106,7 @@ def _bin(name: str) -> Path:
 
 
 def run_compat_tests() -> int:
-    """The media suites again on protobuf 6 (no coverage: the main run measures that)."""
+    """The media suites again on protobuf 7 (no coverage: the main run measures that)."""
     python = ensure_compat_venv()
     cmd = [str(python), "-m", "pytest", "-W", "error", "-q", "-p", "no:cacheprovider"]
     cmd += COMPAT_TESTS
@@ -180,7 +187,8 @@ def cmd_test(extra: list[str]) -> int:
     _run(_bin("ruff"), "format", "--check", ".")
     _run(_bin("mypy"))
     if (ROOT / "scripts" / "gen_proto.py").exists():
-        _run(python, "scripts/gen_proto.py", "--check")
+        # grpcio-tools needs protobuf 7: the stubs are generated in the protobuf 7 environment.
+        _run(ensure_compat_venv(), "scripts/gen_proto.py", "--check")
     build_docs(python)
     env = dict(os.environ)
     env["WEBEX_BYOVA_API_REFERENCE"] = str(API_REFERENCE)  # tests/cli/test_api_reference.py
@@ -202,18 +210,19 @@ def cmd_test(extra: list[str]) -> int:
     return main_rc or compat_rc
 
 
+def cmd_setup(_extra: list[str]) -> int:
+    ensure_venv()
+    ensure_compat_venv()
+    return 0
+
+
 def cmd_demo(extra: list[str]) -> int:
     ensure_venv()
     return subprocess.run([str(_bin("byova")), "demo", *extra], cwd=ROOT, check=False).returncode
 
 
 def main(argv: list[str]) -> int:
-    commands = {
-        "test": cmd_test,
-        "demo": cmd_demo,
-        "docs": cmd_docs,
-        "setup": lambda _x: (ensure_venv(), 0)[1],
-    }
+    commands = {"test": cmd_test, "demo": cmd_demo, "docs": cmd_docs, "setup": cmd_setup}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

@@ -15,7 +15,7 @@ from webex_byova.testing import WebexEmulator
 
 from .conftest import ROOT
 
-GUIDES = ("docs/media-server.md", "docs/websocket.md", "docs/administration.md")
+GUIDES = ("docs/media-server.md", "docs/websocket.md", "docs/administration.md", "docs/pipecat.md")
 FENCE = re.compile(r"^```python([^\n]*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 MAX_NO_RUN = 2
 

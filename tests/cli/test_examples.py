@@ -16,7 +16,10 @@ from .conftest import BYOVA, ROOT
 
 EXAMPLES = ROOT / "examples"
 # Examples tested elsewhere: file name -> the test that runs it.
-TESTED_ELSEWHERE = {"webhook_receiver.py": ROOT / "tests" / "byods" / "receiver.py"}
+TESTED_ELSEWHERE = {
+    "webhook_receiver.py": ROOT / "tests" / "byods" / "receiver.py",
+    "pipecat_bot.py": ROOT / "tests" / "pipecat" / "test_example.py",
+}
 TESTED_HERE = {"media_server_minimal.py", "rest_quickstart.py"}
 
 
