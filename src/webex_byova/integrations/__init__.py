@@ -2,3 +2,7 @@
 
 * :mod:`webex_byova.integrations.pipecat`: a pipecat transport (extra ``pipecat``).
 """
+
+# Nothing is imported here: each integration is its own module behind its own extra (and the
+# API reference lists each one itself instead of walking this package).
+__all__: list[str] = []
