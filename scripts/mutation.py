@@ -6,6 +6,7 @@
     python scripts/mutation.py media_auth --survivors   # also print each surviving mutant's diff
     python scripts/mutation.py --list               # the modules and their test subsets
     python scripts/mutation.py --report             # scores of the last runs, without running
+    python scripts/mutation.py jws --retest-survivors   # after adding tests: rerun survivors only
 
 Not run by CI: a module takes minutes (each mutant re-runs the tests that reach the mutated
 function). Each module is run in its own scratch copy of the project under ``.mutmut/<module>/``
@@ -13,6 +14,11 @@ function). Each module is run in its own scratch copy of the project under ``.mu
 tree is never touched and a second run of an unchanged module reuses mutmut's cached verdicts.
 Shared mutmut settings (timeouts per mutant, process isolation, pytest flags) are read from
 ``[tool.mutmut]`` in pyproject.toml; this script adds ``only_mutate`` and the test selection.
+
+``--retest-survivors`` reruns only the mutants that were not detected last time, plus every
+mutant of a function whose source changed since; the others keep their verdict. That is sound
+while tests are only added (a mutant killed by the old tests is still killed by them), and it
+turns a rerun of the slow modules from most of an hour into minutes.
 
 The score printed per module is ``(killed + timeout + crashed) / total``: a mutant that makes a
 test fail, hang past the per-mutant timeout, or crash the worker was detected. ``survived`` and
@@ -22,6 +28,9 @@ test fail, hang past the per-mutant timeout, or crash the worker was detected. `
 from __future__ import annotations
 
 import argparse
+import ast
+import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -130,6 +139,37 @@ def _prepare(name: str, module: Module) -> Path:
     return work
 
 
+def _function_hashes(files: tuple[str, ...], base: Path) -> dict[str, str]:
+    """``module.x_func`` / ``module.xǁClassǁmethod`` (mutmut's naming) -> hash of its source,
+    for the files under ``base`` (the project, or a scratch copy)."""
+    found: dict[str, str] = {}
+    for pattern in files:
+        for path in sorted(base.glob(pattern)):
+            if path.suffix != ".py":
+                continue
+            source = path.read_text()
+            rel = path.relative_to(base / "src").with_suffix("")
+            module = ".".join(rel.parts).removesuffix(".__init__")
+            for node in ast.parse(source).body:
+                pairs: list[tuple[str, ast.AST]] = []
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    pairs.append((f"x_{node.name}", node))
+                elif isinstance(node, ast.ClassDef):
+                    pairs += [
+                        (f"x\u01c1{node.name}\u01c1{item.name}", item)
+                        for item in node.body
+                        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                    ]
+                for name, item in pairs:
+                    text = ast.get_source_segment(source, item) or ""
+                    found[f"{module}.{name}"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return found
+
+
+def _function_of(mutant: str) -> str:
+    return mutant.rsplit("__mutmut_", 1)[0]
+
+
 def _mutmut(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("mutmut")
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -147,6 +187,40 @@ def _statuses(work: Path) -> dict[str, str]:
         if sep and name:
             found[name] = status.strip()
     return found
+
+
+def _load_results(work: Path) -> dict[str, dict[str, str]] | None:
+    """The verdicts and function hashes of the last run in ``work`` (None if never run)."""
+    path = work / "results.json"
+    if path.exists():
+        loaded: dict[str, dict[str, str]] = json.loads(path.read_text())
+        return loaded
+    if not (work / "mutants").exists():
+        return None
+    name = work.name
+    return {
+        "statuses": _statuses(work),
+        "hashes": _function_hashes(MODULES[name].files, work) if name in MODULES else {},
+    }
+
+
+def _save_results(work: Path, statuses: dict[str, str], hashes: dict[str, str]) -> None:
+    (work / "results.json").write_text(
+        json.dumps({"statuses": statuses, "hashes": hashes}, indent=1, sort_keys=True)
+    )
+
+
+def _merge(previous: dict[str, str], fresh: dict[str, str], selected: list[str]) -> dict[str, str]:
+    """Last verdicts, with the mutants just rerun (``selected`` names/patterns) replaced."""
+    rerun = {m for m in fresh if any(fnmatch.fnmatchcase(m, pattern) for pattern in selected)}
+    rerun_functions = {p.removesuffix("__mutmut_*") for p in selected if p.endswith("*")}
+    merged = {
+        m: s
+        for m, s in previous.items()
+        if m not in rerun and _function_of(m) not in rerun_functions
+    }
+    merged.update({m: fresh[m] for m in rerun})
+    return merged
 
 
 def _score(statuses: dict[str, str]) -> tuple[Counter[str], float]:
@@ -188,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="print surviving mutants")
     parser.add_argument("--fresh", action="store_true", help="drop cached verdicts first")
     parser.add_argument(
+        "--retest-survivors",
+        action="store_true",
+        help="rerun only last run's undetected mutants and those of changed functions",
+    )
+    parser.add_argument(
         "--max-children", type=int, default=1, help="parallel mutant workers (default 1)"
     )
     args = parser.parse_args(argv)
@@ -208,18 +287,34 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report:
             if args.fresh and (work / "mutants").exists():
                 shutil.rmtree(work / "mutants")
+            hashes = _function_hashes(MODULES[name].files, ROOT)
+            previous = _load_results(work)
+            selected: list[str] = []
+            if args.retest_survivors and previous is not None:
+                changed = {f for f, h in hashes.items() if previous["hashes"].get(f) != h}
+                selected = [m for m, s in previous["statuses"].items() if s in UNDETECTED]
+                selected += [f"{f}__mutmut_*" for f in sorted(changed)]
             work = _prepare(name, MODULES[name])
             print(f"== {name}: mutating {' '.join(MODULES[name].files)}", flush=True)
-            run = _mutmut(work, "run", "--max-children", str(args.max_children))
-            if run.returncode != 0:
-                print(run.stdout[-4000:], run.stderr[-4000:], sep="\n")
-                print(f"mutmut failed for {name} (exit {run.returncode})")
-                failing.append(name)
+            if args.retest_survivors and previous is not None and not selected:
+                statuses = previous["statuses"]
+            else:
+                run = _mutmut(work, "run", "--max-children", str(args.max_children), *selected)
+                if run.returncode != 0:
+                    print(run.stdout[-4000:], run.stderr[-4000:], sep="\n")
+                    print(f"mutmut failed for {name} (exit {run.returncode})")
+                    failing.append(name)
+                    continue
+                statuses = _statuses(work)
+                if selected and previous is not None:
+                    statuses = _merge(previous["statuses"], statuses, selected)
+            _save_results(work, statuses, hashes)
+        else:
+            loaded = _load_results(work)
+            if loaded is None:
+                print(f"== {name}: no results yet")
                 continue
-        elif not (work / "mutants").exists():
-            print(f"== {name}: no results yet")
-            continue
-        statuses = _statuses(work)
+            statuses = loaded["statuses"]
         rows.append(_row(name, statuses))
         print(rows[-1], flush=True)
         if args.survivors:

@@ -160,6 +160,13 @@ def _same(data: bytes) -> bytes:
     return data
 
 
+def _strict(data: bytes) -> bytes:
+    """The service's request decoder: refuses what it cannot parse."""
+    if data.startswith(b"\xff"):
+        raise ValueError("undecodable request")
+    return data
+
+
 class _Service:
     """One method per cardinality, recording which ones ever ran."""
 
@@ -189,7 +196,7 @@ class _Service:
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         kw: dict[str, Callable[[bytes], bytes]] = {
-            "request_deserializer": _same,
+            "request_deserializer": _strict,
             "response_serializer": _same,
         }
         methods = {
@@ -211,10 +218,13 @@ async def echo(gemu: WebexEmulator) -> AsyncIterator[Callable[..., Any]]:
     made: list[tuple[aio.Server, aio.Channel, JWSVerifier]] = []
 
     async def factory(**verifier_kwargs: Any) -> tuple[_Service, aio.Channel]:
-        exempt = verifier_kwargs.pop("exempt_health", True)
+        interceptor_kwargs = {
+            k: verifier_kwargs.pop(k) for k in ("exempt_health",) if k in verifier_kwargs
+        }
         verifier = JWSVerifier(gemu.config(), expected_url=URL, **verifier_kwargs)
         service = _Service()
-        server = aio.server(interceptors=[TokenAuthInterceptor(verifier, exempt_health=exempt)])
+        interceptor = TokenAuthInterceptor(verifier, **interceptor_kwargs)
+        server = aio.server(interceptors=[interceptor])
         server.add_generic_rpc_handlers(service.handlers())
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -297,6 +307,36 @@ async def test_every_cardinality_is_refused(echo, gemu, method, case) -> None:
     )
     assert replies == []
     assert service.ran == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_undecodable_request_without_token_is_unauthenticated(echo, method) -> None:
+    """The rejection does not decode the request: junk from an unauthenticated caller gets
+    UNAUTHENTICATED, not the decoder's error."""
+    service, channel = await echo()
+    path = f"/test.Echo/{method}"
+    junk = b"\xff\xfe junk"
+    if method == "UnaryUnary":
+        call: Any = channel.unary_unary(path, _same, _same)(junk, timeout=20)
+    elif method == "UnaryStream":
+        call = channel.unary_stream(path, _same, _same)(junk, timeout=20)
+    else:
+        factory = channel.stream_unary if method == "StreamUnary" else channel.stream_stream
+        call = factory(path, _same, _same)(timeout=20)
+        await call.write(junk)
+        await call.done_writing()
+    assert await call.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert service.ran == []
+
+
+async def test_undecodable_list_agents_without_token_is_unauthenticated(media_server, gemu) -> None:
+    verifier = JWSVerifier(gemu.config(), expected_url=URL)
+    server = await _server_with(media_server, verifier, [])
+    async with aio.insecure_channel(server.address) as channel:
+        method = "/com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent/ListVirtualAgents"
+        call = channel.unary_unary(method, _same, _same)(b"\xff\xff\xff\xff", timeout=20)
+        assert await call.code() == grpc.StatusCode.UNAUTHENTICATED
+    await verifier.aclose()
 
 
 async def test_refused_stream_ends_by_the_server_while_the_client_keeps_it_open(echo) -> None:
