@@ -316,3 +316,15 @@ async def test_broken_clock_never_yields_claims(jemu, make) -> None:
     with pytest.raises(RuntimeError):
         await verifier.averify(token)
     assert verifier.cached_tokens == 0
+
+
+async def test_near_miss_issuer_is_not_trusted_and_fetches_nothing(jemu, make) -> None:
+    verifier = make()
+    issuer = jemu.issuer
+    for name, bad in near_misses(issuer, "abcdefghijklmnopqrstuvwxyz:/.").items():
+        if bad.rstrip("/") == issuer.rstrip("/"):
+            continue  # a trailing slash is the same issuer (issuers compare without it)
+        token = _mint(jemu, issuer=bad)
+        assert await _refused_both_ways(verifier, token) == {"issuer_not_allowed"}, name
+    assert verifier.jwks_fetches == 0
+    assert jemu.count("GET", JWKS) == 0

@@ -224,3 +224,27 @@ async def test_async_handler_does_not_remember_a_delivery_it_failed_to_process(
     result = await asdk.ahandle_service_app_webhook(None, raw_body=body, headers=headers)
     assert result.duplicate is False
     assert await asdk.service_app.ahas_org(emu.org.org_id)
+
+
+def test_near_miss_application_id_is_another_service_app(sdk: BYOVA, emu: WebexEmulator):
+    """A correctly signed delivery for an app whose id almost equals ours is not acted on."""
+    from webex_byova._ids import from_hydra, to_hydra
+    from webex_byova.errors import ValidationError
+
+    emu.authorize_service_app(emu.org.org_id)
+    decoded = from_hydra(emu.service_app.application_id)
+    assert decoded is not None
+    client_id = decoded[2]
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for name, bad in near_misses(client_id, alphabet).items():
+        if bad.lower() == client_id.lower():
+            continue  # application ids compare case-insensitively
+        for app_id in (bad, to_hydra(decoded[1], bad, region=decoded[0])):
+            body = json.loads(_event_body(emu))
+            body["data"]["id"] = app_id
+            raw = json.dumps(body).encode()
+            with pytest.raises(ValidationError, match="another Service App"):
+                sdk.handle_service_app_webhook(
+                    None, raw_body=raw, headers={"X-Spark-Signature": _hex(raw, "sha1")}
+                )
+        assert _token_requests(emu) == 0, name
