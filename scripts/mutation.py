@@ -59,7 +59,7 @@ class Module:
 MODULES: dict[str, Module] = {
     "jws": Module(
         (f"{PKG}/jws.py",),
-        ("tests/jws", "tests/security/test_jws.py"),
+        ("tests/jws", "tests/security/test_jws.py", "tests/security/test_jws_contract.py"),
     ),
     "webhooks": Module(
         (f"{PKG}/webhooks.py",),
@@ -117,7 +117,7 @@ def _mutmut_section(text: str, settings: dict[str, object]) -> str:
     return "\n".join(kept + table) + "\n"
 
 
-def _prepare(name: str, module: Module) -> Path:
+def _prepare(name: str, module: Module, exclude: tuple[str, ...] = ()) -> Path:
     """Refresh the scratch copy of the project for ``name`` (mutmut's cache is kept)."""
     work = WORK / name
     work.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def _prepare(name: str, module: Module) -> Path:
     settings: dict[str, object] = dict(tomllib.loads(text).get("tool", {}).get("mutmut", {}))
     settings["only_mutate"] = list(module.files)
     settings["pytest_add_cli_args_test_selection"] = [
-        t for t in module.tests if (ROOT / t).exists()
+        t for t in module.tests if (ROOT / t).exists() and not t.startswith(exclude)
     ]
     (work / "pyproject.toml").write_text(_mutmut_section(text, settings))
     return work
@@ -262,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="print surviving mutants")
     parser.add_argument("--fresh", action="store_true", help="drop cached verdicts first")
     parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="leave these tests out of the selection (e.g. a baseline without tests/security)",
+    )
+    parser.add_argument(
         "--retest-survivors",
         action="store_true",
         help="rerun only last run's undetected mutants and those of changed functions",
@@ -294,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 changed = {f for f, h in hashes.items() if previous["hashes"].get(f) != h}
                 selected = [m for m, s in previous["statuses"].items() if s in UNDETECTED]
                 selected += [f"{f}__mutmut_*" for f in sorted(changed)]
-            work = _prepare(name, MODULES[name])
+            work = _prepare(name, MODULES[name], tuple(args.exclude))
             print(f"== {name}: mutating {' '.join(MODULES[name].files)}", flush=True)
             if args.retest_survivors and previous is not None and not selected:
                 statuses = previous["statuses"]
