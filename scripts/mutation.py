@@ -68,6 +68,7 @@ MODULES: dict[str, Module] = {
             "tests/byods/test_webhook_manager.py",
             "tests/byods/test_secrets.py",
             "tests/security/test_webhooks.py",
+            "tests/security/test_webhook_contract.py",
         ),
     ),
     "media_auth": Module(
