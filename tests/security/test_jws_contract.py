@@ -8,6 +8,8 @@ first verifications for two issuers (one key fetch each, neither waiting on the 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -213,5 +215,33 @@ async def test_key_fetch_failure_is_logged_with_its_cause(caplog) -> None:
                 await verifier.averify(emu.mint_data_source_token(url=URL))
             messages = [r.getMessage() for r in caplog.records if r.name == "webex_byova.jws"]
             assert any(m.endswith("failed: ServerError: status=503") for m in messages), messages
+        finally:
+            await verifier.aclose()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_verified_token_is_answered_from_the_cache(mode: str) -> None:
+    """Until it expires, a verified token needs no key: even after its key is gone and the
+    key set is stale, the repeat is answered from the cache (a new token is not)."""
+    with WebexEmulator(clock=EmulatorClock(frozen=True)) as emu:
+        verifier = JWSVerifier(
+            emu.config(), expected_url=URL, clock=emu.clock.now, jwks_ttl=60, refetch_cooldown=0
+        )
+        try:
+            token = emu.mint_data_source_token(url=URL, lifetime_minutes=60)
+            run = verifier.verify if mode == "sync" else None
+            first = run(token) if run else await verifier.averify(token)
+            emu.rotate_keys(keep_old=False)
+            emu.clock.advance(120)
+            again = run(token) if run else await verifier.averify(token)
+            assert again == first
+            assert verifier.jwks_fetches == 1
+            # A new token under the removed key is not cached: its key is looked up and gone.
+            old_kid = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+            fresh = emu.mint_data_source_token(url=URL, kid=old_kid)
+            with pytest.raises(JWSVerificationError) as info:
+                _ = run(fresh) if run else await verifier.averify(fresh)
+            assert info.value.reason in ("unknown_kid", "bad_signature")
+            assert verifier.jwks_fetches == 2
         finally:
             await verifier.aclose()
