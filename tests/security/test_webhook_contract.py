@@ -7,18 +7,24 @@ and the webhook manager's sync and async calls passing every argument through to
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from starlette.datastructures import Headers
 
+from webex_byova._flow import Portal
+from webex_byova._http import HttpClient
 from webex_byova.client import BYOVA
 from webex_byova.errors import ValidationError
 from webex_byova.testing import WebexEmulator
 from webex_byova.webhooks import (
+    WebhookManager,
     WebhookSignatureError,
     parse_service_app_event,
     read_service_app_delivery,
@@ -282,3 +288,181 @@ def test_invalid_webhook_ids_are_refused_before_any_request(
     with pytest.raises(ValidationError, match="invalid webhook id"):
         sdk.webhooks.get(bad)
     assert _sent(emu, "GET") == []
+
+
+# --------------------------------------------------------------------------- token sources
+
+
+class _TokenSource:
+    """A token source that only speaks the documented protocol (no flows), on its portal."""
+
+    def __init__(self, emu: WebexEmulator, portal: Portal | None = None) -> None:
+        self.emu = emu
+        self.token = emu.issue_integration_token()["access_token"]
+        self.refreshes = 0
+        self.loops: list[Any] = []
+        if portal is not None:
+            self.portal = portal
+
+    async def aget_access_token(self) -> str:
+        self.loops.append(asyncio.get_running_loop())
+        return str(self.token)
+
+    async def arefresh(self) -> None:
+        self.refreshes += 1
+        self.token = self.emu.issue_integration_token()["access_token"]
+
+
+def _manager(source: Any, emu: WebexEmulator, **kwargs: Any) -> tuple[WebhookManager, HttpClient]:
+    http = HttpClient(emu.config())
+    return WebhookManager(source, http, **kwargs), http
+
+
+def test_protocol_token_source_sync_uses_its_portal_and_refreshes_on_401(emu: WebexEmulator):
+    portal = Portal("test-webhooks-portal")
+    source = _TokenSource(emu, portal)
+    manager, http = _manager(source, emu)
+    try:
+        assert list(manager.list()) == []
+        assert source.refreshes == 0
+        assert source.loops == [portal.loop]
+        emu.fail_next("/webhooks", status=401)
+        created = manager.create(
+            name="n", target_url="https://example.com/a", resource="serviceApp", event="authorized"
+        )
+        assert source.refreshes == 1
+        assert set(source.loops) == {portal.loop}
+        assert manager.get(created.id).id == created.id
+        manager.delete(created.id)
+        assert list(manager.list()) == []
+    finally:
+        http.close()
+        portal.close()
+
+
+def test_explicit_portal_wins_over_the_sources(emu: WebexEmulator) -> None:
+    mine, theirs = Portal("test-mine"), Portal("test-theirs")
+    source = _TokenSource(emu, theirs)
+    manager, http = _manager(source, emu, portal=mine)
+    try:
+        manager.update(
+            manager.create(
+                name="n",
+                target_url="https://example.com/a",
+                resource="serviceApp",
+                event="authorized",
+            ).id,
+            name="m",
+        )
+        manager.ensure_service_app_webhooks("https://example.com/a")
+        assert set(source.loops) == {mine.loop}
+    finally:
+        http.close()
+        mine.close()
+        theirs.close()
+
+
+async def test_protocol_token_source_async(emu: WebexEmulator) -> None:
+    source = _TokenSource(emu)
+    manager, http = _manager(source, emu)
+    try:
+        emu.fail_next("/webhooks", status=401)
+        assert [w async for w in manager.alist()] == []
+        assert source.refreshes == 1
+        assert source.loops == [asyncio.get_running_loop()] * 2
+    finally:
+        await http.aclose()
+
+
+# --------------------------------------------------------------------------- manager checks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"name": "", "target_url": "https://x/y"},
+            "a webhook needs a non-empty name and target_url",
+        ),
+        ({"name": "n", "target_url": ""}, "a webhook needs a non-empty name and target_url"),
+        ({"target_url": "ftp://x/y"}, "target_url must be an http(s) URL, got 'ftp://x/y'"),
+        ({"resource": ""}, "a webhook needs a resource and an event"),
+        ({"event": ""}, "a webhook needs a resource and an event"),
+    ],
+)
+def test_create_is_validated_before_any_request(
+    sdk: BYOVA, emu: WebexEmulator, kwargs: dict[str, Any], message: str
+) -> None:
+    args = {
+        "name": "n",
+        "target_url": "https://x/y",
+        "resource": "serviceApp",
+        "event": "authorized",
+        **kwargs,
+    }
+    with pytest.raises(ValidationError) as info:
+        sdk.webhooks.create(**args)
+    assert info.value.message == message
+    assert _sent(emu, "POST") == []
+
+
+def test_plain_http_targets_are_allowed(sdk: BYOVA) -> None:
+    hook = sdk.webhooks.create(
+        name="n", target_url="http://127.0.0.1:9/in", resource="serviceApp", event="authorized"
+    )
+    assert hook.target_url == "http://127.0.0.1:9/in"
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "1", 1.5])
+def test_list_page_size_must_be_a_positive_int(sdk: BYOVA, emu: WebexEmulator, bad: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        list(sdk.webhooks.list(max=bad))
+    assert info.value.message == f"max must be a positive integer, got {bad!r}"
+    assert _sent(emu, "GET") == []
+
+
+async def test_async_ensure_passes_filter_and_name(asdk: BYOVA) -> None:
+    hooks = await asdk.webhooks.aensure_service_app_webhooks(
+        "https://example.com/in", secret="s", filter="id=abc", name="prefix"
+    )
+    assert [(h.name, h.filter, h.event) for h in hooks] == [
+        ("prefix authorized", "id=abc", "authorized"),
+        ("prefix deauthorized", "id=abc", "deauthorized"),
+    ]
+    again = await asdk.webhooks.aensure_service_app_webhooks(
+        "https://example.com/in", secret="s", filter="id=abc", name="prefix"
+    )
+    assert [h.id for h in again] == [h.id for h in hooks]
+    other = await asdk.webhooks.aensure_service_app_webhooks(
+        "https://example.com/in", secret="s", filter="id=other", name="prefix"
+    )
+    assert {h.id for h in other}.isdisjoint(h.id for h in hooks)
+
+
+# --------------------------------------------------------------------------- parsed fields
+
+
+def test_parsed_event_keeps_envelope_id_raw_payload_and_logs_its_source(caplog) -> None:
+    payload = {**_event(id="C123", authorizationDate="D"), "id": " hook-1 "}
+    with caplog.at_level(logging.INFO, logger="webex_byova.webhooks"):
+        event = parse_service_app_event(payload)
+    assert event.webhook_id == "hook-1"
+    assert event.raw == payload
+    assert event.raw is not payload
+    messages = [r.getMessage() for r in caplog.records if r.name == "webex_byova.webhooks"]
+    assert messages == [f"serviceApp authorized event for org {ORG} (org id read from data.orgId)"]
+
+
+def test_redelivery_key_without_an_app_id() -> None:
+    event = parse_service_app_event(_event(authorizationDate="D"))
+    assert event.application_id is None
+    assert event.idempotency_key == hashlib.sha256(f"|{ORG}|authorized|D".encode()).hexdigest()
+
+
+def test_redelivery_key_without_a_date_tolerates_non_json_values() -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    payload = _event(id="C123", created=when)  # not text: no date, and not JSON either
+    event = parse_service_app_event(payload)
+    assert event.authorization_date is None
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    assert event.idempotency_key == hashlib.sha256(canonical.encode()).hexdigest()
