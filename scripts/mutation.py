@@ -15,10 +15,13 @@ tree is never touched and a second run of an unchanged module reuses mutmut's ca
 Shared mutmut settings (timeouts per mutant, process isolation, pytest flags) are read from
 ``[tool.mutmut]`` in pyproject.toml; this script adds ``only_mutate`` and the test selection.
 
-``--retest-survivors`` reruns only the mutants that were not detected last time, plus every
-mutant of a function whose source changed since; the others keep their verdict. That is sound
-while tests are only added (a mutant killed by the old tests is still killed by them), and it
-turns a rerun of the slow modules from most of an hour into minutes.
+``--retest-survivors`` reruns only the mutants that were not detected (or not reached, when a
+run was interrupted) last time, plus every mutant of a function whose source changed since;
+the others keep their verdict. That is sound while tests are only added (a mutant killed by
+the old tests is still killed by them), and it turns a rerun of the slow modules from most of
+an hour into minutes. It is also how to confirm a survivor: mutmut 3.8 with two or more
+workers reported some mutants as survived that a rerun of those mutants alone kills, so
+read a score from a ``--max-children 1`` run or a retest.
 
 The score printed per module is ``(killed + timeout + crashed) / total``: a mutant that makes a
 test fail, hang past the per-mutant timeout, or crash the worker was detected. ``survived`` and
@@ -300,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             selected: list[str] = []
             if args.retest_survivors and previous is not None:
                 changed = {f for f, h in hashes.items() if previous["hashes"].get(f) != h}
-                selected = [m for m, s in previous["statuses"].items() if s in UNDETECTED]
+                selected = [
+                    m
+                    for m, s in previous["statuses"].items()
+                    if s in UNDETECTED or s == "not checked"  # an interrupted run
+                ]
                 selected += [f"{f}__mutmut_*" for f in sorted(changed)]
             work = _prepare(name, MODULES[name], tuple(args.exclude))
             print(f"== {name}: mutating {' '.join(MODULES[name].files)}", flush=True)
