@@ -19,9 +19,9 @@ Shared mutmut settings (timeouts per mutant, process isolation, pytest flags) ar
 run was interrupted) last time, plus every mutant of a function whose source changed since;
 the others keep their verdict. That is sound while tests are only added (a mutant killed by
 the old tests is still killed by them), and it turns a rerun of the slow modules from most of
-an hour into minutes. It is also how to confirm a survivor: mutmut 3.8 with two or more
-workers reported some mutants as survived that a rerun of those mutants alone kills, so
-read a score from a ``--max-children 1`` run or a retest.
+an hour into minutes. It is also how to confirm survivors: one full mutmut 3.8 run here
+(two workers, a loaded machine) reported mutants as survived that a rerun of just those
+mutants kills; the cause was not found, so take the score after a retest.
 
 The score printed per module is ``(killed + timeout + crashed) / total``: a mutant that makes a
 test fail, hang past the per-mutant timeout, or crash the worker was detected. ``survived`` and
