@@ -466,3 +466,55 @@ def test_redelivery_key_without_a_date_tolerates_non_json_values() -> None:
     assert event.authorization_date is None
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     assert event.idempotency_key == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- ensure
+
+
+def test_sync_ensure_keeps_the_active_duplicate_and_logs_its_repairs(
+    sdk: BYOVA, emu: WebexEmulator, caplog
+) -> None:
+    target = "https://example.com/in"
+    hooks = sdk.webhooks
+    first = hooks.create(
+        name="custom name", target_url=target, resource="serviceApp", event="authorized"
+    )
+    second = hooks.create(
+        name="other", target_url=target, resource="serviceApp", event="authorized"
+    )
+    emu.set_webhook_status(first.id, "inactive")
+    with caplog.at_level(logging.INFO, logger="webex_byova.webhooks"):
+        ensured = hooks.ensure_service_app_webhooks(target, secret="s", filter=None, name="prefix")
+    authorized, deauthorized = ensured
+    assert authorized.id == second.id  # the active one of the two is kept
+    assert (authorized.name, authorized.secret) == ("other", "s")  # its name is kept
+    assert (deauthorized.name, deauthorized.filter) == ("prefix deauthorized", None)
+    messages = [r.getMessage() for r in caplog.records if r.name == "webex_byova.webhooks"]
+    assert messages == [
+        f"2 serviceApp authorized webhooks target {target}; keeping {second.id}",
+        f"updated serviceApp authorized webhook {second.id} (re-enabled=False, "
+        "secret changed=True)",
+        f"created serviceApp deauthorized webhook {deauthorized.id}",
+    ]
+    # Re-enabling without a new secret keeps the stored one.
+    hooks.delete(first.id)
+    emu.set_webhook_status(second.id, "inactive")
+    again = hooks.ensure_service_app_webhooks(target)
+    assert (again[0].id, again[0].is_active) == (second.id, True)
+    assert {w.id: w.secret for w in emu.webhooks}[second.id] == "s"
+    filtered = hooks.ensure_service_app_webhooks(target, secret="s", filter="id=x", name="f")
+    assert [(h.name, h.filter) for h in filtered] == [
+        ("f authorized", "id=x"),
+        ("f deauthorized", "id=x"),
+    ]
+
+
+def test_inactive_status_is_ours_to_send(sdk: BYOVA, emu: WebexEmulator) -> None:
+    """``inactive`` passes our check and goes to Webex (which decides); others do not."""
+    hook = sdk.webhooks.create(
+        name="n", target_url="https://example.com/a", resource="serviceApp", event="authorized"
+    )
+    with pytest.raises(ValidationError) as info:
+        sdk.webhooks.update(hook.id, status="inactive")
+    assert info.value.status_code == 400  # the emulator's answer, not our validation
+    assert _sent(emu, "PUT")[-1].json["status"] == "inactive"
