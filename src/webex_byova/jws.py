@@ -474,13 +474,21 @@ _TRANSIENT = (RateLimitError, ServerError, APIConnectionError)
 
 
 def jwks_fetch_flow(spec: RequestSpec) -> Flow[FetchOutcome]:
-    """GET one key set and parse it; failures become a :class:`FetchFailed` value."""
+    """GET one key set and parse it; failures become a :class:`FetchFailed` value.
+
+    An error the HTTP layer does not type (a broken transport, a closed client) is a failed
+    fetch too, treated like a network failure: verification then fails closed with
+    ``jwks_unavailable`` and the refetch cooldown applies, instead of an untyped exception
+    escaping on every token.
+    """
     try:
         response = yield Http(spec)
     except _TRANSIENT as exc:
         return FetchFailed(True, f"{type(exc).__name__}: status={exc.status_code}")
     except WebexBYOVAError as exc:
         return FetchFailed(False, f"{type(exc).__name__}: status={exc.status_code}")
+    except Exception as exc:
+        return FetchFailed(True, f"unexpected {type(exc).__name__}")
     if not response.is_success:
         return FetchFailed(False, f"unexpected status {response.status_code}")
     try:

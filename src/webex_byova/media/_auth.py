@@ -1,10 +1,11 @@
 """Token check for every RPC: a gRPC aio interceptor around :class:`~webex_byova.jws.JWSVerifier`.
 
-Any failure answers ``UNAUTHENTICATED`` with a reason (never an OK stream). The rejection is
-built with the same cardinality as the real method, so it works for unary and streaming RPCs
-alike. ``grpc.health.v1`` is exempt by default (load balancers send no token), and so is
-server reflection (it serves only the public proto schema; stock clients such as ``grpcurl``
-send no token).
+Any failure answers ``UNAUTHENTICATED`` with a reason (never an OK stream), also when the
+verifier fails unexpectedly and when the unauthenticated request is not even decodable. The
+rejection is built with the same cardinality as the real method, so it works for unary and
+streaming RPCs alike. ``grpc.health.v1`` is exempt by default (load balancers send no token),
+and so is server reflection (it serves only the public proto schema; stock clients such as
+``grpcurl`` send no token).
 
 The claims of the verified token reach the RPC through :data:`verified_claims` (a context
 variable the interceptor sets in the RPC's own task): the front end takes the org from it.
@@ -136,17 +137,16 @@ def _rejecting(
                 await asyncio.wait_for(_drain(request), DRAIN_SECONDS)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, details)
 
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
+    # No (de)serializers: the rejection never reads a request nor writes a response, and an
+    # unauthenticated caller's undecodable request must still get UNAUTHENTICATED (decoding
+    # it first answered UNKNOWN with the parser's error).
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
+        return grpc.stream_stream_rpc_method_handler(abort)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
+        return grpc.stream_unary_rpc_method_handler(abort)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+        return grpc.unary_stream_rpc_method_handler(abort)
+    return grpc.unary_unary_rpc_method_handler(abort)
 
 
 class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]

@@ -1,13 +1,16 @@
 """Encrypting wrapper: Fernet (AES-128-CBC + HMAC-SHA256) around any bundled backend.
 
-Tokens are encrypted before they reach the inner store; keys (``integration``,
+Values are encrypted before they reach the inner store; keys (``integration``,
 ``org:<uuid>``) stay readable so orgs can be listed. Webhook event logs (times and hashes,
-no secrets) are stored unencrypted. Several keys may be given for rotation:
-the first encrypts, all of them decrypt (``MultiFernet``).
+no secrets) are stored unencrypted. Several keys may be given for rotation: the first
+encrypts, all of them decrypt (``MultiFernet``). A stored value that is not exactly what Fernet
+wrote (any byte changed, cut or appended) is refused with :class:`TokenDecryptionError`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -29,6 +32,14 @@ def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
+def _canonical(data: bytes) -> bool:
+    """Whether ``data`` is exactly the url-safe base64 of what it decodes to."""
+    try:
+        return base64.urlsafe_b64encode(base64.urlsafe_b64decode(data)) == data
+    except (binascii.Error, ValueError, TypeError):
+        return False
+
+
 def _fernet(key: str | bytes | Sequence[str | bytes]) -> MultiFernet:
     keys: list[str | bytes] = [key] if isinstance(key, str | bytes) else list(key)
     if not keys:
@@ -36,7 +47,10 @@ def _fernet(key: str | bytes | Sequence[str | bytes]) -> MultiFernet:
     fernets: list[Fernet] = []
     for item in keys:
         try:
-            fernets.append(Fernet(item))
+            raw = (item.encode("ascii") if isinstance(item, str) else item).strip()
+            if not _canonical(raw):  # e.g. two keys pasted together: only the first would count
+                raise ValueError("not canonical url-safe base64")
+            fernets.append(Fernet(raw))
         except (ValueError, TypeError) as exc:
             raise ValueError(
                 "encryption key must be 32 url-safe base64-encoded bytes "
@@ -66,6 +80,8 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
 
     def _decode(self, data: bytes) -> OAuthToken:
         try:
+            if not _canonical(data):  # Fernet's decoder ignores bytes after the padding
+                raise InvalidToken
             plain = self._fernet.decrypt(data)
         except InvalidToken as exc:
             raise self._undecryptable() from exc
