@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from webex_byova.media import BYOVAMediaServer, MediaServerConfig
 from webex_byova.media.audio import silence
 from webex_byova.media.session import TurnFinishedError
 
@@ -231,3 +232,21 @@ async def test_one_final_on_every_turn_of_a_call(media_server, caller_factory) -
     assert ended.event_types == ["SESSION_END"]
     for turn in caller.history:
         assert len(turn.finals) <= 1
+
+
+async def test_a_repeated_finish_resolves_like_the_first(caller_factory) -> None:
+    """finish() is idempotent: the second call's future says what the first one's says."""
+    server = BYOVAMediaServer(MediaServerConfig(host="127.0.0.1", port=0, verify_tokens=False))
+    outcomes: list[tuple[bool, bool]] = []
+
+    @server.on("session_start")
+    async def welcome(event: Any) -> None:
+        event.turn.say("x")
+        first = event.turn.finish()
+        second = event.turn.finish()
+        outcomes.append((await first, await second))
+
+    async with server:
+        result = await caller_factory(server).start_session()
+    assert len(result.finals) == 1
+    assert outcomes == [(True, True)]

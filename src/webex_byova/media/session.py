@@ -530,7 +530,13 @@ class Turn:
     # ------------------------------------------------------------------ ending
 
     def finish(self) -> asyncio.Future[bool]:
-        """Send the FINAL now (after any queued audio). Idempotent."""
+        """Send the FINAL now (after any queued audio). Idempotent: a repeat call resolves like
+        the first (``True`` once that one FINAL is sent)."""
+        done: asyncio.Future[bool] | None = getattr(self, "_final_done", None)
+        if self._final_requested and done is not None and not self._closed:
+            if done.done():
+                return _completed(not done.cancelled() and done.result())
+            return asyncio.shield(done)  # a cancelled awaiter must not cancel the first one's
         if self._final_requested or self._closed:
             return _completed(self._final_sent)
         return self._request_final()
