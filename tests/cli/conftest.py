@@ -21,6 +21,42 @@ ROOT = Path(__file__).resolve().parents[2]
 BYOVA = Path(sys.executable).with_name("byova")
 
 
+@pytest.fixture(scope="session")
+def fresh_user_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``bin`` of a fresh virtualenv with ``webex-byova-sdk[media,cli]`` installed from the
+    built wheel, as a new user gets it with pip (not the source tree, not the dev env)."""
+    import venv
+
+    base = tmp_path_factory.mktemp("fresh-user")
+    dist = base / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    (wheel,) = dist.glob("*.whl")
+    env_dir = base / "venv"
+    venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{wheel}[media,cli]",
+        ],  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return bin_dir
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

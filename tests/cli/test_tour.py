@@ -2,8 +2,9 @@
 
 Every ```bash block of the README and the guides runs (``bash no-run`` blocks are skipped: the
 Quickstart's ``dev.py`` lines, which would run this suite itself). Each line is one ``bash -c``
-in the repository root with the virtualenv's ``bin`` first on ``PATH`` (an activated
-``.venv``), a fresh user data directory and no ``WEBEX_*`` variables. ``byova emulator`` and
+in the repository root with the ``bin`` of a fresh virtualenv first on ``PATH`` (the built
+wheel installed with ``pip install 'webex-byova-sdk[media,cli]'``, as a new user has it; not
+the dev ``.venv``), a fresh user data directory and no ``WEBEX_*`` variables. ``byova emulator`` and
 ``byova serve`` keep running, as in their own terminals; the ``export`` lines the emulator
 prints apply to every later line, as a user pastes them.
 
@@ -20,7 +21,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -79,11 +79,15 @@ def _listening(port: int) -> bool:
 class Terminal:
     """What the user's shells share: exported variables and the commands left running."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, bin_dir: Path) -> None:
         self.tmp = tmp_path
         self.media_port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBEX_")}
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("WEBEX_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+        }
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["XDG_DATA_HOME"] = str(tmp_path / "data")
         env["WEBEX_MEDIA_HOST"] = "127.0.0.1"
         env["WEBEX_MEDIA_PORT"] = str(self.media_port)  # `byova serve` without --port
@@ -172,13 +176,15 @@ class Terminal:
 
 
 @pytest.mark.parametrize("doc", DOCS)
-def test_shell_commands_of_the_docs_run_as_written(doc: str, tmp_path: Path) -> None:
+def test_shell_commands_of_the_docs_run_as_written(
+    doc: str, tmp_path: Path, fresh_user_bin: Path
+) -> None:
     blocks = bash_blocks((ROOT / doc).read_text())
     runnable = [lines for runs, lines in blocks if runs]
     if doc != "docs/media-server.md":
         assert runnable, f"{doc} should show its shell commands"
     for lines in runnable:
-        terminal = Terminal(tmp_path)
+        terminal = Terminal(tmp_path, fresh_user_bin)
         try:
             for line in lines:
                 output = terminal.run(line)
@@ -202,3 +208,12 @@ def test_the_readme_tour_uses_a_verifying_server_and_the_sdk() -> None:
     ]
     assert "--mint-token" in lines[2]
     assert "--token" not in lines[2].replace("--mint-token", "")
+
+
+def test_the_tour_runs_the_installed_wheel_not_the_source_tree(
+    tmp_path: Path, fresh_user_bin: Path
+) -> None:
+    terminal = Terminal(tmp_path, fresh_user_bin)
+    assert terminal.run("command -v byova").strip() == str(fresh_user_bin / "byova")
+    where = terminal.run("python -c 'import webex_byova; print(webex_byova.__file__)'")
+    assert where.strip().startswith(str(fresh_user_bin.parent))
