@@ -98,8 +98,8 @@ def _event_types(envelope: dict) -> list[str]:
 
 
 async def test_barge_in_cancels_the_bot_output(serve, place_call, webex) -> None:
-    # A 2 s reply generated in 20 slow pieces: the caller talks over it.
-    bot = serve(bot=lambda r: ScriptedBot(r, reply_ms=2000, pieces=20, piece_delay=0.05))
+    # A 2 s reply generated in 20 slow pieces (2 s in all): the caller talks over it.
+    bot = serve(bot=lambda r: ScriptedBot(r, reply_ms=2000, pieces=20, piece_delay=0.1))
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()

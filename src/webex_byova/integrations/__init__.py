@@ -2,3 +2,7 @@
 
 * :mod:`webex_byova.integrations.pipecat`: a pipecat transport (extra ``pipecat``).
 """
+
+# No names of its own; the empty list also keeps pdoc from walking into the adapters, which the
+# API reference documents as modules of their own (else pipecat's page is added twice: a warning).
+__all__: list[str] = []
