@@ -1,7 +1,9 @@
 """Pipecat transport fixtures: a real media server whose calls each run a real pipecat pipeline.
 
-The Webex side is a parameter (``webex``): gRPC's :class:`~webex_byova.testing.WebexCaller`
-today; the WebSocket caller joins the list when that transport lands.
+The Webex side is a parameter (``webex``): every scenario runs once over gRPC (the server with
+``transport="grpc"``, driven by :class:`~webex_byova.testing.WebexCaller`) and once over
+WebSocket (``transport="websocket"``, driven by :class:`~webex_byova.testing.WebexWsCaller`).
+Tests get the server from ``serve`` and the caller from ``place_call``, both on that transport.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from webex_byova.integrations.pipecat import (  # noqa: E402
     BYOVATransportParams,
 )
 from webex_byova.media import BYOVAMediaServer, MediaServerConfig  # noqa: E402
-from webex_byova.testing import WebexCaller  # noqa: E402
+from webex_byova.testing import WebexCaller, WebexWsCaller  # noqa: E402
 
 FAST: dict[str, Any] = {
     "host": "127.0.0.1",
@@ -52,6 +54,9 @@ FAST: dict[str, Any] = {
     "audio_mode": "chunk",
     "realtime_pacing": False,
     "half_close_timeout_s": 5.0,
+    "ws_host": "127.0.0.1",
+    "ws_port": 0,
+    "ws_close_grace_s": 2.0,
 }
 WELCOME = "Welcome to the pipecat bot."
 RATE = 16000  # the pipeline's audio rate in these tests
@@ -213,19 +218,36 @@ def pipecat_server(
     return BotServer(server, records, transports)
 
 
-@pytest.fixture(params=["grpc"])
+Caller = WebexCaller | WebexWsCaller
+
+
+@pytest.fixture(params=["grpc", "websocket"])
 def webex(request: pytest.FixtureRequest) -> str:
-    """The Webex-side transport of the call (the WebSocket caller is added when it lands)."""
+    """The Webex-side transport of the call: ``"grpc"`` or ``"websocket"``."""
     return str(request.param)
 
 
 @pytest.fixture
-async def place_call(webex: str) -> AsyncIterator[Callable[[BYOVAMediaServer], WebexCaller]]:
-    callers: list[WebexCaller] = []
+def serve(webex: str) -> Callable[..., BotServer]:
+    """:func:`pipecat_server` listening on the transport under test only."""
 
-    def factory(server: BYOVAMediaServer) -> WebexCaller:
-        assert webex == "grpc"
-        caller = WebexCaller(server.address, realtime=False, rpc_timeout=20.0)
+    def factory(**kwargs: Any) -> BotServer:
+        return pipecat_server(transport=webex, **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+async def place_call(webex: str) -> AsyncIterator[Callable[[BYOVAMediaServer], Caller]]:
+    """Factory of Webex-side callers for a server, on the transport under test (closed after)."""
+    callers: list[Caller] = []
+
+    def factory(server: BYOVAMediaServer) -> Caller:
+        caller: Caller
+        if webex == "websocket":
+            caller = WebexWsCaller(server.ws_url, realtime=False, turn_timeout=20.0)
+        else:
+            caller = WebexCaller(server.address, realtime=False, rpc_timeout=20.0)
         callers.append(caller)
         return caller
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from pipecat.frames.frames import InputAudioRawFrame, TTSSpeakFrame, UserStoppedSpeakingFrame
 
 from webex_byova.integrations.pipecat import BYOVATransportParams
 from webex_byova.media.assets import load
 
-from .conftest import RATE, WELCOME, ScriptedBot, pipecat_server
+from .conftest import RATE, WELCOME, ScriptedBot
 
 HELLO = load("speech_hello.wav")
 
 
-async def test_welcome_utterance_dtmf_transfer(place_call) -> None:
-    bot = pipecat_server()
+async def test_welcome_utterance_dtmf_transfer(serve, place_call) -> None:
+    bot = serve()
     async with bot.server:
         caller = place_call(bot.server)
         first = await caller.start_session()
@@ -42,8 +44,8 @@ async def test_welcome_utterance_dtmf_transfer(place_call) -> None:
         assert record.disconnected == 1
 
 
-async def test_text_streamed_by_an_llm_with_no_tts_is_one_prompt(place_call) -> None:
-    bot = pipecat_server()
+async def test_text_streamed_by_an_llm_with_no_tts_is_one_prompt(serve, place_call) -> None:
+    bot = serve()
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
@@ -52,21 +54,63 @@ async def test_text_streamed_by_an_llm_with_no_tts_is_one_prompt(place_call) -> 
         assert len(answer.finals) == 1
 
 
-async def test_barge_in_cancels_the_bot_output(place_call) -> None:
-    # A 2 s reply generated in 20 slow pieces: the caller talks over it on the next RPC.
-    bot = pipecat_server(bot=lambda r: ScriptedBot(r, reply_ms=2000, pieces=20, piece_delay=0.05))
+async def _barge_in_over_grpc(caller) -> tuple[Any, Any, list[str]]:
+    """Webex opens the next audio RPC while the reply's RPC is still open."""
+    first = caller.open("audio")
+    talking = asyncio.create_task(caller.say(wav=HELLO, turn=first))
+    while not first.result.chunks:  # the reply started streaming
+        await asyncio.sleep(0.01)
+    second = await caller.say(wav=HELLO)
+    return await talking, second, second.event_types
+
+
+async def _barge_in_over_websocket(caller) -> tuple[Any, Any, list[str]]:
+    """One socket: Webex keeps streaming caller audio after END_OF_INPUT while a barge-in
+    enabled reply plays; the caller's new speech is the next turn on the same socket."""
+    talking = asyncio.create_task(caller.say(wav=HELLO))
+    while not any(_audio_chunk(env) for env in caller.received):  # the reply is streaming
+        await asyncio.sleep(0.01)
+    frames = caller.frames(wav=HELLO, leading_silence_ms=200, trailing_silence_ms=2000)
+    sent, between = 0, len(caller.unsolicited)
+    while not talking.done():  # talk over the reply until it is cut (its FINAL arrives)
+        assert sent < len(frames), "the reply was not cut while the caller spoke"
+        await caller.send_request(caller.audio_payload(frames[sent]))
+        sent += 1
+        await asyncio.sleep(0.01)
+    cut = await talking
+    second = await caller.stream_frames(frames[sent:])
+    # START_OF_INPUT may come right behind the cut reply's FINAL, before the next step began.
+    early = [_event_types(env) for env in caller.unsolicited[between:]]
+    return cut, second, [t for types in early for t in types] + second.event_types
+
+
+def _audio_chunk(envelope: dict) -> bool:
+    payload = envelope.get("payload") or {}
+    prompts = payload.get("prompts") or ()
+    return payload.get("response_type") == "CHUNK" and any(
+        p.get("audio_content_b64") for p in prompts
+    )
+
+
+def _event_types(envelope: dict) -> list[str]:
+    payload = envelope.get("payload") or {}
+    return [e.get("event_type", "") for e in payload.get("output_events") or ()]
+
+
+async def test_barge_in_cancels_the_bot_output(serve, place_call, webex) -> None:
+    # A 2 s reply generated in 20 slow pieces (2 s in all): the caller talks over it.
+    bot = serve(bot=lambda r: ScriptedBot(r, reply_ms=2000, pieces=20, piece_delay=0.1))
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
-        first = caller.open("audio")
-        talking = asyncio.create_task(caller.say(wav=HELLO, turn=first))
-        while not first.result.chunks:  # the reply started streaming
-            await asyncio.sleep(0.01)
-        second = await caller.say(wav=HELLO)
-        cut = await talking
+        if webex == "grpc":
+            cut, second, events = await _barge_in_over_grpc(caller)
+        else:
+            cut, second, events = await _barge_in_over_websocket(caller)
         assert len(cut.finals) == 1
         assert 0 < len(cut.audio) < 16000  # the rest of the 2 s (16000 µ-law bytes) never went
-        assert second.event_types[:2] == ["START_OF_INPUT", "END_OF_INPUT"]
+        assert events[:2] == ["START_OF_INPUT", "END_OF_INPUT"]
+        assert len(second.finals) == 1
         assert len(second.audio) == 16000  # the next reply plays whole
         record = bot.records[0]
         assert record.interruptions >= 1
@@ -74,8 +118,8 @@ async def test_barge_in_cancels_the_bot_output(place_call) -> None:
         await asyncio.wait_for(record.finished.wait(), 5)
 
 
-async def test_caller_hang_up_ends_the_pipeline(place_call) -> None:
-    bot = pipecat_server()
+async def test_caller_hang_up_ends_the_pipeline(serve, place_call) -> None:
+    bot = serve()
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
@@ -88,8 +132,8 @@ async def test_caller_hang_up_ends_the_pipeline(place_call) -> None:
         assert not bot.server.sessions
 
 
-async def test_end_frame_ends_the_session(place_call) -> None:
-    bot = pipecat_server()
+async def test_end_frame_ends_the_session(serve, place_call) -> None:
+    bot = serve()
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
@@ -104,9 +148,9 @@ async def test_end_frame_ends_the_session(place_call) -> None:
         assert not bot.server.sessions
 
 
-async def test_no_input_and_a_silent_bot_are_answered(place_call) -> None:
+async def test_no_input_and_a_silent_bot_are_answered(serve, place_call) -> None:
     params = BYOVATransportParams(audio_in_sample_rate=16000, reply_timeout_s=0.3)
-    bot = pipecat_server(params=params)
+    bot = serve(params=params)
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
@@ -120,8 +164,8 @@ async def test_no_input_and_a_silent_bot_are_answered(place_call) -> None:
         assert len(event.finals) == 1
 
 
-async def test_pipecat_and_server_both_see_the_turn(place_call) -> None:
-    bot = pipecat_server()
+async def test_pipecat_and_server_both_see_the_turn(serve, place_call) -> None:
+    bot = serve()
     ours: list[tuple[str, str]] = []
     bot.server.on("turn_ended")(lambda e: ours.append((e.kind, e.outcome)))
     async with bot.server:
@@ -152,15 +196,18 @@ class EndsTurnAfterAudio(ScriptedBot):
         await super().process_frame(frame, direction)
 
 
-async def test_pipecat_turn_taking_ends_the_input_on_the_wire(place_call) -> None:
+async def test_pipecat_turn_taking_ends_the_input_on_the_wire(serve, place_call) -> None:
     params = BYOVATransportParams(audio_in_sample_rate=RATE, turn_taking="pipecat")
     # The server's own end of speech would need 5 s of silence: the caller sends 2 s at most.
-    bot = pipecat_server(bot=EndsTurnAfterAudio, params=params, complete_timeout_ms=5000)
+    bot = serve(bot=EndsTurnAfterAudio, params=params, complete_timeout_ms=5000)
     reasons: list[str] = []
     bot.server.on("utterance")(lambda event: reasons.append(event.reason))
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
+        # Paced (5x real time) as Webex is, so the caller can stop at END_OF_INPUT: unpaced, a
+        # WebSocket caller has sent every frame before the pipeline heard the first 0.6 s.
+        caller.realtime, caller.speed = True, 5.0
         spoken = await caller.say(wav=HELLO)
         assert "END_OF_INPUT" in spoken.event_types
         assert spoken.frames_sent < len(caller.frames(wav=HELLO, trailing_silence_ms=2000))
@@ -169,8 +216,11 @@ async def test_pipecat_turn_taking_ends_the_input_on_the_wire(place_call) -> Non
         assert bot.records[0].frames[0] == "decided"  # no UserStartedSpeakingFrame pushed
 
 
-async def test_wav_mode_puts_the_reply_in_the_final(place_call) -> None:
-    bot = pipecat_server(audio_mode="wav")
+# gRPC only: WebSocket has no WAV mode (its reply audio is always raw µ-law CHUNKs, never a
+# WAV in the FINAL), so this scenario does not exist there.
+@pytest.mark.parametrize("webex", ["grpc"], indirect=True)
+async def test_wav_mode_puts_the_reply_in_the_final(serve, place_call) -> None:
+    bot = serve(audio_mode="wav")
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()
@@ -181,7 +231,7 @@ async def test_wav_mode_puts_the_reply_in_the_final(place_call) -> None:
         assert len(spoken.audio) == 8000 * 400 // 1000
 
 
-async def test_custom_event_handler_and_server_stop(place_call) -> None:
+async def test_custom_event_handler_and_server_stop(serve, place_call) -> None:
     seen: list[str] = []
 
     def setup(transport, worker) -> None:
@@ -190,7 +240,7 @@ async def test_custom_event_handler_and_server_stop(place_call) -> None:
             seen.append(custom_event.event_name)
             await worker.queue_frames([TTSSpeakFrame("Order shipped.")])
 
-    bot = pipecat_server(setup=setup)
+    bot = serve(setup=setup)
     async with bot.server:
         caller = place_call(bot.server)
         await caller.start_session()

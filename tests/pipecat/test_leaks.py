@@ -11,8 +11,6 @@ from pathlib import Path
 from webex_byova.integrations.pipecat import _transport
 from webex_byova.media.assets import load
 
-from .conftest import pipecat_server
-
 HELLO = load("speech_hello.wav")
 
 
@@ -42,8 +40,8 @@ def _tasks() -> int:
     return len(asyncio.all_tasks())
 
 
-async def test_fifty_calls_leave_nothing_behind(place_call) -> None:
-    bot = pipecat_server()
+async def test_fifty_calls_leave_nothing_behind(serve, place_call) -> None:
+    bot = serve()
     async with bot.server:
         # One warm-up call, so lazily created server state is part of the baseline.
         warm = place_call(bot.server)

@@ -17,8 +17,10 @@ and owns the socket.
   the PING's ``seq``) is sent by the reader directly, so it goes out at once, also while a long
   reply is being written.
 * **Turns.** A request is fed to the open turn; when the turn takes no more input
-  (``feed`` is false: its FINAL is out) it opens the next turn. Each turn's responses are pumped
-  by a task that first waits for the previous turn's pump, so replies never interleave.
+  (``feed`` is false: its FINAL is out), or it is caller audio after the open audio turn's
+  END_OF_INPUT (barge-in over a reply still being sent), it opens the next turn. Each turn's
+  responses are pumped by a task that first waits for the previous turn's pump, so replies
+  never interleave.
 * **Limits.** ``SESSION_START`` within ``ws_session_start_timeout_s``; one socket per live
   conversation (a second is refused with ``bad_request``/409, close 1008); frames above
   ``ws_max_message_bytes`` (the library closes 1009 above twice that); WebSocket
@@ -46,6 +48,7 @@ from websockets.http11 import Request, Response
 from .._logging import get_logger
 from ..jws import CLAIM_ORG, JWSVerificationError
 from ._frontend import CallRejected, TurnHandle
+from ._messages import AudioIn
 from ._ws_codec import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -282,6 +285,19 @@ class WsFrontEnd:
             del self._owners[conversation_id]
 
 
+def _starts_next_turn(handle: TurnHandle, request: Any) -> bool:
+    """Caller audio after an audio turn's END_OF_INPUT belongs to the next turn, at once.
+
+    Webex keeps streaming the caller while a barge-in enabled reply plays; fed to the answered
+    turn that audio would be dropped until its FINAL, so speech over a reply still being
+    generated could never cut it. As a new turn (what Webex's next RPC is on gRPC) its
+    end-pointer hears the barge-in while the reply is still being sent; its responses wait
+    for that reply's FINAL (pumps never interleave).
+    """
+    turn = handle.turn
+    return isinstance(request.input, AudioIn) and turn.kind == "audio" and turn._input_ended
+
+
 def _printable(text: str) -> str:
     """Caller-supplied text made safe for one log line (bounded, control characters escaped)."""
     return repr(text[:100])[1:-1]
@@ -425,7 +441,7 @@ class _Conversation:
         """Feed the open turn or open the next one; False when the socket must close."""
         request = msg.request
         handle = self.handle
-        if handle is not None and handle.feed(request):
+        if handle is not None and not _starts_next_turn(handle, request) and handle.feed(request):
             await handle.drain()
             return True
         if not self.leased:

@@ -246,6 +246,10 @@ class _CallLink:
     def audio(self, pcm: bytes, sample_rate: int) -> None:
         if self.ended:
             return
+        if self.own_interruptions:
+            # The reply the caller just cut, still generated until our InterruptionFrame reaches
+            # the bot: not the next turn's answer.
+            return
         turn = self.target()
         if turn is None:
             _log.debug("[%s] bot audio with no open turn dropped", self.session.conversation_id)
