@@ -102,7 +102,6 @@ def test_ieee_float(width: int, extensible: bool) -> None:
 
 @pytest.mark.parametrize("width", [4, 8])
 def test_float_numpy_and_pure_python_agree(width: int) -> None:
-    pytest.importorskip("numpy")
     values = [math.sin(i / 7) * 1.2 for i in range(3000)] + [math.nan, 0.49999 / 32768]
     raw = struct.pack(f"<{len(values)}{'f' if width == 4 else 'd'}", *values)
     pure = audio.float_to_pcm16(raw, width, use_numpy=False)

@@ -7,11 +7,11 @@ seeded. Real detectors run on it; nothing is mocked.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from webex_byova.media import MediaServerConfig, audio, vad
@@ -24,8 +24,6 @@ from webex_byova.media.vad import (
     SpeechStarted,
     WebRtcVAD,
 )
-
-np = pytest.importorskip("numpy")
 
 RATE = 8000
 TIMEOUT = vad.DEFAULT_COMPLETE_TIMEOUT_MS
@@ -386,12 +384,9 @@ def test_silero_missing_extra_falls_back_to_energy() -> None:
     assert proc.stdout.strip() == "vad"
 
 
-# -- the neural detector (extra "vad"; part of "all") ----------------------------------------------
-
-needs_silero = pytest.mark.skipif(not vad.silero_available(), reason="needs the 'vad' extra")
+# -- the neural detector (extras "vad"/"vadbatch", in "all": both test envs run these) -----
 
 
-@needs_silero
 def test_silero_on_real_speech_skips_silence(hello_ulaw: bytes) -> None:
     data = audio.ulaw_to_pcm16(audio.silence(1000) + hello_ulaw + audio.silence(1500))
     trace: list[FrameTrace] = []
@@ -420,7 +415,6 @@ def test_silero_on_real_speech_skips_silence(hello_ulaw: bytes) -> None:
     assert det.feed(data) == events
 
 
-@needs_silero
 def test_silero_no_start_in_steady_noise_and_speech_in_noise() -> None:
     det = vad.SileroVAD()
     for seed in range(3):
@@ -429,7 +423,6 @@ def test_silero_no_start_in_steady_noise_and_speech_in_noise() -> None:
     assert det.classifier.inferences < det.classifier.windows * 0.75  # the gate skips noise
 
 
-@needs_silero
 def test_silero_16k_and_validation(hello_ulaw: bytes) -> None:
     pcm8 = audio.ulaw_to_pcm16(audio.silence(800) + hello_ulaw + audio.silence(1500))
     pcm16 = audio.resample_pcm16(pcm8, 8000, 16000)
@@ -448,13 +441,6 @@ def test_silero_16k_and_validation(hello_ulaw: bytes) -> None:
     assert det.classifier.gate_db is None
 
 
-needs_batch = pytest.mark.skipif(
-    not vad.silero_available() or importlib.util.find_spec("onnxruntime") is None,
-    reason="needs the 'vadbatch' extra",
-)
-
-
-@needs_batch
 def test_silero_batch_scores_many_conversations_per_run(hello_ulaw: bytes) -> None:
     data = audio.ulaw_to_pcm16(audio.silence(1000) + hello_ulaw + audio.silence(1500))
     reference: list[vad.VADEvent] = []
@@ -486,7 +472,6 @@ def test_silero_batch_scores_many_conversations_per_run(hello_ulaw: bytes) -> No
         vad.SileroVAD(sample_rate=16000, batch=engine)
 
 
-@needs_batch
 def test_silero_batch_without_onnxruntime_names_the_extra() -> None:
     script = textwrap.dedent(
         """

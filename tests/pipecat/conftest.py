@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-pytest.importorskip("pipecat")
-
-from pipecat.frames.frames import (  # noqa: E402
+from pipecat.frames.frames import (
     EndWorkerFrame,
     Frame,
     InputAudioRawFrame,
