@@ -616,3 +616,41 @@ async def test_sockets_and_refused_upgrades_are_counted(
     assert _total(auth_server, "webex_byova_streams_opened_total", transport="grpc") == 0
     await good.end_session()
     await good.aclose()
+
+
+# --------------------------------------------------------------------------- near misses
+
+
+async def test_near_miss_tokens_and_verifier_bugs_never_open_a_socket(
+    servers: Callable[..., Any], webex_emulator: WebexEmulator
+) -> None:
+    """The upgrade fails closed: a signature one character off (or cut, or extended), and a
+    verifier that fails with an unexpected exception, each get 401 and no conversation."""
+    from ..security.conftest import B64URL, near_misses
+
+    async with JWSVerifier(webex_emulator.config()) as verifier:
+        server = await servers(
+            verify_tokens=True,
+            ws_expected_url=ORIGIN,
+            expected_org_id=webex_emulator.org.org_id,
+            verifier=verifier,
+        )
+        token = webex_emulator.mint_data_source_token(url=ORIGIN, schema_id=WS_SCHEMA_ID)
+        head, body, signature = token.split(".")
+        for name, bad in near_misses(signature, B64URL, last_step=32).items():
+            caller = WebexWsCaller(server.ws_url, token=f"{head}.{body}.{bad}")
+            with pytest.raises(WsUpgradeRefused) as info:
+                await caller.connect()
+            assert info.value.status == 401, name
+            await caller.aclose()
+
+        async def broken(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+            raise RuntimeError("key cache corrupted")
+
+        verifier.averify = broken  # type: ignore[method-assign]
+        caller = WebexWsCaller(server.ws_url, token=token)
+        with pytest.raises(WsUpgradeRefused) as info:
+            await caller.connect()
+        assert info.value.status == 401
+        await caller.aclose()
+        assert server.sessions == {}
