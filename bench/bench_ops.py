@@ -18,6 +18,10 @@ Scenarios (each prints one line):
   drains the frames, both under the same calls at the same time (every frame sent to both,
   no stop at END_OF_INPUT); the CPU ratio is our overhead per process.
 
+``--vad energy,auto`` (the default) runs every scenario once per speech detector
+(``WEBEX_MEDIA_VAD``): ``energy`` is what a core install gets (no dependencies), ``auto`` the
+default, which picks Silero when the ``vad`` extra is installed (a neural model per frame).
+
 The machine is shared: keep runs short and read figures as indicative.
 """
 
@@ -312,6 +316,11 @@ def main() -> None:
     parser.add_argument("--calls", default="150,300")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip", default="", help="comma list of: workers,redis,bare")
+    parser.add_argument(
+        "--vad",
+        default="energy,auto",
+        help="comma list of WEBEX_MEDIA_VAD values; every scenario runs once per value",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.calls.split(",")]
     skip = set(args.skip.split(","))
@@ -323,76 +332,85 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "bench_app.py"
         app.write_text(APP)
-        if "workers" not in skip:
-            for calls in levels:
-                for workers in (1, 2):
-                    proc, port = start_byova(app, workers, {})
-                    try:
-                        [(stats, cpu)] = measure(
-                            [proc], [port], calls, args.rounds, stop_at_eoi=True
-                        )
-                    finally:
-                        stop(proc)
-                    print(line(f"byova serve, {workers} worker(s)", calls, stats, cpu), flush=True)
-        if "redis" not in skip:
-            binary = shutil.which("redis-server")
-            assert binary, "redis-server is needed"
-            rport = free_port()
-            redis = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(rport),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            try:
-                time.sleep(0.5)
-                calls = levels[0]
-                for label, env in (
-                    ("memory store, 1 worker", {}),
-                    (
-                        "redis store, 1 worker",
-                        {"WEBEX_MEDIA_CONVERSATION_STORE": f"redis://127.0.0.1:{rport}/0"},
-                    ),
-                ):
-                    proc, port = start_byova(app, 1, env)
-                    try:
-                        [(stats, cpu)] = measure(
-                            [proc], [port], calls, args.rounds, stop_at_eoi=True
-                        )
-                    finally:
-                        stop(proc)
-                    turns = (stats_turns := 3 * calls * args.rounds)
-                    print(
-                        line(label, calls, stats, cpu)
-                        + f"  ({cpu / turns * 1000:.2f} ms CPU/turn)",
-                        flush=True,
-                    )
-                    del stats_turns
-            finally:
-                redis.terminate()
-                redis.wait()
-        if "bare" not in skip:
+        for vad in args.vad.split(","):
+            print(f"--- WEBEX_MEDIA_VAD={vad}", flush=True)
+            scenarios(app, levels, args.rounds, skip, {"WEBEX_MEDIA_VAD": vad})
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.1f}")
+
+
+def scenarios(
+    app: Path, levels: list[int], rounds: int, skip: set[str], vad_env: dict[str, str]
+) -> None:
+    """Every scenario not in ``skip`` with the server environment ``vad_env``."""
+    if "workers" not in skip:
+        for calls in levels:
+            for workers in (1, 2):
+                proc, port = start_byova(app, workers, vad_env)
+                try:
+                    [(stats, cpu)] = measure([proc], [port], calls, rounds, stop_at_eoi=True)
+                finally:
+                    stop(proc)
+                print(line(f"byova serve, {workers} worker(s)", calls, stats, cpu), flush=True)
+    if "redis" not in skip:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed"
+        rport = free_port()
+        redis = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(rport),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)
             calls = levels[0]
-            ours, our_port = start_byova(app, 1, {})
-            bare, bare_port = start_bare()
-            try:
-                (s_ours, c_ours), (s_bare, c_bare) = measure(
-                    [ours, bare], [our_port, bare_port], calls, args.rounds, stop_at_eoi=False
+            for label, env in (
+                ("memory store, 1 worker", {}),
+                (
+                    "redis store, 1 worker",
+                    {"WEBEX_MEDIA_CONVERSATION_STORE": f"redis://127.0.0.1:{rport}/0"},
+                ),
+            ):
+                proc, port = start_byova(app, 1, {**vad_env, **env})
+                try:
+                    [(stats, cpu)] = measure([proc], [port], calls, rounds, stop_at_eoi=True)
+                finally:
+                    stop(proc)
+                turns = 3 * calls * rounds
+                print(
+                    line(label, calls, stats, cpu) + f"  ({cpu / turns * 1000:.2f} ms CPU/turn)",
+                    flush=True,
                 )
-            finally:
-                stop(ours)
-                stop(bare)
-            print(line("ours (side by side)", calls, s_ours, c_ours), flush=True)
-            print(line("bare grpc.aio (side by side)", calls, s_bare, c_bare), flush=True)
-            print(f"ours / bare CPU per process: {c_ours / c_bare:.2f}x", flush=True)
+        finally:
+            redis.terminate()
+            redis.wait()
+    if "bare" not in skip:
+        calls = levels[0]
+        ours, our_port = start_byova(app, 1, vad_env)
+        bare, bare_port = start_bare()
+        try:
+            (s_ours, c_ours), (s_bare, c_bare) = measure(
+                [ours, bare], [our_port, bare_port], calls, rounds, stop_at_eoi=False
+            )
+        finally:
+            stop(ours)
+            stop(bare)
+        print(line("ours (side by side)", calls, s_ours, c_ours), flush=True)
+        print(line("bare grpc.aio (side by side)", calls, s_bare, c_bare), flush=True)
+        print(
+            f"ours / bare CPU per process (vad={vad_env.get('WEBEX_MEDIA_VAD', 'default')}): "
+            f"{c_ours / c_bare:.2f}x  (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from ._messages import AgentResponse, CallerRequest
+from ._messages import AgentResponse, CallerInput, CallerRequest
 
 if TYPE_CHECKING:
     from .session import Session, Transport, Turn
@@ -132,10 +132,19 @@ class TurnHandle:
         answers nothing such as ``start_of_dtmf``). The message then belongs to the next turn
         (WebSocket) or is dropped (gRPC: Webex sends nothing after the FINAL on an RPC).
         """
+        return self.feed_input(request.input)
+
+    def feed_input(self, item: CallerInput | None) -> bool:
+        """:meth:`feed` with a message's input alone (``request.input``), same result.
+
+        A turn uses only the input of the messages after its first one (the conversation
+        fields are the first message's), so a front end whose connection carries one turn
+        of one conversation (gRPC: an RPC) decodes just the input of each 20 ms frame.
+        """
         turn = self.turn
         if not turn._takes_input:
             return False
-        turn._handle(request)
+        turn._handle(item)
         return True
 
     async def drain(self) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "DIGIT_TO_ENUM",
     "ENUM_TO_DIGIT",
     "caller_request",
+    "decode_caller_input",
     "decode_list_va_request",
     "decode_voice_va_request",
     "digits_from_enums",
@@ -180,6 +181,18 @@ def decode_voice_va_request(data: bytes) -> CallerRequest:
     try:
         return caller_request(vva.VoiceVARequest.FromString(data))
     except Exception:  # DecodeError, RecursionError, a Struct value json_format refuses
+        raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
+
+
+def decode_caller_input(data: bytes) -> CallerInput | None:
+    """Parse one ``VoiceVARequest`` like :func:`decode_voice_va_request`; decode only its input.
+
+    For the messages after an RPC's first (fed with ``TurnHandle.feed_input``): the whole
+    message is parsed and checked the same way, the conversation fields are not converted.
+    """
+    try:
+        return _caller_input(vva.VoiceVARequest.FromString(data))
+    except Exception:  # as above
         raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
 
 

@@ -38,6 +38,7 @@ from grpc import aio
 from ._auth import verified_org
 from ._frontend import CallRejected, RejectKind, TurnHandle
 from ._grpc_codec import (
+    decode_caller_input,
     decode_list_va_request,
     decode_voice_va_request,
     list_va_response,
@@ -246,15 +247,16 @@ async def _read(handle: TurnHandle, iterator: AsyncIterator[bytes]) -> CallRejec
     """
     try:
         async for data in iterator:
+            # Per 20 ms caller frame: only the input is decoded (the RPC is one turn).
             try:
-                request = decode_voice_va_request(data)
+                item = decode_caller_input(data)
             except CallRejected as rejected:
                 handle.turn.log.info("undecodable request; ending the caller's input")
                 handle.caller_done()
                 return rejected
             if handle.closed:
                 return None
-            if not handle.feed(request):
+            if not handle.feed_input(item):
                 continue  # after the FINAL: an RPC carries one turn, nothing more is due
             await handle.drain()
         handle.caller_done()

@@ -825,7 +825,7 @@ class BYOVAMediaServer:
             # Drained: the conversation outlived drain_timeout_s; this is the turn that ends it.
             turn._end_for_drain(session._drain_action)
         else:
-            turn._handle(first)
+            turn._handle(first.input)
         await handle.drain()
         return handle
 

@@ -34,6 +34,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Callable,
     Iterable,
     Mapping,
 )
@@ -46,6 +47,7 @@ from ._bounds import printable
 from ._messages import (
     AgentResponse,
     AudioIn,
+    CallerInput,
     CallerRequest,
     DtmfIn,
     EventIn,
@@ -102,11 +104,17 @@ Transport = Literal["grpc", "websocket"]
 #: Turn.__init__'s ``_dropped`` keys -> the metric's drop reasons (``empty`` is no frame).
 _DROP_METRIC = {"small": "small", "large": "large", "bad": "bad_rate", "after_close": "after_close"}
 _NO_SPAN = ConversationSpan(None, None, {})
+#: Caller audio's decoder until a frame declares another encoding (µ-law is Webex's default).
+_DECODE_MULAW = _audio.frame_decoder(_audio.AudioEncoding.MULAW)
 
 
 def turn_kind(request: CallerRequest) -> TurnKind:
     """What kind of step a turn is, from its first message."""
-    item = request.input
+    return input_kind(request.input)
+
+
+def input_kind(item: CallerInput | None) -> TurnKind:
+    """What kind of step a message's input makes a turn (``"other"`` for none)."""
     if isinstance(item, AudioIn):
         return "audio"
     if isinstance(item, DtmfIn):
@@ -288,6 +296,9 @@ class Turn:
         self._reply_event: MediaEvent | None = None
         self._detector: SpeechDetector | None = None
         self._encoding = _audio.AudioEncoding.MULAW
+        #: The declared encoding name ``_encoding`` was coerced from (frames repeat it).
+        self._encoding_name = ""
+        self._decode: Callable[[bytes], bytes] = _DECODE_MULAW
         self._rate = 0
         self._language = ""
         self._offset_ms = 0.0
@@ -297,6 +308,9 @@ class Turn:
         self._preroll_bytes = 0
         self._utterance: list[bytes] = []
         self._utterance_bytes = 0
+        # PCM byte bounds of the buffers, fixed with the rate when the detector is made.
+        self._preroll_limit = 0
+        self._utterance_limit = 0
         self._dropped = {"small": 0, "large": 0, "empty": 0, "bad": 0, "after_close": 0}
         # metrics, recorded once per turn (_after_final / _close)
         self._span = session._span.turn(index, kind, tracking_id=tracking_id)
@@ -1104,11 +1118,10 @@ class Turn:
             task.cancel()
         return True
 
-    def _handle(self, request: CallerRequest) -> None:
-        """Process one caller message of this turn (called by its TurnHandle, never blocks)."""
-        item = request.input
+    def _handle(self, item: CallerInput | None) -> None:
+        """Process one caller message's input (called by its TurnHandle, never blocks)."""
         if self.kind == "other" and item is not None:
-            self.kind = turn_kind(request)
+            self.kind = input_kind(item)
             self._requires_reply = self.kind in _REPLY_KINDS
         if isinstance(item, AudioIn):
             self._on_audio(item)
@@ -1164,6 +1177,8 @@ class Turn:
             self._dropped["empty"] += 1
 
     def _on_audio(self, voice: AudioIn) -> None:
+        # Runs for every 20 ms caller frame: work that repeats frame after frame (coercing the
+        # same encoding name, choosing the decoder, buffer bounds) is done once and kept.
         data = voice.audio
         self._frames_in += 1
         if self._input_ended:
@@ -1171,36 +1186,43 @@ class Turn:
             return
         # Metadata first: Webex may declare encoding/rate on a frame without (enough) audio
         # and send only caller_audio afterwards; later frames inherit what was declared.
-        if voice.encoding != "unspecified":
+        name = voice.encoding
+        if name != "unspecified" and name != self._encoding_name:
             try:
-                self._encoding = _audio.AudioEncoding.coerce(voice.encoding)
+                encoding = _audio.AudioEncoding.coerce(name)
             except ValueError:
                 self._dropped["bad"] += 1
                 return
+            self._encoding, self._encoding_name = encoding, name
+            self._decode = _audio.frame_decoder(encoding)
         declared = voice.sample_rate_hz
-        if declared and declared not in (8000, 16000):
+        if declared and declared != 8000 and declared != 16000:
             self._dropped["bad"] += 1
             return
-        if declared and self._detector is None:
+        detector = self._detector
+        if declared and detector is None:
             self._rate = declared
         if voice.language_code:
             self._language = voice.language_code
-        if len(data) < self._config.min_frame_bytes:
+        size = len(data)
+        if size < self._config.min_frame_bytes:
             self._dropped["small"] += 1
             return
-        if len(data) > _MAX_FRAME:
+        if size > _MAX_FRAME:
             if not self._dropped["large"]:
-                self.log.warning("caller audio frame of %d bytes dropped (max 64 KiB)", len(data))
+                self.log.warning("caller audio frame of %d bytes dropped (max 64 KiB)", size)
             self._dropped["large"] += 1
             return
         rate = declared or self._rate or self._config.input_sample_rate
-        if self._detector is None:
+        if detector is None:
             self._rate = rate
-            self._detector = self.session._detector_for(self, rate)
+            self._preroll_limit = _PREROLL_MS * rate * 2 // 1000
+            self._utterance_limit = self._config.max_utterance_ms * rate * 2 // 1000
+            detector = self._detector = self.session._detector_for(self, rate)
         elif rate != self._rate:
             self._dropped["bad"] += 1
             return
-        pcm = _audio.decode(data, self._encoding)
+        pcm = self._decode(data)
         offset = self._offset_ms
         self._offset_ms += len(pcm) / 2 / rate * 1000
         self._buffer(pcm)
@@ -1217,7 +1239,10 @@ class Turn:
                     language_code=self._language,
                 )
             )
-        for vad_event in self._detector.feed(pcm):
+        events = detector.feed(pcm)
+        if not events:
+            return
+        for vad_event in events:
             if isinstance(vad_event, SpeechStarted) and not self._speaking:
                 self._speech_started(vad_event.onset_ms)
             elif isinstance(vad_event, SpeechEnded):
@@ -1244,16 +1269,17 @@ class Turn:
 
     def _buffer(self, pcm: bytes) -> None:
         if self._speaking:
-            limit = self._config.max_utterance_ms * self._rate * 2 // 1000
-            if self._utterance_bytes < limit:
+            if self._utterance_bytes < self._utterance_limit:
                 self._utterance.append(pcm)
                 self._utterance_bytes += len(pcm)
             return
-        self._preroll.append(pcm)
-        self._preroll_bytes += len(pcm)
-        limit = _PREROLL_MS * self._rate * 2 // 1000
-        while self._preroll_bytes - len(self._preroll[0]) >= limit:
-            self._preroll_bytes -= len(self._preroll.popleft())
+        preroll = self._preroll
+        preroll.append(pcm)
+        total = self._preroll_bytes + len(pcm)
+        limit = self._preroll_limit
+        while total - len(preroll[0]) >= limit:
+            total -= len(preroll.popleft())
+        self._preroll_bytes = total
 
     def _speech_started(self, onset_ms: float) -> None:
         self._speaking = True

@@ -1,0 +1,149 @@
+"""The server's per-frame cost, without the network: prints µs per caller frame (no assertions).
+
+Run: ``.venv/bin/python bench/bench_frames.py [--calls 200] [--vad energy,auto]``.
+
+A real :class:`~webex_byova.media.BYOVAMediaServer` (the app of ``bench_ops.py``: a greeting
+and a reply) runs in this process's event loop. Each call is one audio turn of the wire bytes
+a gRPC client sends: 160-byte µ-law ``VoiceVARequest`` frames (``bench_media``'s tone call:
+1 s of a voiced tone between silences, 135 frames), decoded and fed exactly as the gRPC front
+end's reader does with the frames after an RPC's first (``decode_caller_input``,
+``TurnHandle.feed_input``, ``TurnHandle.drain``), including the frames after END_OF_INPUT.
+Figures per frame, best of three runs of ``--calls`` calls:
+
+* ``codec``: protobuf parse + conversion of the frame's input (``AudioIn``);
+* ``core``: feed + drain of the decoded input (validation, decode, buffering, VAD);
+* ``codec + core``: the two together, what the front end's reader task pays per frame.
+
+``--vad`` picks the speech detector (``WEBEX_MEDIA_VAD``): ``energy`` (dependency free) and
+``auto`` (Silero when the ``vad`` extra is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+FRAME = 160
+
+
+def wire_call(ulaw: bytes) -> tuple[str, list[bytes]]:
+    """One call's audio turn as serialized ``VoiceVARequest`` frames."""
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+
+    cid = str(uuid.uuid4())
+    frames = [
+        vva.VoiceVARequest(
+            conversation_id=cid,
+            customer_org_id="org-bench",
+            audio_input=vva.VoiceInput(
+                caller_audio=ulaw[i : i + FRAME],
+                encoding=vva.VoiceInput.MULAW_FORMAT,
+                sample_rate_hertz=8000,
+            ),
+        ).SerializeToString()
+        for i in range(0, len(ulaw), FRAME)
+    ]
+    return cid, frames
+
+
+def make_server(vad: str) -> Any:
+    from webex_byova.media import BYOVAMediaServer, MediaServerConfig
+
+    server = BYOVAMediaServer(
+        MediaServerConfig(vad=vad, verify_tokens=False, complete_timeout_ms=800)
+    )
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.say("welcome")
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        event.turn.say("reply")
+
+    return server
+
+
+async def run(vad: str, calls: int) -> dict[str, float]:
+    """Seconds per frame of each stage over ``calls`` calls."""
+    from bench_media import tone_call_audio
+
+    from webex_byova.media._grpc_codec import decode_caller_input, decode_voice_va_request
+
+    server = make_server(vad)
+    ulaw = tone_call_audio()
+    wires = [wire_call(ulaw) for _ in range(calls)]
+    codec_s = core_s = 0.0
+    frames = 0
+    gc.collect()
+    for cid, wire in wires:
+        # codec alone (the core gets its own decoded copies below)
+        t0 = time.perf_counter()
+        items = [decode_caller_input(data) for data in wire[1:]]
+        codec_s += time.perf_counter() - t0
+        handle = await server.open_turn(decode_voice_va_request(wire[0]), transport="grpc")
+        t0 = time.perf_counter()
+        for item in items:
+            if handle.closed:
+                break
+            if handle.feed_input(item):
+                await handle.drain()
+        core_s += time.perf_counter() - t0
+        frames += len(wire) - 1
+        handle.caller_done()
+        handle.caller_gone()
+        server.end_conversation(cid, "bench")
+        await asyncio.sleep(0)
+    both_s = 0.0
+    for cid, wire in wires:
+        first = decode_voice_va_request(wire[0])
+        cid = str(uuid.uuid4())  # a fresh conversation for the same bytes
+        handle = await server.open_turn(replace(first, conversation_id=cid), transport="grpc")
+        t0 = time.perf_counter()
+        for data in wire[1:]:
+            item = decode_caller_input(data)
+            if handle.closed:
+                break
+            if handle.feed_input(item):
+                await handle.drain()
+        both_s += time.perf_counter() - t0
+        handle.caller_done()
+        handle.caller_gone()
+        server.end_conversation(cid, "bench")
+        await asyncio.sleep(0)
+    return {
+        "codec": codec_s / frames,
+        "core": core_s / frames,
+        "codec + core": both_s / frames,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--vad", default="energy,auto")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("webex_byova").setLevel(logging.WARNING)
+    print(f"µs per 20 ms caller frame, best of {args.repeat} runs of {args.calls} calls")
+    for vad in args.vad.split(","):
+        best: dict[str, float] = {}
+        for _ in range(args.repeat):
+            figures = asyncio.run(run(vad, args.calls))
+            for key, value in figures.items():
+                best[key] = min(best.get(key, value), value)
+        print(
+            f"  vad={vad:<7s} "
+            + "  ".join(f"{key} {value * 1e6:6.2f}" for key, value in best.items())
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""The per-frame path of caller audio: decoders, frame energy, the input-only codec and feed.
+
+The fast paths (an encoding resolved once per stream, G.711 through byte-plane tables, a
+message's input decoded without its conversation fields) must give exactly what the general
+functions give; the turn must still honour an encoding declared mid-turn and keep the preroll
+and utterance bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+from typing import Any, cast
+
+import pytest
+
+from webex_byova.media import audio
+from webex_byova.media._frontend import CallRejected, TurnHandle
+from webex_byova.media._grpc_codec import decode_caller_input, decode_voice_va_request
+from webex_byova.media._messages import AgentResponse, AudioIn, CallerRequest
+from webex_byova.media._proto import byova_common_pb2 as common
+from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+from webex_byova.media.server import BYOVAMediaServer
+from webex_byova.media.vad import SpeechEnded, SpeechStarted, VADEvent
+
+from .conftest import make_config
+
+# ------------------------------------------------------------------------------ G.711 tables
+
+
+def _ulaw_reference(code: int) -> int:
+    """ITU-T G.711 µ-law expansion of one code (sign, 3-bit exponent, 4-bit mantissa)."""
+    u = ~code & 0xFF
+    magnitude = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)
+    return 0x84 - magnitude if u & 0x80 else magnitude - 0x84
+
+
+def _alaw_reference(code: int) -> int:
+    """ITU-T G.711 A-law expansion of one code (even bits inverted, segment, quantisation)."""
+    a = code ^ 0x55
+    mantissa, segment = a & 0x0F, (a >> 4) & 0x07
+    step = (mantissa << 4) + 8 if segment == 0 else ((mantissa << 4) + 0x108) << (segment - 1)
+    return step if a & 0x80 else -step
+
+
+ALL_CODES = bytes(range(256))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "reference"), [("mulaw", _ulaw_reference), ("alaw", _alaw_reference)]
+)
+def test_frame_decoder_equals_the_reference_expansion_for_all_256_codes(
+    encoding: str, reference: Any
+) -> None:
+    expected = struct.pack("<256h", *(reference(c) for c in range(256)))
+    decoder = audio.frame_decoder(encoding)
+    assert decoder(ALL_CODES) == expected
+    assert audio.decode(ALL_CODES, encoding) == expected
+    # bytes-like inputs and each code on its own
+    assert decoder(bytearray(ALL_CODES)) == expected
+    assert decoder(memoryview(ALL_CODES)) == expected
+    assert [decoder(bytes([c])) for c in range(256)] == [
+        expected[2 * c : 2 * c + 2] for c in range(256)
+    ]
+
+
+def test_g711_anchor_values() -> None:
+    ulaw = audio.frame_decoder(audio.AudioEncoding.MULAW)
+    alaw = audio.frame_decoder(audio.AudioEncoding.ALAW)
+    assert struct.unpack("<4h", ulaw(b"\xff\x7f\x00\x80")) == (0, 0, -32124, 32124)
+    assert struct.unpack("<4h", alaw(b"\xd5\x55\xaa\x2a")) == (8, -8, 32256, -32256)
+
+
+@pytest.mark.parametrize("encoding", ["mulaw", "alaw", "linear16"])
+@pytest.mark.parametrize("size", [0, 1, 159, 160, 320, 2047, 2048, 4096, 65536])
+def test_frame_decoder_equals_decode_on_both_paths(encoding: str, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    decoder = audio.frame_decoder(encoding)
+    assert decoder(data) == audio.decode(data, encoding, use_numpy=False)
+    if audio.numpy_available():
+        assert decoder(data) == audio.decode(data, encoding, use_numpy=True)
+
+
+def test_frame_decoder_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = random.Random(7).randbytes(4096)  # above the numpy threshold
+    expected = {enc: audio.decode(data, enc) for enc in ("mulaw", "alaw", "linear16")}
+    monkeypatch.setattr(audio, "_np", None)
+    for enc, pcm in expected.items():
+        assert audio.frame_decoder(enc)(data) == pcm
+
+
+def test_frame_decoder_resolves_the_encoding_like_decode() -> None:
+    assert audio.frame_decoder(None)(ALL_CODES) == audio.decode(ALL_CODES, "mulaw")
+    assert audio.frame_decoder(0)(ALL_CODES) == audio.decode(ALL_CODES, "mulaw")
+    assert audio.frame_decoder("PCMA")(ALL_CODES) == audio.decode(ALL_CODES, "alaw")
+    assert audio.frame_decoder("linear16")(b"\x01\x02\x03") == b"\x01\x02"  # odd byte dropped
+    with pytest.raises(ValueError, match="unknown audio encoding"):
+        audio.frame_decoder("opus")
+
+
+def test_pcm16_frame_energy_is_the_exact_sum_of_squares() -> None:
+    rng = random.Random(3)
+    frames = [rng.randbytes(320) for _ in range(50)]
+    frames += [struct.pack("<160h", *([-32768] * 160)), struct.pack("<160h", *([32767] * 160))]
+    frames += [b"", b"\x01", rng.randbytes(63), rng.randbytes(321)]
+    for frame in frames:
+        samples = struct.unpack(f"<{len(frame) // 2}h", frame[: len(frame) & ~1])
+        exact = sum(s * s for s in samples)
+        assert audio.pcm16_frame_energy(frame) == exact
+        assert audio.pcm16_frame_energy(frame, use_numpy=False) == exact
+        if audio.numpy_available():
+            assert audio.pcm16_frame_energy(frame, use_numpy=True) == exact
+
+
+# ------------------------------------------------------------------------- input-only codec
+
+
+def _wire(**kwargs: Any) -> bytes:
+    return vva.VoiceVARequest(
+        conversation_id="c1",
+        customer_org_id="org",
+        virtual_agent_id="agent",
+        additional_info={"k": "v"},
+        **kwargs,
+    ).SerializeToString()
+
+
+WIRE_MESSAGES = [
+    _wire(
+        audio_input=vva.VoiceInput(
+            caller_audio=b"\xff" * 160,
+            encoding=vva.VoiceInput.ALAW_FORMAT,
+            sample_rate_hertz=16000,
+            language_code="en-US",
+            is_single_utterance=True,
+            audio_timestamp={"seconds": 12, "nanos": 500_000_000},
+        )
+    ),
+    _wire(audio_input=vva.VoiceInput(caller_audio=b"\x00" * 320)),
+    _wire(dtmf_input=common.DTMFInputs(dtmf_events=[common.DTMF_DIGIT_ZERO, 5])),
+    _wire(
+        event_input=common.EventInput(
+            event_type=common.EventInput.CUSTOM_EVENT,
+            name="hold",
+            parameters={"fields": {"a": {"number_value": 1.0}}},
+        )
+    ),
+    _wire(),
+]
+
+
+@pytest.mark.parametrize("data", WIRE_MESSAGES)
+def test_decode_caller_input_is_the_input_of_the_full_decode(data: bytes) -> None:
+    assert decode_caller_input(data) == decode_voice_va_request(data).input
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff", b"\x0a\x02\xc3\x28"])  # junk; bad UTF-8
+def test_decode_caller_input_refuses_what_the_full_decode_refuses(data: bytes) -> None:
+    with pytest.raises(CallRejected) as full:
+        decode_voice_va_request(data)
+    with pytest.raises(CallRejected) as short:
+        decode_caller_input(data)
+    assert (short.value.kind, short.value.detail) == (full.value.kind, full.value.detail)
+
+
+# ---------------------------------------------------------------------- the turn's frame path
+
+
+class ScriptedDetector:
+    """Speech starts on frame ``start`` and ends on frame ``end`` (0-based, frames fed)."""
+
+    complete_timeout_ms = 800.0
+    max_speech_ms = 30000.0
+
+    def __init__(self, sample_rate: int, start: int, end: int) -> None:
+        self.sample_rate = sample_rate
+        self.start, self.end = start, end
+        self.fed: list[bytes] = []
+
+    @property
+    def in_speech(self) -> bool:
+        return self.start < len(self.fed) <= self.end
+
+    def feed(self, pcm16: Any, now_ms: float | None = None) -> list[VADEvent]:
+        n = len(self.fed)
+        self.fed.append(bytes(pcm16))
+        at = (n + 1) * 20.0
+        if n == self.start:
+            return [SpeechStarted(at_ms=at, onset_ms=at - 80)]
+        if n == self.end:
+            return [SpeechEnded(at_ms=at, reason="complete_timeout", onset_ms=0, last_voice_ms=at)]
+        return []
+
+    def feed_ulaw(self, ulaw: Any, now_ms: float | None = None) -> list[VADEvent]:
+        return self.feed(audio.ulaw_to_pcm16(ulaw), now_ms)
+
+    def reset(self) -> None:
+        self.fed.clear()
+
+    def reset_turn(self) -> None:
+        self.fed.clear()
+
+
+async def _audio_turn(
+    frames: list[AudioIn],
+    *,
+    start: int,
+    end: int,
+    rate: int = 8000,
+    as_requests: bool = False,
+    **config: Any,
+) -> tuple[ScriptedDetector, list[Any], list[AgentResponse], BYOVAMediaServer]:
+    """One gRPC-style audio turn of ``frames``; the detector, utterances and responses."""
+    detectors: list[ScriptedDetector] = []
+
+    def factory(sample_rate: int, settings: Any) -> ScriptedDetector:
+        detectors.append(ScriptedDetector(sample_rate, start, end))
+        return detectors[-1]
+
+    server = BYOVAMediaServer(
+        make_config(input_sample_rate=rate, **config), detector_factory=factory
+    )
+    utterances: list[Any] = []
+
+    @server.on("utterance")
+    def heard(event: Any) -> None:
+        utterances.append(event)
+        event.turn.say("heard")
+
+    handle = await server.open_turn(
+        CallerRequest(conversation_id="c1", input=frames[0]), transport="grpc"
+    )
+    pump = asyncio.get_running_loop().create_task(_drain(handle))
+    for frame in frames[1:]:
+        if as_requests:
+            handle.feed(CallerRequest(conversation_id="c1", input=frame))
+        else:
+            handle.feed_input(frame)
+        await handle.drain()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    handle.caller_done()
+    responses = await asyncio.wait_for(pump, 10)
+    await server.stop(grace=0.1)
+    return detectors[0], utterances, responses, server
+
+
+async def _drain(handle: TurnHandle) -> list[AgentResponse]:
+    return [r async for r in handle.responses()]
+
+
+def _tone_ulaw(n: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(160) for _ in range(n)]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(rate: int) -> None:
+    size = 160 if rate == 8000 else 320  # 20 ms of µ-law
+    rng = random.Random(rate)
+    codes = [rng.randbytes(size) for _ in range(60)]
+    frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=rate) for c in codes[:1]]
+    frames += [AudioIn(audio=c) for c in codes[1:]]  # later frames inherit what was declared
+    detector, utterances, responses, server = await _audio_turn(frames, start=30, end=45, rate=rate)
+    pcm = [audio.ulaw_to_pcm16(c) for c in codes]
+    assert detector.sample_rate == rate
+    assert detector.fed == pcm[:46]  # nothing fed after the end of input
+    # 300 ms before (and including) the frame that confirmed speech: 15 frames
+    [utterance] = utterances
+    assert utterance.pcm16 == b"".join(pcm[16:46])
+    assert utterance.sample_rate == rate
+    assert [e.type for r in responses for e in r.output_events] == [
+        "start_of_input",
+        "end_of_input",
+    ]
+    assert responses[-1].prompts[0].text == "heard"
+    sample = server.metrics.registry.get_sample_value
+    assert sample("webex_byova_frames_received_total", {"transport": "grpc"}) == 60
+    dropped = {"transport": "grpc", "reason": "after_close"}
+    assert sample("webex_byova_frames_dropped_total", dropped) == 60 - 46
+
+
+async def test_the_utterance_stops_growing_at_max_utterance_ms() -> None:
+    codes = _tone_ulaw(120)
+    frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=8000) for c in codes]
+    _, [utterance], _, _ = await _audio_turn(frames, start=20, end=110, max_utterance_ms=1000)
+    pcm = [audio.ulaw_to_pcm16(c) for c in codes]
+    # preroll (15 frames) + speech until 1000 ms of audio are kept: 50 frames from frame 6
+    assert utterance.pcm16 == b"".join(pcm[6:56])
+
+
+@pytest.mark.parametrize("as_requests", [False, True])
+async def test_an_encoding_declared_mid_turn_is_honoured(as_requests: bool) -> None:
+    rng = random.Random(5)
+    ulaw = [rng.randbytes(160) for _ in range(10)]
+    alaw = [rng.randbytes(160) for _ in range(10)]
+    linear = [rng.randbytes(320) for _ in range(10)]
+    frames = [AudioIn(audio=ulaw[0], encoding="mulaw", sample_rate_hz=8000)]
+    frames += [AudioIn(audio=f) for f in ulaw[1:]]
+    frames += [AudioIn(audio=alaw[0], encoding="alaw")] + [AudioIn(audio=f) for f in alaw[1:]]
+    # an unknown encoding is dropped and changes nothing: the next frames are still A-law
+    frames.insert(15, AudioIn(audio=alaw[0], encoding=cast(Any, "opus")))
+    frames += [AudioIn(audio=linear[0], encoding="linear16")]
+    frames += [AudioIn(audio=f, encoding="linear16") for f in linear[1:]]
+    detector, [utterance], _, server = await _audio_turn(
+        frames, start=2, end=29, as_requests=as_requests
+    )
+    expected = [audio.ulaw_to_pcm16(f) for f in ulaw]
+    expected += [audio.alaw_to_pcm16(f) for f in alaw]
+    expected += linear
+    assert detector.fed == expected
+    assert utterance.pcm16 == b"".join(expected)
+    sample = server.metrics.registry.get_sample_value
+    assert sample("webex_byova_frames_received_total", {"transport": "grpc"}) == 31
+    bad = {"transport": "grpc", "reason": "bad_rate"}
+    assert sample("webex_byova_frames_dropped_total", bad) == 1
+
+
+async def test_audio_input_events_carry_each_frame_in_its_declared_encoding() -> None:
+    server = BYOVAMediaServer(make_config(vad="energy"))
+    seen: list[tuple[bytes, bytes, str, float]] = []
+
+    @server.on("audio_input")
+    def frame(event: Any) -> None:
+        seen.append((event.audio, event.pcm16, event.encoding, event.offset_ms))
+
+    ulaw, alaw = b"\x10" * 160, b"\x20" * 160
+    first = AudioIn(audio=ulaw, encoding="mulaw", sample_rate_hz=8000)
+    handle = await server.open_turn(
+        CallerRequest(conversation_id="c1", input=first), transport="grpc"
+    )
+    for item in (AudioIn(audio=ulaw), AudioIn(audio=alaw, encoding="alaw"), AudioIn(audio=alaw)):
+        assert handle.feed_input(item)
+        await handle.drain()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    handle.caller_gone()
+    await server.stop(grace=0.1)
+    upcm, apcm = audio.ulaw_to_pcm16(ulaw), audio.alaw_to_pcm16(alaw)
+    assert seen == [
+        (ulaw, upcm, "MULAW", 0.0),
+        (ulaw, upcm, "MULAW", 20.0),
+        (alaw, apcm, "ALAW", 40.0),
+        (alaw, apcm, "ALAW", 60.0),
+    ]
