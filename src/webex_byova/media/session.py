@@ -56,6 +56,7 @@ from ._messages import (
 from ._model import ConversationRecord, InputSettings, PlainState, plain_data_problem
 from ._responses import boundary_response, chunk_response, final_response, output_event
 from ._tracing import ConversationSpan
+from ._vad_batch import BatchedDetector
 from .events import (
     AudioInput,
     BargeIn,
@@ -70,7 +71,7 @@ from .events import (
     TurnKind,
     Utterance,
 )
-from .vad import SpeechDetector, SpeechEnded, SpeechStarted
+from .vad import SpeechDetector, SpeechEnded, SpeechStarted, VADEvent
 
 if TYPE_CHECKING:
     from ._metrics import MediaMetrics
@@ -1217,7 +1218,13 @@ class Turn:
                     language_code=self._language,
                 )
             )
-        for vad_event in self._detector.feed(pcm):
+        self._on_vad_events(self._detector.feed(pcm))
+
+    def _on_vad_events(self, events: list[VADEvent]) -> None:
+        """Apply the end-pointer's events (at once, or when the server's Silero batch ran)."""
+        if self._input_ended:
+            return
+        for vad_event in events:
             if isinstance(vad_event, SpeechStarted) and not self._speaking:
                 self._speech_started(vad_event.onset_ms)
             elif isinstance(vad_event, SpeechEnded):
@@ -1327,6 +1334,8 @@ class Turn:
 
     def _on_half_close(self) -> None:
         """The caller finished sending this turn (gRPC half-close)."""
+        if isinstance(self._detector, BatchedDetector):
+            self._detector.flush()  # the audio still waiting for the batch decides first
         self._audio_done()
         self._half_closed = True
         if self.kind == "audio" and self._speaking and not self._input_ended:
@@ -1561,6 +1570,9 @@ class Session:
             detector.reset_turn()
         else:
             detector = self._hub.make_detector(sample_rate, settings)
+        if isinstance(detector, BatchedDetector):
+            detector.on_events = turn._on_vad_events
+        if not reusable:
             if self._detector_owner is not None:  # overlapping audio turns: a private one
                 return detector
             self._detector, self._detector_key = detector, key
@@ -1568,6 +1580,8 @@ class Session:
         return detector
 
     def _release_detector(self, turn: Turn) -> None:
+        if isinstance(turn._detector, BatchedDetector):
+            turn._detector.release()  # its audio still in the batch is dropped
         if self._detector_owner is turn:
             self._detector_owner = None
 

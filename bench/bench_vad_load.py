@@ -1,0 +1,136 @@
+"""The speech detector's cost inside the real server: CPU per call-second, energy vs Silero.
+
+Run: ``.venv/bin/python bench/bench_vad_load.py [--calls 150] [--rounds 2] [--repeat 2]
+[--detectors energy,silero] [--snr 20]``. Each detector gets its own ``byova serve`` (one
+worker, ``WEBEX_MEDIA_VAD=<detector>``) driven by ``--calls`` real-time calls from this
+process (the driver of ``bench_ops.py``: SESSION_START, one audio turn of 160-byte µ-law
+frames every 20 ms until END_OF_INPUT, SESSION_END; ``--rounds`` calls per slot).
+
+The audio is speech, so the neural model really runs: espeak-ng utterances from the
+``bench_vad.py`` corpus (band-limited, µ-law) in 0.4-0.8 s of lead and 2 s of tail, mixed
+with white noise at ``--snr`` dB (``--snr clean`` for none); slot ``i`` speaks utterance
+``i`` of the set. Without espeak-ng and sox the bench falls back to ``bench_ops``'s tone call.
+
+It prints one line per detector and run (CPU per second of call audio delivered, turns ended,
+late frames) with the machine's load average, then the ratio silero / energy. The machine
+is shared: read the figures as indicative, and compare runs made back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from bench_ops import APP, FRAME, Stats, cpu_seconds, line, one_call, start_byova, stop
+from grpc import aio
+
+UTTERANCES = 12
+
+
+def speech_calls(snr: float | None, count: int = UTTERANCES) -> list[bytes]:
+    """µ-law call audio: one turn of speech each (the bench_vad corpus), or the tone call."""
+    import bench_vad
+
+    from webex_byova.media import audio
+
+    if not bench_vad.tools_available():
+        print("(espeak-ng/sox missing: using the tone call instead of speech)")
+        from bench_media import tone_call_audio
+
+        return [tone_call_audio()]
+    rng = np.random.default_rng(160)
+    utts = bench_vad.build_utterances(count, rng)
+    calls = []
+    for utt in utts:
+        lead = int(rng.integers(400, 801)) * 8
+        x = np.zeros(lead + len(utt.speech) + 2000 * 8)
+        x[lead : lead + len(utt.speech)] = utt.speech
+        if snr is not None:
+            rms = bench_vad.active_rms(utt.speech) / 10 ** (snr / 20)
+            x += bench_vad.noise("white", len(x), rng, np.zeros(1)) * rms
+        pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+        ulaw = audio.pcm16_to_ulaw(pcm)
+        calls.append(ulaw[: len(ulaw) - len(ulaw) % FRAME])
+    return calls
+
+
+async def drive(port: int, calls: int, rounds: int, audios: list[bytes]) -> Stats:
+    from webex_byova.media._proto import voicevirtualagent_pb2_grpc as vva_grpc
+
+    stats = Stats()
+    pool = [
+        aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(8)
+    ]
+    stubs = [vva_grpc.VoiceVirtualAgentStub(ch) for ch in pool]
+
+    async def slot(i: int) -> None:
+        await asyncio.sleep(i / calls)  # spread the starts over one second
+        for r in range(rounds):
+            ulaw = audios[(i + r) % len(audios)]
+            await one_call(stubs[i % len(stubs)], i, ulaw, stats, stop_at_eoi=True)
+
+    await asyncio.gather(*(slot(i) for i in range(calls)))
+    for ch in pool:
+        await ch.close()
+    return stats
+
+
+def run(app: Path, detector: str, calls: int, rounds: int, audios: list[bytes]) -> float:
+    """One server, one load; prints its line and returns ms of CPU per call-second."""
+    proc, port = start_byova(app, 1, {"WEBEX_MEDIA_VAD": detector})
+    try:
+        cpu0 = cpu_seconds(proc.pid)
+        stats = asyncio.run(drive(port, calls, rounds, audios))
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        stop(proc)
+    load = os.getloadavg()[0]
+    print(f"{line(f'vad={detector}', calls, stats, cpu)}  load {load:.1f}", flush=True)
+    audio_s = stats.frames * FRAME / 8000
+    return cpu / audio_s * 1000 if audio_s else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--detectors", default="energy,silero")
+    parser.add_argument("--snr", default="20", help="dB of white noise under the speech, or clean")
+    args = parser.parse_args()
+    snr = None if args.snr == "clean" else float(args.snr)
+    audios = speech_calls(snr)
+    seconds = sum(len(a) for a in audios) / len(audios) / 8000
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine); "
+        f"{args.calls} calls x {args.rounds} rounds, {len(audios)} speech calls of "
+        f"{seconds:.1f} s on average (noise: {args.snr})",
+        flush=True,
+    )
+    detectors = args.detectors.split(",")
+    figures: dict[str, list[float]] = {d: [] for d in detectors}
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "bench_app.py"
+        app.write_text(APP)
+        for _ in range(args.repeat):
+            for detector in detectors:  # alternate, so drifting load hits both alike
+                figures[detector].append(run(app, detector, args.calls, args.rounds, audios))
+    if "energy" in figures:
+        base = sum(figures["energy"]) / len(figures["energy"])
+        for detector, values in figures.items():
+            mean = sum(values) / len(values)
+            print(
+                f"{detector:8s} mean {mean:5.2f} ms per call-second = {mean / base:4.2f}x energy "
+                f"({100 * (mean / base - 1):+.0f}%)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
