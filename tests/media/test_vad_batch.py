@@ -96,6 +96,32 @@ async def test_the_tick_runs_the_batch_and_a_fast_caller_does_not_wait() -> None
     batcher.close()
 
 
+def test_a_batcher_outlives_its_event_loop() -> None:
+    hello = bytes(8000) + _hello_pcm() + bytes(24000)
+    batcher = VadBatcher(vad.SileroBatch(), tick_ms=20)
+    stranded, _ = _batched(batcher)
+    det, events = _batched(batcher)
+
+    async def one_frame() -> None:
+        stranded.feed(hello[:FRAME])
+
+    asyncio.run(one_frame())  # the loop closes with its tick still pending
+
+    async def frame_by_frame() -> None:
+        for pos in range(0, 3 * FRAME, FRAME):
+            det.feed(hello[pos : pos + FRAME])  # each frame waits for this loop's tick
+            for _ in range(400):  # (bounded: a tick that never comes fails the test)
+                if not det._chunks:
+                    break
+                await asyncio.sleep(0.005)
+            assert not det._chunks
+        det.feed(hello[3 * FRAME :])  # the rest at once: scored without waiting
+
+    asyncio.run(frame_by_frame())
+    assert events == _alone(hello)
+    assert not stranded._chunks  # scored with the next tick
+
+
 async def test_a_conversation_ending_mid_batch_is_dropped_from_it() -> None:
     hello = bytes(8000) + _hello_pcm() + bytes(24000)
     batcher = VadBatcher(vad.SileroBatch(), tick_ms=20)

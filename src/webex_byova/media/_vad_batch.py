@@ -170,6 +170,7 @@ class VadBatcher:
         self.batches = 0
         self._queued: dict[BatchedDetector, None] = {}  # an ordered set
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, detector: BatchedDetector, queued_bytes: int) -> None:
         """``detector`` has ``queued_bytes`` of audio waiting: score it in the next batch.
@@ -180,9 +181,11 @@ class VadBatcher:
         self._queued[detector] = None
         if queued_bytes > self.tick_ms * detector.sample_rate * 2 / 1000:
             self.flush()
-        elif self._timer is None:
+        else:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.tick_ms / 1000, self.flush)
+            if self._timer is None or self._loop is not loop:  # (a timer of a closed loop)
+                self._loop = loop
+                self._timer = loop.call_later(self.tick_ms / 1000, self.flush)
 
     def discard(self, detector: BatchedDetector) -> None:
         """Leave ``detector`` out of the next batch."""
