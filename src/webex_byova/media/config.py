@@ -191,6 +191,13 @@ class MediaServerConfig(BaseModel):
     vad_silero_gate_db: float | None = Field(
         0.5, ge=0, le=40, description="Skip the model below noise + this ('' = never skip)."
     )
+    vad_batch_ms: int = Field(
+        20,
+        ge=0,
+        le=100,
+        description="Silero with onnxruntime ('vadbatch' extra): score every conversation's "
+        "audio in one model run per this many ms (0 = each conversation on its own, at once).",
+    )
 
     # -- auth ----------------------------------------------------------------------------------
     verify_tokens: bool = Field(True, description="Verify every RPC's authorization JWS.")

@@ -57,6 +57,7 @@ from ._metrics import MediaMetrics, conversation_outcome
 from ._model import ConversationRecord, InputSettings, plain_data_problem
 from ._redis_store import ConversationConflictError, conversation_store_for
 from ._tracing import MediaTracer
+from ._vad_batch import BatchedDetector, VadBatcher
 from .config import MediaServerConfig
 from .events import EVENT_NAMES, ErrorEvent, MediaEvent, SessionEnd, TurnEnded, TurnStarted
 from .session import (
@@ -69,7 +70,7 @@ from .session import (
     turn_kind,
 )
 from .store import ConversationStore, InMemoryConversationStore
-from .vad import SpeechDetector, detector_from_config
+from .vad import SileroBatch, SileroVAD, SpeechDetector, detector_from_config
 
 if TYPE_CHECKING:
     from ..jws import JWSVerifier
@@ -200,6 +201,7 @@ class BYOVAMediaServer:
         self._draining = False
         self._conversation_ended = asyncio.Event()  # set whenever one ends (drain waits)
         self._detector_factory = detector_factory
+        self._vad_batchers: dict[int, VadBatcher | None] = {}  # per sample rate
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grpc: GrpcFrontEnd | None = None
@@ -344,16 +346,40 @@ class BYOVAMediaServer:
         """A new end-pointer for a conversation's audio (``config.vad`` picks the detector).
 
         The call core keeps it for the whole conversation and calls ``reset_turn()`` between
-        turns; ``settings`` give the speech timers.
+        turns; ``settings`` give the speech timers. A Silero detector is batched (one model run
+        per ``vad_batch_ms`` for all conversations, see :mod:`._vad_batch`) when onnxruntime
+        is installed and ``vad_batch_ms`` > 0.
         """
         if self._detector_factory is not None:
             return self._detector_factory(sample_rate, settings)
-        return detector_from_config(
+        batcher = self._vad_batcher(sample_rate)
+        detector = detector_from_config(
             self.config,
             sample_rate=sample_rate,
             complete_timeout_ms=settings.complete_timeout_ms,
             max_speech_ms=settings.max_speech_timeout_ms,
+            batch=None if batcher is None else batcher.engine,
         )
+        if batcher is None or not isinstance(detector, SileroVAD):
+            return detector
+        fallback = self.config.model_copy(update={"vad": "energy"})
+        return BatchedDetector(
+            detector,
+            batcher,
+            lambda: detector_from_config(fallback, sample_rate=sample_rate).classifier,
+        )
+
+    def _vad_batcher(self, sample_rate: int) -> VadBatcher | None:
+        """This server's Silero batch for ``sample_rate`` (None: not batching)."""
+        if sample_rate not in self._vad_batchers:
+            batcher = None
+            kind = self.config.vad
+            if self.config.vad_batch_ms > 0 and kind in ("auto", "silero"):
+                engine = SileroBatch.shared(sample_rate)
+                if engine is not None:
+                    batcher = VadBatcher(engine, tick_ms=self.config.vad_batch_ms)
+            self._vad_batchers[sample_rate] = batcher
+        return self._vad_batchers[sample_rate]
 
     def _handlers_for(self, name: str, agent_id: str) -> list[Handler]:
         specific = self._handlers.get((name, agent_id))
@@ -1048,6 +1074,10 @@ class BYOVAMediaServer:
             )
         for session in dropped:
             session._end("server_stop", None)
+        for batcher in self._vad_batchers.values():
+            if batcher is not None:
+                batcher.close()
+        self._vad_batchers.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

