@@ -18,7 +18,7 @@ from tests.media_audio.test_vad_endpoint import (
 )
 from webex_byova.media import audio, vad
 from webex_byova.media._endpoint import LevelWindow
-from webex_byova.media.vad import EndPointer, EnergyVAD, SpeechEnded
+from webex_byova.media.vad import EndPointer, EnergyVAD, SpeechEnded, WebRtcVAD
 
 
 def music(ms: float, level_dbfs: float, seed: int = 3) -> np.ndarray:
@@ -133,6 +133,13 @@ def test_soft_speech_on_a_quiet_line_still_holds_the_turn() -> None:
 
 def test_music_like_noise_does_not_start_the_energy_detector() -> None:
     det = EnergyVAD()
+    for seed in range(3):
+        det.reset_turn()
+        assert feed(det, music(6000, -33, seed=seed)) == [], seed
+
+
+def test_music_like_noise_does_not_start_webrtc() -> None:
+    det = WebRtcVAD()
     for seed in range(3):
         det.reset_turn()
         assert feed(det, music(6000, -33, seed=seed)) == [], seed

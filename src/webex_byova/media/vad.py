@@ -187,6 +187,12 @@ class _LineNoise:
         floor = self.floor = window[0][1]
         return floor
 
+    def loud(self) -> float | None:
+        """The line's loud noise (``LINE_QUANTILE`` of the levels outside utterances), once a
+        quarter of the window is known (a few frames say nothing of the line)."""
+        levels = self.levels
+        return levels.quantile(LINE_QUANTILE) if 4 * len(levels) >= levels.size else None
+
     def learn(self, level: float, floor: float) -> None:
         """This frame was noise: fold its rise above the floor into the spread."""
         rise = min(level - floor, _SPREAD_CAP_DB)
@@ -300,10 +306,8 @@ class EnergyClassifier:
             self._above = above
             return held
         self._above = True
-        levels = noise.levels
-        # a few frames say nothing of the line: the bar waits for a quarter window of them
-        loud = levels.quantile(LINE_QUANTILE) if 4 * len(levels) >= levels.size else None
-        levels.add(level)
+        loud = noise.loud()
+        noise.levels.add(level)
         signs = (frame[1::2] if pcm else frame).translate(table)
         # Zero crossings: the sign planes shifted by one sample, XOR, popcount.
         a = int.from_bytes(signs[:-1], "little")
@@ -334,7 +338,8 @@ class WebRtcClassifier:
     calls the first frames after it is created speech while it adapts, so the first
     ``warmup_ms`` after :meth:`reset` are never speech (they still train it); a frame is
     speech only if it is also ``gate_db`` above the line's noise (floor plus twice its spread),
-    which stops WebRTC's false starts in steady noise. Keep it across turns
+    which stops WebRTC's false starts in steady noise, and (to start) ``LINE_MARGIN_DB`` above
+    the line's loud noise, as :class:`EnergyClassifier` does. Keep it across turns
     (:meth:`reset_turn` keeps both WebRTC's state and the noise).
     """
 
@@ -378,8 +383,12 @@ class WebRtcClassifier:
         speech = bool(self._vad.is_speech(frame, self.sample_rate))
         self._seen += 1
         gated = level_dbfs < floor + 2.0 * noise.spread + self.gate_db
-        if not in_speech and (gated or not speech):
-            noise.learn(level_dbfs, floor)
+        if not in_speech:
+            loud = noise.loud()
+            noise.levels.add(level_dbfs)
+            gated = gated or (loud is not None and level_dbfs < loud + LINE_MARGIN_DB)
+            if gated or not speech:
+                noise.learn(level_dbfs, floor)
         self.score = 1.0 if speech else 0.0
         return speech and not gated and self._seen > self._warmup_frames
 
