@@ -1,7 +1,10 @@
 """End-pointing accuracy and cost on a seeded phone-line corpus; prints tables (no assertions).
 
 Run: ``.venv/bin/python bench/bench_vad.py [--detectors energy,webrtc,silero] [--detail]
-[--utterances 40] [--fresh] [--calls 150]``.
+[--utterances 40] [--fresh] [--calls 150] [--seed 16] [--noises white,music] [--snrs 10,5]
+[--no-clean] [--failures]``. A subset of noises or SNRs gives the same figures for those
+conditions as a full run (each condition keeps its seed); ``--failures`` lists every turn not
+correct with its events; another ``--seed`` builds another corpus (voices, levels, noise).
 
 Needs ``espeak-ng`` and ``sox`` for the speech (``apt-get install -y espeak-ng sox``); without
 them the bench says so and exits (the unit tests use synthetic signals and need neither).
