@@ -134,6 +134,7 @@ def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
     raw = subprocess.run(
         [
             "sox",
+            "-D",  # no dither: the same text gives the same samples on every run
             "-t",
             "wav",
             "-",
@@ -601,7 +602,7 @@ def main() -> int:
             utts,
             None if cond[0] == "clean" else cond[0],
             float(cond[1]) if cond[1] else None,
-            seed=(args.seed - 16) * 1000 + every.index(cond),
+            seed=every.index(cond) + (0 if args.seed == 16 else 1000 * args.seed),
             babble=babble,
         )
         for cond in conditions
