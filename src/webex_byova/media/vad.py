@@ -414,9 +414,10 @@ class SileroClassifier:
     gate is still scored, so the run that starts the turn is not broken. ``gate_db=None`` runs
     the model on every window. During an utterance, after a window under the bar, speech counts
     again from the second window in a row at or above it (or at once when the model gives 0.8):
-    one stray window of noise the model half-believes does not hold the turn open. With ``batch`` (a
-    :class:`SileroBatch`) the inferences of many conversations run as one ONNX call per tick;
-    such a detector is fed through :meth:`SileroBatch.feed`.
+    one stray window of noise the model half-believes does not hold the turn open. With
+    ``batch`` (a :class:`SileroBatch`) the inferences of many conversations run as one ONNX
+    call per tick; such a detector is fed through :meth:`SileroBatch.feed` (with several frames
+    per tick, the gate sees the model's probability as of the start of the tick).
     """
 
     def __init__(
