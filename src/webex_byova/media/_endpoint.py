@@ -13,6 +13,7 @@ the detector classes and the media server's configuration.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ __all__ = [
     "DEFAULT_RESUME_GRACE_MS",
     "DEFAULT_START_GAP_MS",
     "DEFAULT_TALKER_MARGIN_DB",
+    "LINE_DELAY_MS",
+    "LINE_MARGIN_DB",
+    "LINE_QUANTILE",
     "TALKER_HOLD_MS",
     "EndPointer",
     "EndReason",
@@ -71,6 +75,73 @@ _VOICE_DECAY_DB: Final = 0.05
 #: Talker guard: speech below the caller's level still counts this long after the caller's
 #: last frame at its own level (the soft tail of a phrase), never longer.
 TALKER_HOLD_MS: Final = 500.0
+#: Talker guard, the line's own background: speech frames no louder than this above the
+#: line's loud noise (``LINE_QUANTILE`` of the frames between utterances) count only within
+#: ``TALKER_HOLD_MS`` of the caller's last louder frame, so music or hum that a classifier takes
+#: for speech cannot hold a turn open, while soft speech on a quiet line still counts.
+LINE_MARGIN_DB: Final = 1.5
+#: The line's loud noise: the level this share of the frames between utterances stays below.
+LINE_QUANTILE: Final = 0.95
+#: The end-pointer takes the line's loud noise over 2 s of audio between utterances, ending
+#: this long before a start (the soft beginning of the speech is not the line's noise).
+LINE_DELAY_MS: Final = 200.0
+_LINE_WINDOW_MS: Final = 2000.0
+
+
+class LevelWindow:
+    """The frame levels of a sliding window, kept sorted for a quantile (pure Python).
+
+    A level enters the window ``delay`` frames after :meth:`add`; :meth:`drop_pending` forgets
+    the ones still waiting (the soft beginning of speech that has just been confirmed).
+    """
+
+    __slots__ = ("_order", "_pending", "_sorted", "delay", "size")
+
+    def __init__(self, size: int, delay: int = 0) -> None:
+        if size < 1 or delay < 0:
+            raise ValueError("a level window holds at least one frame, after a delay >= 0")
+        self.size = size
+        self.delay = delay
+        self._pending: deque[float] = deque()
+        self._order: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._order.clear()
+        self._sorted.clear()
+
+    def drop_pending(self) -> None:
+        """Forget the levels that have not entered the window yet."""
+        self._pending.clear()
+
+    def add(self, level: float) -> None:
+        """Take one frame's level (the oldest leaves a full window)."""
+        pending = self._pending
+        pending.append(level)
+        if len(pending) <= self.delay:
+            return
+        level = pending.popleft()
+        if len(self._order) == self.size:
+            old = self._order.popleft()
+            del self._sorted[bisect_left(self._sorted, old)]
+        self._order.append(level)
+        insort(self._sorted, level)
+
+    def __len__(self) -> int:
+        """How many levels are in the window (not counting those still waiting)."""
+        return len(self._order)
+
+    def quantile(self, q: float) -> float | None:
+        """The level a share ``1 - q`` of the window's frames reach (``None`` when empty)."""
+        levels = self._sorted
+        return levels[int(q * (len(levels) - 1))] if levels else None
+
+
+def line_window(noise_window_ms: float, frame_ms: int, delay_ms: float) -> LevelWindow:
+    """The window of a line's noise levels: ``noise_window_ms`` of frames, entering
+    ``delay_ms`` late."""
+    return LevelWindow(max(1, int(noise_window_ms // frame_ms)), int(delay_ms // frame_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +312,8 @@ class EndPointer:
         self._pending = b""
         self._pending_ulaw = False
         self._known_levels: deque[float] = deque()
+        self._line = line_window(_LINE_WINDOW_MS, frame_ms, LINE_DELAY_MS)
+        self._line_loud: float | None = None
         self._start_turn()
 
     # -- public -----------------------------------------------------------------------
@@ -256,6 +329,12 @@ class EndPointer:
         return self._origin + self._frames * self.frame_ms
 
     @property
+    def line_noise_dbfs(self) -> float | None:
+        """The line's loud noise: the level 5% of the frames between utterances exceed
+        (over the last 2 s of them; kept by :meth:`reset_turn`, ``None`` before any)."""
+        return self._line.quantile(LINE_QUANTILE)
+
+    @property
     def caller_level_dbfs(self) -> float | None:
         """The caller's peak speech level learned over this conversation's turns (or ``None``).
 
@@ -267,6 +346,8 @@ class EndPointer:
         """Forget all state, the classifier's noise and the caller's level included."""
         self._start_turn()
         self._caller_level = None
+        self._line.clear()
+        self._line_loud = None
         self.classifier.reset()
 
     def reset_turn(self) -> None:
@@ -315,6 +396,7 @@ class EndPointer:
         self._pending = b""
         self._pending_ulaw = False
         self._known_levels.clear()
+        self._line.drop_pending()
         self._speaking = False
         self._run = 0
         self._run_start = 0.0
@@ -382,9 +464,10 @@ class EndPointer:
         if not speech or margin is None:
             return speech
         ref = self._voice_ref
+        line = self._line_loud
         if ref is None or level >= ref:
             self._voice_ref = level
-        elif level < ref - margin:
+        elif level < ref - margin or (line is not None and level < line + LINE_MARGIN_DB):
             return t - self._last_strong <= TALKER_HOLD_MS
         else:
             self._voice_ref = ref - _VOICE_DECAY_DB
@@ -413,6 +496,7 @@ class EndPointer:
         frame_ms = self.frame_ms
         self._counted = speech
         if not self._speaking:
+            self._line.add(level)
             if not speech:
                 if self._run:
                     self._gap_ms += frame_ms
@@ -433,6 +517,8 @@ class EndPointer:
                 return None  # quieter than this caller ever is: a background talker
             onset = self._run_start
             self._speaking = True
+            self._line_loud = self._line.quantile(LINE_QUANTILE)
+            self._line.drop_pending()  # the beginning of this speech, not the line's noise
             self._last_voice = t
             self._silence_ms = 0.0
             self._run = 0

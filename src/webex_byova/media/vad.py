@@ -9,13 +9,16 @@ Three frame classifiers sit behind the same rules:
 
 * :class:`SileroVAD` / :class:`SileroClassifier`: the Silero neural VAD run natively without
   torch (extra ``vad``); the default when installed (:func:`make_detector` ``"auto"``). It is
-  skipped on frames the noise tracker already knows are silence. With onnxruntime (extra
-  ``vadbatch``) one ONNX session serves the whole process (:meth:`SileroBatch.shared`), and
-  :class:`SileroBatch` scores all conversations in one run per tick (the media server does,
-  see ``webex_byova.media._vad_batch``).
+  skipped on frames the noise tracker already knows are silence (unless the model still hears
+  speech in the previous window). With onnxruntime (extra ``vadbatch``) one ONNX session
+  serves the whole process (:meth:`SileroBatch.shared`), and :class:`SileroBatch` scores all
+  conversations in one run per tick (the media server does, see
+  ``webex_byova.media._vad_batch``).
 * :class:`EnergyVAD` / :class:`EnergyClassifier` (dependency-free): frame level against the
-  line's noise (a sliding-minimum floor plus its measured spread), hysteresis, an absolute
-  level gate and a zero-crossing gate for starts. µ-law is classified without decoding.
+  line's noise (a sliding-minimum floor plus its measured spread, and for starts its loud
+  noise: non-stationary noise such as music peaks far above its floor), hysteresis, an
+  absolute level gate and a zero-crossing gate for starts. µ-law is classified without
+  decoding.
 * :class:`WebRtcVAD` / :class:`WebRtcClassifier`: Google's WebRTC classifier (extra
   ``webrtcvad``) with a warm-up and the same noise gate.
 
@@ -41,6 +44,8 @@ from webex_byova.media._endpoint import (
     DEFAULT_RESUME_GRACE_MS,
     DEFAULT_START_GAP_MS,
     DEFAULT_TALKER_MARGIN_DB,
+    LINE_MARGIN_DB,
+    LINE_QUANTILE,
     TALKER_HOLD_MS,
     EndPointer,
     EndReason,
@@ -51,6 +56,7 @@ from webex_byova.media._endpoint import (
     SpeechStarted,
     VADEvent,
     level_dbfs,
+    line_window,
 )
 from webex_byova.media.audio import (
     AudioEncoding,
@@ -70,6 +76,7 @@ __all__ = [
     "DEFAULT_RESUME_GRACE_MS",
     "DEFAULT_START_GAP_MS",
     "DEFAULT_TALKER_MARGIN_DB",
+    "LINE_MARGIN_DB",
     "TALKER_HOLD_MS",
     "DetectorKind",
     "EndPointer",
@@ -107,6 +114,15 @@ _SPREAD_CAP_DB: Final = 10.0
 _SPREAD_RATE: Final = 0.05  # per noise frame: a time constant of 20 frames
 # A start frame in audible noise counts as voiced below this share of the noise's crossings.
 _NOISE_ZCR_DROP: Final = 0.85
+# Silero gate: below the gate the model still runs while its last probability is at least
+# this (a word's quiet second half must not score 0 and break the run that starts the turn;
+# noise that opened the gate scores far below it, so the gate closes again at once).
+_SILERO_HOLD_PROB: Final = 0.15
+# Silero in an utterance: after a window below the bar, this many windows in a row must be
+# at or above it again before speech counts (one noise blip cannot hold the turn open) ...
+_SILERO_RESUME_WINDOWS: Final = 2
+# ... unless the model is this sure of the first one (speech resuming after a pause).
+_SILERO_SURE_PROB: Final = 0.8
 
 
 @runtime_checkable
@@ -142,10 +158,14 @@ class SpeechDetector(Protocol):
 class _LineNoise:
     """The line's noise: a sliding-minimum floor and how far noise frames rise above it."""
 
-    __slots__ = ("_n", "_window", "floor", "spread", "window_frames")
+    __slots__ = ("_n", "_window", "floor", "levels", "spread", "window_frames")
 
-    def __init__(self, window_frames: int) -> None:
+    def __init__(self, window_frames: int, frame_ms: int) -> None:
         self.window_frames = window_frames
+        #: Levels of the frames outside utterances (for the loud-noise quantile).
+        # A level enters once a start could have been confirmed without it: a run of speech
+        # frames does not raise its own bar.
+        self.levels = line_window(window_frames * frame_ms, frame_ms, DEFAULT_MIN_SPEECH_MS)
         self.clear()
 
     def clear(self) -> None:
@@ -153,6 +173,7 @@ class _LineNoise:
         #: Mean of (level - floor) over frames judged to be noise, in dB.
         self.spread = 0.0
         self._n = 0
+        self.levels.clear()
         # Sliding minimum: (frame number, level) pairs with increasing levels.
         self._window: deque[tuple[int, float]] = deque()
 
@@ -167,6 +188,12 @@ class _LineNoise:
             window.popleft()
         floor = self.floor = window[0][1]
         return floor
+
+    def loud(self) -> float | None:
+        """The line's loud noise (``LINE_QUANTILE`` of the levels outside utterances), once a
+        quarter of the window is known (a few frames say nothing of the line)."""
+        levels = self.levels
+        return levels.quantile(LINE_QUANTILE) if 4 * len(levels) >= levels.size else None
 
     def learn(self, level: float, floor: float) -> None:
         """This frame was noise: fold its rise above the floor into the spread."""
@@ -189,8 +216,12 @@ class EnergyClassifier:
     ``start_margin_db`` to start or ``continue_margin_db`` during an utterance (hysteresis),
     and at least ``min_level_dbfs`` (``min_level_dbfs - continue_margin_db`` in speech).
     In steady noise the spread is small, so the bar sits a few dB above the noise instead of
-    a fixed 12 dB: speech still starts and holds at 10 dB SNR. During an utterance a frame
-    counts only if it and the previous frame clear the bar (a lone noise peak cannot hold a
+    a fixed 12 dB: speech still starts and holds at 10 dB SNR. To start, a frame must also be
+    ``LINE_MARGIN_DB`` above the line's loud noise (the level 5% of the frames outside
+    utterances over ``noise_window_ms`` exceed, each entering 80 ms late so a run of speech
+    does not raise its own bar, once a quarter of the window is known): the note attacks of
+    music, far above its floor, do not start a turn. During an utterance a frame counts only
+    if it and the previous frame clear the bar (a lone noise peak cannot hold a
     turn open). A frame that clears the start bar counts only if it or one of the previous
     ``voicing_memory_ms`` did so with a zero-crossing rate of at most ``max_start_zcr``
     crossings per sample (voiced speech is well under 0.3, white noise about 0.5) or of
@@ -227,7 +258,7 @@ class EnergyClassifier:
         samples = sample_rate * frame_ms // 1000
         self._zcr_limit = int(max_start_zcr * (samples - 1))
         self._voicing_frames = max(0, int(voicing_memory_ms // frame_ms))
-        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms), frame_ms)
         self.score: float | None = None
         self.reset()
 
@@ -277,12 +308,18 @@ class EnergyClassifier:
             self._above = above
             return held
         self._above = True
+        loud = noise.loud()
+        noise.levels.add(level)
         signs = (frame[1::2] if pcm else frame).translate(table)
         # Zero crossings: the sign planes shifted by one sample, XOR, popcount.
         a = int.from_bytes(signs[:-1], "little")
         b = int.from_bytes(signs[1:], "little")
         crossings = (a ^ b).bit_count()
-        if level < base + self.start_margin_db or level < self.min_level_dbfs:
+        if (
+            level < base + self.start_margin_db
+            or level < self.min_level_dbfs
+            or (loud is not None and level < loud + LINE_MARGIN_DB)
+        ):
             noise.learn(level, floor)
             if level >= self.min_level_dbfs:  # the crossings of audible noise
                 self._noise_crossings += (crossings - self._noise_crossings) * _SPREAD_RATE
@@ -303,7 +340,8 @@ class WebRtcClassifier:
     calls the first frames after it is created speech while it adapts, so the first
     ``warmup_ms`` after :meth:`reset` are never speech (they still train it); a frame is
     speech only if it is also ``gate_db`` above the line's noise (floor plus twice its spread),
-    which stops WebRTC's false starts in steady noise. Keep it across turns
+    which stops WebRTC's false starts in steady noise, and (to start) ``LINE_MARGIN_DB`` above
+    the line's loud noise, as :class:`EnergyClassifier` does. Keep it across turns
     (:meth:`reset_turn` keeps both WebRTC's state and the noise).
     """
 
@@ -327,7 +365,7 @@ class WebRtcClassifier:
         self.aggressiveness = aggressiveness
         self.gate_db = gate_db
         self._warmup_frames = math.ceil(warmup_ms / frame_ms)
-        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms), frame_ms)
         self.score: float | None = None
         self.reset()
 
@@ -347,8 +385,12 @@ class WebRtcClassifier:
         speech = bool(self._vad.is_speech(frame, self.sample_rate))
         self._seen += 1
         gated = level_dbfs < floor + 2.0 * noise.spread + self.gate_db
-        if not in_speech and (gated or not speech):
-            noise.learn(level_dbfs, floor)
+        if not in_speech:
+            loud = noise.loud()
+            noise.levels.add(level_dbfs)
+            gated = gated or (loud is not None and level_dbfs < loud + LINE_MARGIN_DB)
+            if gated or not speech:
+                noise.learn(level_dbfs, floor)
         self.score = 1.0 if speech else 0.0
         return speech and not gated and self._seen > self._warmup_frames
 
@@ -370,9 +412,14 @@ class SileroClassifier:
     their frames) is at least ``gate_db`` above the line's noise (floor plus its spread, tracked as
     :class:`EnergyClassifier` does); windows the cheap tracker already knows are silence score
     0 without an inference (when the gate opens, the window before it is scored first, for
-    context). ``gate_db=None`` runs the model on every window. With ``batch`` (a
-    :class:`SileroBatch`) the inferences of many conversations run as one ONNX call per tick;
-    such a detector is fed through :meth:`SileroBatch.feed`.
+    context), unless the previous window scored at least 0.15: a word's quiet part under the
+    gate is still scored, so the run that starts the turn is not broken. ``gate_db=None`` runs
+    the model on every window. During an utterance, after a window under the bar, speech counts
+    again from the second window in a row at or above it (or at once when the model gives 0.8):
+    one stray window of noise the model half-believes does not hold the turn open. With
+    ``batch`` (a :class:`SileroBatch`) the inferences of many conversations run as one ONNX
+    call per tick; such a detector is fed through :meth:`SileroBatch.feed` (with several frames
+    per tick, the gate sees the model's probability as of the start of the tick).
     """
 
     def __init__(
@@ -412,7 +459,7 @@ class SileroClassifier:
         self._buf = np.zeros(self._win + self._frame_samples, dtype=np.float32)
         self._window = np.zeros(self._win, dtype=np.float32)
         self._window_view = memoryview(self._window.data)
-        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms))
+        self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms), frame_ms)
         # frames prepared by a SileroBatch: (probability or None = unchanged, noise floor)
         self._queued: deque[tuple[float | None, float]] = deque()
         #: Inferences run since construction (the gate skips the rest).
@@ -438,6 +485,7 @@ class SileroClassifier:
         self._filled = 0
         self._prob = 0.0
         self._skipped = False
+        self._above_run = 0  # windows in a row at or above the in-speech bar
         self._window_levels: list[float] = []
 
     def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
@@ -487,13 +535,19 @@ class SileroClassifier:
         gated = self.gate_db is not None and not in_speech
         levels = self._window_levels
         mean = 10.0 * math.log10(sum(10.0 ** (v / 10.0) for v in levels) / len(levels))
-        if gated and mean < floor + noise.spread + (self.gate_db or 0.0):
-            windows: list[Any] = []
-            self._skipped = True
-            self._window[:] = window  # kept: the context when the gate opens
-        else:
+        run = (
+            not gated
+            or self._prob >= _SILERO_HOLD_PROB
+            or mean >= floor + noise.spread + (self.gate_db or 0.0)
+        )
+        windows: list[Any]
+        if run:
             windows = [self._window.copy(), window] if self._skipped else [window]
             self._skipped = False
+        else:
+            windows = []
+            self._skipped = True
+            self._window[:] = window  # kept: the context when the gate opens
         self.inferences += len(windows)
         rest = self._filled - win
         buf[:rest] = buf[win : self._filled]
@@ -504,9 +558,14 @@ class SileroClassifier:
     def _decide(self, prob: float | None, floor: float, level: float, in_speech: bool) -> bool:
         if prob is not None:
             self._prob = prob
+            held = prob >= self.threshold - self.release
+            self._above_run = self._above_run + 1 if held else 0
         current = self.score = self._prob
-        speech = current >= (self.threshold - self.release if in_speech else self.threshold)
-        if not in_speech and not speech:
+        if in_speech:
+            run = self._above_run
+            return run >= _SILERO_RESUME_WINDOWS or (run > 0 and current >= _SILERO_SURE_PROB)
+        speech = current >= self.threshold
+        if not speech:
             self._noise.learn(level, floor)
         return speech
 
