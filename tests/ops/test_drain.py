@@ -36,12 +36,15 @@ SPEECH = load("speech_hello.wav")
 CALLS = 20
 
 
-async def _call(address: str, n: int, draining: asyncio.Event) -> tuple[bool, str]:
+async def _call(
+    address: str, n: int, draining: asyncio.Event, live: asyncio.Queue[int]
+) -> tuple[bool, str]:
     """One caller speaking turn after turn in real time. Even-numbered callers hang up
     right after their first turn once the drain began; odd ones keep talking until the
     server ends the call. Returns (every RPC OK, how the call ended)."""
     async with WebexCaller(address, tracking_id=f"DRAIN_{n}", rpc_timeout=60) as caller:
         start = await caller.start_session()
+        live.put_nowait(n)
         if not start.ok:
             return False, f"start {start.code.name}"
         while True:
@@ -63,7 +66,9 @@ async def test_sigterm_with_20_live_calls_fails_none(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
     env = {
         **os.environ,
-        "WEBEX_MEDIA_DRAIN_TIMEOUT_S": "3",
+        # long enough for a caller mid-turn at SIGTERM to finish that turn and hang up on a
+        # loaded machine; the odd callers talk on until this deadline and get transferred
+        "WEBEX_MEDIA_DRAIN_TIMEOUT_S": "8",
         "WEBEX_MEDIA_COMPLETE_TIMEOUT_MS": "300",
     }
     argv = [str(BYOVA), "serve", str(app), "--host", "127.0.0.1", "--port", str(port)]
@@ -74,9 +79,12 @@ async def test_sigterm_with_20_live_calls_fails_none(tmp_path: Path) -> None:
     try:
         address = (await asyncio.to_thread(lines.wait_for, r"serving .* on (\S+) ")).group(1)
         draining = asyncio.Event()
-        calls = [asyncio.ensure_future(_call(address, n, draining)) for n in range(CALLS)]
+        live: asyncio.Queue[int] = asyncio.Queue()
+        calls = [asyncio.ensure_future(_call(address, n, draining, live)) for n in range(CALLS)]
         # every call is live (its greeting answered, speaking its first turn) before SIGTERM
-        await asyncio.sleep(1.5)
+        for _ in range(CALLS):
+            await asyncio.wait_for(live.get(), 60)
+        await asyncio.sleep(0.3)
         assert not any(c.done() for c in calls), [c.result() for c in calls if c.done()]
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(lines.wait_for, r"draining: 20 live conversations")
