@@ -55,9 +55,10 @@ class KeyServer:
 
     ``routes`` maps a path to the document served there (others get 404); ``statuses`` maps a
     path to the status answered instead of 200 (the document, if any, is the body; bytes are
-    sent as they are); ``hits`` counts the GETs per path. Used to serve key sets on paths the
-    emulator does not use. While ``hold`` is set to an unset event, each request waits for it
-    (10 s at most) before it is answered; ``arrived`` is released once per request received.
+    sent as they are); ``hits`` counts the GETs per path, ``user_agents`` lists each request's
+    ``User-Agent``. Used to serve key sets on paths the emulator does not use. While ``hold``
+    is set to an unset event, each request waits for it (10 s at most) before it is answered;
+    ``arrived`` is released once per request received.
     """
 
     def __init__(self) -> None:
@@ -65,12 +66,14 @@ class KeyServer:
         self.statuses: dict[str, int] = {}
         self.hits: dict[str, int] = {}
         self.hold: threading.Event | None = None
+        self.user_agents: list[str | None] = []
         self.arrived = threading.Semaphore(0)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
                 server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                server.user_agents.append(self.headers.get("User-Agent"))
                 server.arrived.release()
                 if server.hold is not None:
                     server.hold.wait(timeout=10)

@@ -10,6 +10,7 @@ each kind of fetch failure, issuer normalisation and the key-cache plan at its e
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import json
 import logging
@@ -30,6 +31,7 @@ from webex_byova.jws import (
     JWKS_RETRY_POLICY,
     MAX_JWKS_KEYS,
     MAX_TOKEN_LENGTH,
+    Expectations,
     FetchFailed,
     FetchOk,
     IssuerKeys,
@@ -43,6 +45,7 @@ from webex_byova.jws import (
     parse_token,
     read_jwks,
     strip_bearer,
+    verify_signature,
 )
 
 from .helpers import DS_URL, KeyServer, b64url, public_jwk, sign_rs256
@@ -641,3 +644,177 @@ def test_a_finished_event_loop_is_not_kept_alive(server: KeyServer) -> None:
     assert asyncio.run(verify_once())["iss"] == issuer
     gc.collect()
     assert loops[0]() is None
+
+
+def test_a_bad_signature_names_the_failure_without_the_token() -> None:
+    token = _signed(issuer="https://issuer.example/idb")
+    head, payload, signature = token.split(".")
+    other = b64url(KEY.sign(b"something else", padding.PKCS1v15(), hashes.SHA256()))
+    assert other != signature
+    with pytest.raises(JWSVerificationError) as info:
+        verify_signature(parse_token(f"{head}.{payload}.{other}"), _key())
+    assert str(info.value) == "bad_signature: signature verification failed (BadSignatureError)"
+    verify_signature(parse_token(token), _key())  # the untouched token verifies
+
+
+def test_a_failed_fetch_is_logged_with_the_url_and_cause(
+    server: KeyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    issuer = server.url + "/idb"
+    with (
+        JWSVerifier(issuers=[issuer], expected_url=DS_URL, clock=lambda: NOW) as verifier,
+        caplog.at_level(logging.WARNING, logger="webex_byova.jws"),
+        pytest.raises(JWSVerificationError, match="^jwks_unavailable"),
+    ):
+        verifier.verify(_signed(issuer=issuer))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"JWKS fetch from {issuer}{JWKS_PATH} failed: NotFoundError: status=404"
+    ]
+
+
+@pytest.fixture
+def loopback(server: KeyServer) -> Iterator[tuple[JWSVerifier, str, list[float]]]:
+    """A verifier trusting the loopback issuer (keys: ``KEY`` as ``k1``), its issuer and its
+    settable clock."""
+    issuer = server.url + "/idb"
+    server.routes[PATH] = {"keys": [public_jwk(KEY, "k1")]}
+    clock = [NOW]
+    with JWSVerifier(
+        issuers=[issuer], expected_url=DS_URL, clock=lambda: clock[0], leeway=30
+    ) as verifier:
+        yield verifier, issuer, clock
+
+
+def _reason_of(verifier: JWSVerifier, token: str, **overrides: Any) -> str:
+    with pytest.raises(JWSVerificationError) as info:
+        verifier.verify(token, **overrides)
+    return str(info.value)
+
+
+def test_per_call_expectations_replace_the_defaults(
+    loopback: tuple[JWSVerifier, str, list[float]],
+) -> None:
+    verifier, issuer, _ = loopback
+    token = _signed(issuer=issuer)
+    assert verifier.verify(token)["aud"] == "byova-test"
+    assert verifier.verify(token, expected_audience="byova-test")["aud"] == "byova-test"
+    assert _reason_of(verifier, token, expected_audience="other") == (
+        "claim_mismatch:aud: audience does not match"
+    )
+    assert _reason_of(verifier, token, expected_url=DS_URL + "/") == (
+        "claim_mismatch:url: data-source url does not match"
+    )
+    assert verifier.verify(token, expected_url=None)["iss"] == issuer
+    loose = f"  {verifier.verify(token)['com.cisco.datasource.schema.uuid'].upper()} "
+    assert verifier.verify(token, expected_schema_id=loose)["iss"] == issuer
+    assert _reason_of(verifier, token, expected_schema_id="other-schema") == (
+        "claim_mismatch:schema: schema id does not match"
+    )
+    assert _reason_of(verifier, token, expected_org_id="0e3e6a1f-9a1b-4c1c-8f51-6f8a2f7b9c10") == (
+        "missing_claim:com.cisco.org.uuid: no org claim"
+    )
+    with pytest.raises(ValueError, match="^invalid expected_org_id: "):
+        verifier.verify(token, expected_org_id="not an org")
+
+
+def test_a_cached_token_expires_at_exp_plus_leeway(
+    loopback: tuple[JWSVerifier, str, list[float]],
+) -> None:
+    verifier, issuer, clock = loopback
+    token = _signed(issuer=issuer)
+    exp = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"]
+    assert verifier.verify(token)["exp"] == exp
+    clock[0] = exp + 30 - 0.001
+    assert verifier.verify(token)["exp"] == exp  # from the cache
+    assert verifier.cached_tokens == 1
+    clock[0] = exp + 30
+    assert _reason_of(verifier, token) == "expired: the token has expired"
+    assert verifier.cached_tokens == 0
+
+
+def test_an_untrusted_issuer_is_named_in_the_refusal(
+    loopback: tuple[JWSVerifier, str, list[float]],
+) -> None:
+    verifier, issuer, _ = loopback
+    assert _reason_of(verifier, _signed(issuer=issuer + "x")) == (
+        "issuer_not_allowed: the issuer is not trusted"
+    )
+    assert verifier.verify(_signed(issuer=issuer + "/"))["iss"] == issuer + "/"
+
+
+# --------------------------------------------------------------------------- construction
+
+
+def test_documented_defaults() -> None:
+    with JWSVerifier() as verifier:
+        assert (verifier.leeway, verifier.jwks_ttl, verifier.refetch_cooldown) == (
+            30.0,
+            3600.0,
+            30.0,
+        )
+
+
+def test_a_sub_second_key_ttl_is_allowed() -> None:
+    with JWSVerifier(jwks_ttl=0.5) as verifier:
+        assert verifier.jwks_ttl == 0.5
+
+
+def test_expectations_build_normalises() -> None:
+    built = Expectations.build(url="u", schema_id="  ABC ", audience="a", org_id=None)
+    assert built == Expectations(url="u", schema_id="abc", audience="a", org_id=None)
+    assert Expectations.build(url=None, schema_id=None, audience=None, org_id=None) == (
+        Expectations(url=None, schema_id=None, audience=None, org_id=None)
+    )
+
+
+def test_issuer_normalisation_strips_only_slashes() -> None:
+    assert normalize_issuer("https://x/IDX/") == "https://x/IDX"
+    assert normalize_issuer("https://x/idb/X") == "https://x/idb/X"
+
+
+def test_region_url_shapes() -> None:
+    base = "http://127.0.0.1:9/idb"
+    doubled = BYOVAConfig(jwk_url_us=base + JWKS_PATH + "//")
+    with JWSVerifier(doubled) as verifier:
+        assert base in verifier.issuers
+        assert base + "/o" not in verifier.issuers
+    tail = BYOVAConfig(jwk_url_us=base + JWKS_PATH + "X")
+    with JWSVerifier(tail) as verifier:
+        assert base not in verifier.issuers
+
+
+def test_the_private_client_uses_the_config_and_the_jwks_retry_policy(
+    server: KeyServer,
+) -> None:
+    """One retry of a 503 (the JWKS policy, not the REST one), with the configured
+    ``User-Agent``; the failure then fails closed."""
+    issuer = server.url + "/idb"
+    server.routes[PATH] = {"keys": []}
+    server.statuses[PATH] = 503
+    config = BYOVAConfig(user_agent="jws-probe/1")
+    verifier = JWSVerifier(config, issuers=[issuer], expected_url=DS_URL, clock=lambda: NOW)
+    with verifier, pytest.raises(JWSVerificationError, match="^jwks_unavailable"):
+        verifier.verify(_signed(issuer=issuer))
+    assert server.hits == {PATH: 2}
+    assert server.user_agents == ["jws-probe/1", "jws-probe/1"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_closing_closes_only_the_private_client(
+    server: KeyServer, http: HttpClient, mode: str
+) -> None:
+    issuer = server.url + "/idb"
+    server.routes[PATH] = {"keys": [public_jwk(KEY, "k1")]}
+    own = JWSVerifier(issuers=[issuer], expected_url=DS_URL, clock=lambda: NOW)
+    shared = JWSVerifier(issuers=[issuer], expected_url=DS_URL, clock=lambda: NOW, http=http)
+    if mode == "sync":
+        own.close()
+        shared.close()
+    else:
+        await own.aclose()
+        await shared.aclose()
+    with pytest.raises(JWSVerificationError, match="^jwks_unavailable"):
+        await own.averify(_signed(issuer=issuer))
+    assert server.hits == {}
+    assert (await shared.averify(_signed(issuer=issuer)))["iss"] == issuer
+    assert server.hits == {PATH: 1}
