@@ -7,6 +7,7 @@ checked as values, without a server.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 from typing import Any
@@ -17,6 +18,7 @@ from webex_byova._http import (
     DEFAULT_RATE_LIMIT_WAIT,
     Done,
     Fail,
+    HttpClient,
     RequestSpec,
     Response,
     RetryPolicy,
@@ -41,6 +43,8 @@ from webex_byova.errors import (
     ValidationError,
     WebexBYOVAError,
 )
+
+from .conftest import Scripted, ScriptServer
 
 NOW = 1_800_000_000.0
 CONFIG = BYOVAConfig(base_url="https://api.example/v1/", user_agent="ua/1")
@@ -412,3 +416,91 @@ def test_transport_failures() -> None:
     assert str(read.error) == "POST https://api.example/v1/things failed: reset"
     assert post.on_failure("connect", "refused", now=100.0) == Wait(1.0)
     assert post.retries == 1
+
+
+# --------------------------------------------------------------------------- client shells
+
+
+def _client(server: ScriptServer) -> HttpClient:
+    return HttpClient(
+        BYOVAConfig(base_url=server.url + "/v1"),
+        sleep=lambda _: None,
+        retry_policy=RetryPolicy(max_retries=0),
+    )
+
+
+async def test_request_json_decodes_the_body(server: ScriptServer) -> None:
+    server.script("/v1/a", Scripted(200, {"k": [1]}), Scripted(200, {"k": [2]}))
+    server.script("/v1/empty", Scripted(204, None), Scripted(204, None))
+    async with _client(server) as client:
+        assert client.request_json(client.build("GET", "a")) == {"k": [1]}
+        assert await client.arequest_json(client.build("GET", "a")) == {"k": [2]}
+        assert client.request_json(client.build("GET", "empty")) is None
+        assert await client.arequest_json(client.build("GET", "empty")) is None
+    assert [s.path for s in server.requests()] == ["/v1/a", "/v1/a", "/v1/empty", "/v1/empty"]
+
+
+async def test_pages_without_the_items_key_are_empty(server: ScriptServer) -> None:
+    server.script("/v1/p", Scripted(200, {"other": 1}), Scripted(200, [7, 8]))
+    async with _client(server) as client:
+        assert list(client.paginate(client.build("GET", "p"))) == []
+        assert [i async for i in client.apaginate(client.build("GET", "p"))] == [7, 8]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"items": {"a": 1}}, "expected a list under 'items' in the response"),
+        ("text", "expected a JSON object with a list of items"),
+        (5, "expected a JSON object with a list of items"),
+    ],
+)
+async def test_a_page_that_is_not_a_list_of_items(
+    server: ScriptServer, body: Any, message: str
+) -> None:
+    page = Scripted(200, body, headers={"TrackingID": "T-9"})
+    server.script("/v1/p", page, page)
+    async with _client(server) as client:
+        with pytest.raises(ValidationError) as info:
+            list(client.paginate(client.build("GET", "p")))
+        with pytest.raises(ValidationError) as ainfo:
+            [i async for i in client.apaginate(client.build("GET", "p"))]
+    for error in (info.value, ainfo.value):
+        assert str(error) == f"{message} | status=200 | tracking_id=T-9"
+        assert error.status_code == 200
+        assert error.body == body
+        assert error.tracking_id == "T-9"
+
+
+def test_closing_after_the_loop_stopped_closes_its_client(server: ScriptServer) -> None:
+    client = _client(server)
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(client.arequest_json(client.build("GET", "x"))) == {}
+        client.close()  # the loop is stopped, not closed: the async client is closed on it
+        with pytest.raises(RuntimeError, match="^HttpClient is closed$"):
+            loop.run_until_complete(client.arequest(client.build("GET", "x")))
+    finally:
+        loop.close()
+
+
+async def test_closing_inside_another_loop_leaves_a_stopped_loops_client(
+    server: ScriptServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _client(server)
+
+    def use_on_own_loop() -> None:
+        loop = asyncio.new_event_loop()
+        holder.append(loop)
+        loop.run_until_complete(client.arequest(client.build("GET", "x")))
+
+    holder: list[asyncio.AbstractEventLoop] = []
+    await asyncio.to_thread(use_on_own_loop)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
+            client.close()  # this thread runs a loop: the stopped one cannot be run here
+        assert [r.getMessage() for r in caplog.records] == [
+            "could not close an async HTTP client of a stopped event loop"
+        ]
+    finally:
+        await asyncio.to_thread(holder[0].close)
