@@ -504,3 +504,24 @@ async def test_closing_inside_another_loop_leaves_a_stopped_loops_client(
         ]
     finally:
         await asyncio.to_thread(holder[0].close)
+
+
+def test_link_header_edge_syntax() -> None:
+    assert parse_link_header('https://a/2>; rel="next"') == {}  # no "<": not a link-value
+    assert parse_link_header('<https://a/1>; title=">"; rel="next"') == {"next": "https://a/1"}
+    assert parse_link_header('<https://a/1>; rel="next=x"') == {"next=x": "https://a/1"}
+    assert parse_link_header('<https://a/1>; rel="nextX"') == {"nextx": "https://a/1"}
+    assert parse_link_header('<https://a/1>; title="a\\", b"; rel="next"') == {
+        "next": "https://a/1"
+    }
+
+
+def test_next_page_moves_to_the_linked_path() -> None:
+    spec = build_request(CONFIG, "GET", "things", params={"max": "10"})
+    response = _response(
+        200, headers={"Link": '<https://api.example/v1/other?cursor=1>; rel="next"'}
+    )
+    nxt = next_page(spec, response)
+    assert nxt is not None
+    assert nxt.url == "https://api.example/v1/other"
+    assert nxt.params == (("cursor", "1"), ("max", "10"))
