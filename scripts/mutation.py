@@ -88,15 +88,22 @@ MODULES: dict[str, Module] = {
             "tests/foundation/test_http_mutation.py",
         ),
     ),
+    "tokens": Module(
+        (f"{PKG}/tokens.py",),
+        (
+            "tests/auth/test_tokens_mutation.py",
+            "tests/auth/test_sansio.py",
+            "tests/auth/test_corrupt_store.py",
+        ),
+    ),
     "token_managers": Module(
-        (f"{PKG}/integration.py", f"{PKG}/service_app.py", f"{PKG}/tokens.py"),
+        (f"{PKG}/integration.py", f"{PKG}/service_app.py"),
         (
             "tests/auth/test_integration.py",
             "tests/auth/test_service_app.py",
             "tests/auth/test_sansio.py",
             "tests/auth/test_lock_renewal.py",
             "tests/auth/test_review.py",
-            "tests/auth/test_tokens_mutation.py",
             "tests/security/test_oauth.py",
         ),
     ),
@@ -114,6 +121,7 @@ MODULES: dict[str, Module] = {
             "tests/auth/test_storage_contract.py",
             "tests/auth/test_storage_backends.py",
             "tests/auth/test_corrupt_store.py",
+            "tests/auth/test_storage_mutation.py",
             "tests/security/test_storage.py",
         ),
     ),
