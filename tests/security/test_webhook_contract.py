@@ -24,6 +24,8 @@ from webex_byova.client import BYOVA
 from webex_byova.errors import ValidationError
 from webex_byova.testing import WebexEmulator
 from webex_byova.webhooks import (
+    EVENTS_REMEMBERED,
+    OrgEventLog,
     WebhookManager,
     WebhookSignatureError,
     parse_service_app_event,
@@ -518,3 +520,54 @@ def test_inactive_status_is_ours_to_send(sdk: BYOVA, emu: WebexEmulator) -> None
         sdk.webhooks.update(hook.id, status="inactive")
     assert info.value.status_code == 400  # the emulator's answer, not our validation
     assert _sent(emu, "PUT")[-1].json["status"] == "inactive"
+
+
+# --------------------------------------------------------------------------- event log form
+
+
+def _log_doc(**overrides: Any) -> bytes:
+    doc: dict[str, Any] = {
+        "v": 1,
+        "last_at": "2026-01-01T00:05:00+00:00",
+        "last_rank": 1,
+        "last_event": "deauthorized",
+        "seen": ["a", "b"],
+    }
+    doc.update(overrides)
+    return json.dumps(doc).encode()
+
+
+def test_event_log_round_trip_and_fields() -> None:
+    log = OrgEventLog.from_json(_log_doc())
+    assert log == OrgEventLog(datetime(2026, 1, 1, 0, 5, tzinfo=UTC), 1, "deauthorized", ("a", "b"))
+    assert OrgEventLog.from_json(log.to_json()) == log
+    empty = OrgEventLog.from_json(_log_doc(last_at=None, last_rank=0, last_event=None, seen=[]))
+    assert empty == OrgEventLog()
+    assert OrgEventLog.from_json(OrgEventLog().to_json()) == OrgEventLog()
+    many = [f"k{i}" for i in range(EVENTS_REMEMBERED + 6)]
+    assert OrgEventLog.from_json(_log_doc(seen=many)).seen == tuple(many[6:])
+    authorized = OrgEventLog.from_json(_log_doc(last_rank=0, last_event="authorized"))
+    assert (authorized.last_rank, authorized.last_event) == (0, "authorized")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[]", "not a webhook event log"),
+        (b"{}", "not a webhook event log"),
+        (_log_doc(v=2), "not a webhook event log"),
+        (_log_doc(v="1"), "not a webhook event log"),
+        (_log_doc(last_at="yesterday"), "malformed webhook event log"),
+        (_log_doc(last_at=5), "malformed webhook event log"),
+        (_log_doc(last_rank=2), "malformed webhook event log"),
+        (_log_doc(last_rank=None), "malformed webhook event log"),
+        (_log_doc(last_event="updated"), "malformed webhook event log"),
+        (_log_doc(seen="ab"), "malformed webhook event log"),
+        (_log_doc(seen=None), "malformed webhook event log"),
+        (_log_doc(seen=["a", 1]), "malformed webhook event log"),
+    ],
+)
+def test_event_log_refusals(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        OrgEventLog.from_json(data)
+    assert str(info.value) == message
