@@ -28,6 +28,7 @@ from webex_byova.webhooks import (
     OrgEventLog,
     WebhookManager,
     WebhookSignatureError,
+    event_position,
     parse_service_app_event,
     read_service_app_delivery,
     verify_webhook_signature,
@@ -571,3 +572,64 @@ def test_event_log_refusals(data: bytes, message: str) -> None:
     with pytest.raises(ValueError) as info:
         OrgEventLog.from_json(data)
     assert str(info.value) == message
+
+
+def _service_event(event: str, data: Any) -> Any:
+    return parse_service_app_event(
+        {
+            "resource": "serviceApp",
+            "event": event,
+            "orgId": ORG,
+            "created": "2020-01-01",
+            "data": data,
+        }
+    )
+
+
+def test_event_position_reads_the_data_dates_in_order() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert event_position(_service_event("authorized", {"orgId": ORG})) is None
+    created = {"orgId": ORG, "created": "2026-01-01T00:00:00Z"}
+    assert event_position(_service_event("authorized", created)) == (t0, 0)
+    both = {**created, "authorizationDate": "2026-01-01T00:01:00Z"}
+    assert event_position(_service_event("authorized", both)) == (
+        datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        0,
+    )
+    ended = {**both, "deauthorizationDate": "2026-01-01T00:02:00Z"}
+    assert event_position(_service_event("deauthorized", ended)) == (
+        datetime(2026, 1, 1, 0, 2, tzinfo=UTC),
+        1,
+    )
+    # an authorization ignores a deauthorization date; a deauthorization falls back
+    assert event_position(_service_event("authorized", ended))[0].minute == 1  # type: ignore[index]
+    assert event_position(_service_event("deauthorized", both)) == (
+        datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-01T02:00:00+02:00", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T00:00:00", datetime(2026, 1, 1, tzinfo=UTC)),  # naive: UTC
+        (" 2026-01-01T00:00:00Z ", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T00:00:00.000000000000000000000000000000000000000+00:00", None),  # 65
+        ("2026-01-01T00:00:00.00000000000000000000000000000000000000+00:00", "ok"),  # 64
+        ("   ", None),
+        ("", None),
+        ("soon", None),
+        (1767225600, None),
+    ],
+)
+def test_event_dates(value: Any, expected: Any) -> None:
+    position = event_position(_service_event("authorized", {"orgId": ORG, "created": value}))
+    if expected is None:
+        assert position is None
+    elif expected == "ok":
+        assert position is not None
+        assert position[0].utcoffset() is not None
+    else:
+        assert position == (expected, 0)
+        assert position[0].tzinfo is UTC
