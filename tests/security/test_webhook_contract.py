@@ -633,3 +633,34 @@ def test_event_dates(value: Any, expected: Any) -> None:
     else:
         assert position == (expected, 0)
         assert position[0].tzinfo is UTC
+
+
+def _dated(event: str, minute: int, key: str | None = None) -> Any:
+    moment = f"2026-01-01T00:{minute:02d}:00Z"
+    dated = _service_event(event, {"orgId": ORG, "authorizationDate": moment})
+    return dated if key is None else dated.model_copy(update={"idempotency_key": key})
+
+
+def test_event_log_after_and_disposition() -> None:
+    t = [datetime(2026, 1, 1, 0, m, tzinfo=UTC) for m in range(4)]
+    first = _dated("authorized", 1)
+    log = OrgEventLog()
+    assert log.disposition(first) == "apply"
+    log = log.after(first)
+    assert log == OrgEventLog(t[1], 0, "authorized", (first.idempotency_key,))
+    assert log.disposition(first) == "duplicate"
+    assert log.disposition(_dated("authorized", 1, key="another delivery")) == "stale"  # equal
+    assert log.disposition(_dated("authorized", 0, key="older")) == "stale"
+    assert log.disposition(_dated("deauthorized", 1, key="ends it")) == "apply"
+    assert log.disposition(_dated("authorized", 2, key="newer")) == "apply"
+    ended = log.after(_dated("deauthorized", 1, key="ends it"))
+    assert ended == OrgEventLog(t[1], 1, "deauthorized", (first.idempotency_key, "ends it"))
+    undated = _service_event("authorized", {"orgId": ORG}).model_copy(
+        update={"idempotency_key": "undated"}
+    )
+    assert ended.disposition(undated) == "apply"
+    kept = ended.after(undated)
+    assert kept == OrgEventLog(t[1], 1, "authorized", (first.idempotency_key, "ends it", "undated"))
+    assert OrgEventLog().after(undated) == OrgEventLog(None, 0, "authorized", ("undated",))
+    full = OrgEventLog(seen=tuple(f"k{i}" for i in range(EVENTS_REMEMBERED)))
+    assert full.after(undated).seen == (*full.seen[1:], "undated")
