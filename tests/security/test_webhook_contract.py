@@ -664,3 +664,14 @@ def test_event_log_after_and_disposition() -> None:
     assert OrgEventLog().after(undated) == OrgEventLog(None, 0, "authorized", ("undated",))
     full = OrgEventLog(seen=tuple(f"k{i}" for i in range(EVENTS_REMEMBERED)))
     assert full.after(undated).seen == (*full.seen[1:], "undated")
+
+
+def test_event_log_stored_form() -> None:
+    log = OrgEventLog(datetime(2026, 1, 1, 0, 1, tzinfo=UTC), 1, "deauthorized", ("a", "b"))
+    assert log.to_json() == (
+        b'{"v":1,"last_at":"2026-01-01T00:01:00+00:00","last_rank":1,'
+        b'"last_event":"deauthorized","seen":["a","b"]}'
+    )
+    assert OrgEventLog().to_json() == (
+        b'{"v":1,"last_at":null,"last_rank":0,"last_event":null,"seen":[]}'
+    )
