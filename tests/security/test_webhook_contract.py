@@ -337,6 +337,7 @@ def test_protocol_token_source_sync_uses_its_portal_and_refreshes_on_401(emu: We
         assert set(source.loops) == {portal.loop}
         assert manager.get(created.id).id == created.id
         manager.delete(created.id)
+        assert set(source.loops) == {portal.loop}  # get and delete ran on the portal too
         assert list(manager.list()) == []
     finally:
         http.close()
