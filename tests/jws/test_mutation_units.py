@@ -713,6 +713,7 @@ def test_per_call_expectations_replace_the_defaults(
     assert _reason_of(verifier, token, expected_org_id="0e3e6a1f-9a1b-4c1c-8f51-6f8a2f7b9c10") == (
         "missing_claim:com.cisco.org.uuid: no org claim"
     )
+    assert verifier.verify(token, expected_org_id=None)["iss"] == issuer
     with pytest.raises(ValueError, match="^invalid expected_org_id: "):
         verifier.verify(token, expected_org_id="not an org")
 
