@@ -10,6 +10,7 @@ by the server's own doing, without the method's handler ever running.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -20,8 +21,15 @@ import pytest
 from grpc import aio
 
 from webex_byova._http import HttpClient
-from webex_byova.jws import JWSVerifier
-from webex_byova.media._auth import HEALTH_PREFIX, TokenAuthInterceptor, token_from_metadata
+from webex_byova._ids import to_hydra
+from webex_byova.jws import CLAIM_ORG, JWSVerifier
+from webex_byova.media._auth import (
+    HEALTH_PREFIX,
+    TokenAuthInterceptor,
+    token_from_metadata,
+    verified_claims,
+    verified_org,
+)
 from webex_byova.testing import WebexEmulator
 
 URL = "https://byova.example.test/grpc"
@@ -160,45 +168,62 @@ def _same(data: bytes) -> bytes:
     return data
 
 
-def _strict(data: bytes) -> bytes:
+class _Decoded:
+    """What the service's request decoder makes of the bytes (so a handler that received the
+    raw bytes, or a reply sent without the service's encoder, fails)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _strict(data: bytes) -> _Decoded:
     """The service's request decoder: refuses what it cannot parse."""
     if data.startswith(b"\xff"):
         raise ValueError("undecodable request")
-    return data
+    return _Decoded(data)
+
+
+def _encode(reply: _Decoded) -> bytes:
+    return reply.data
 
 
 class _Service:
-    """One method per cardinality, recording which ones ever ran."""
+    """One method per cardinality, recording which ones ever ran, the org each saw through
+    :func:`verified_org` and the peer of its context."""
 
     def __init__(self) -> None:
         self.ran: list[str] = []
+        self.orgs: list[str | None] = []
+        self.peers: list[str] = []
 
-    async def unary_unary(self, request: bytes, context: Any) -> bytes:
-        self.ran.append("UnaryUnary")
+    def _record(self, method: str, context: Any) -> None:
+        self.ran.append(method)
+        self.orgs.append(verified_org())
+        self.peers.append(context.peer())
+
+    async def unary_unary(self, request: _Decoded, context: Any) -> _Decoded:
+        self._record("UnaryUnary", context)
         return request
 
-    async def unary_stream(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
-        self.ran.append("UnaryStream")
+    async def unary_stream(self, request: _Decoded, context: Any) -> AsyncIterator[_Decoded]:
+        self._record("UnaryStream", context)
         yield request
 
-    async def stream_unary(self, requests: Any, context: Any) -> bytes:
-        self.ran.append("StreamUnary")
-        return b"".join([r async for r in requests])
+    async def stream_unary(self, requests: Any, context: Any) -> _Decoded:
+        self._record("StreamUnary", context)
+        return _Decoded(b"".join([r.data async for r in requests]))
 
-    async def stream_stream(self, requests: Any, context: Any) -> AsyncIterator[bytes]:
-        self.ran.append("StreamStream")
+    async def stream_stream(self, requests: Any, context: Any) -> AsyncIterator[_Decoded]:
+        self._record("StreamStream", context)
         async for request in requests:
             yield request
 
-    async def health(self, request: bytes, context: Any) -> bytes:
-        self.ran.append("Health")
-        return b"serving"
+    async def health(self, request: _Decoded, context: Any) -> _Decoded:
+        self._record("Health", context)
+        return _Decoded(b"serving")
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        kw: dict[str, Callable[[bytes], bytes]] = {
-            "request_deserializer": _strict,
-            "response_serializer": _same,
-        }
+        kw: dict[str, Any] = {"request_deserializer": _strict, "response_serializer": _encode}
         methods = {
             "UnaryUnary": grpc.unary_unary_rpc_method_handler(self.unary_unary, **kw),
             "UnaryStream": grpc.unary_stream_rpc_method_handler(self.unary_stream, **kw),
@@ -283,6 +308,27 @@ async def test_every_cardinality_passes_with_a_good_token(echo, gemu, method) ->
     assert code == grpc.StatusCode.OK
     assert replies in ([b"a"], [b"ab"], [b"a", b"b"])
     assert service.ran == [method]
+    assert service.orgs == [gemu.org.org_id]  # the token's org reaches the method's task
+    assert service.peers[0].startswith("ipv4:127.0.0.1:")
+    assert verified_claims.get() is None  # ... and only that task
+
+
+def _org_seen(claims: Any) -> str | None:
+    def read() -> str | None:
+        verified_claims.set(claims)
+        return verified_org()
+
+    return contextvars.copy_context().run(read)
+
+
+def test_verified_org_of_the_claims() -> None:
+    assert verified_org() is None  # tokens not verified
+    assert _org_seen(None) is None
+    org = "0e3e6a1f-9a1b-4c1c-8f51-6f8a2f7b9c10"
+    assert _org_seen({CLAIM_ORG: org.upper()}) == org
+    assert _org_seen({CLAIM_ORG: to_hydra("ORGANIZATION", org)}) == org
+    for claims in ({}, {CLAIM_ORG: 5}, {CLAIM_ORG: None}, {CLAIM_ORG: "not an org"}):
+        assert _org_seen(claims) == ""  # verified but no usable org: matches none
 
 
 @pytest.mark.parametrize("method", METHODS)
