@@ -503,14 +503,30 @@ def test_sync_ensure_keeps_the_active_duplicate_and_logs_its_repairs(
     # Re-enabling without a new secret keeps the stored one.
     hooks.delete(first.id)
     emu.set_webhook_status(second.id, "inactive")
-    again = hooks.ensure_service_app_webhooks(target)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="webex_byova.webhooks"):
+        again = hooks.ensure_service_app_webhooks(target)
     assert (again[0].id, again[0].is_active) == (second.id, True)
+    assert _sent(emu, "PUT")[-1].json["secret"] == "s"  # the stored secret is sent back
+    assert not any("webhooks target" in r.getMessage() for r in caplog.records)  # one match
     assert {w.id: w.secret for w in emu.webhooks}[second.id] == "s"
     filtered = hooks.ensure_service_app_webhooks(target, secret="s", filter="id=x", name="f")
     assert [(h.name, h.filter) for h in filtered] == [
         ("f authorized", "id=x"),
         ("f deauthorized", "id=x"),
     ]
+
+
+@pytest.mark.parametrize("blank", ["name", "target_url"])
+def test_update_refuses_a_blank_name_or_target(sdk: BYOVA, emu: WebexEmulator, blank: str) -> None:
+    hook = sdk.webhooks.create(
+        name="n", target_url="https://example.com/a", resource="serviceApp", event="authorized"
+    )
+    fields = {"name": "n", "target_url": "https://example.com/a", blank: ""}
+    with pytest.raises(ValidationError) as info:
+        sdk.webhooks.update(hook.id, **fields)
+    assert str(info.value) == "a webhook needs a non-empty name and target_url"
+    assert _sent(emu, "PUT") == []
 
 
 def test_inactive_status_is_ours_to_send(sdk: BYOVA, emu: WebexEmulator) -> None:
