@@ -30,6 +30,7 @@ from webex_byova.media._auth import (
     verified_claims,
     verified_org,
 )
+from webex_byova.media._metrics import MediaMetrics
 from webex_byova.testing import WebexEmulator
 
 URL = "https://byova.example.test/grpc"
@@ -244,7 +245,7 @@ async def echo(gemu: WebexEmulator) -> AsyncIterator[Callable[..., Any]]:
 
     async def factory(**verifier_kwargs: Any) -> tuple[_Service, aio.Channel]:
         interceptor_kwargs = {
-            k: verifier_kwargs.pop(k) for k in ("exempt_health",) if k in verifier_kwargs
+            k: verifier_kwargs.pop(k) for k in ("exempt_health", "metrics") if k in verifier_kwargs
         }
         verifier = JWSVerifier(gemu.config(), expected_url=URL, **verifier_kwargs)
         service = _Service()
@@ -440,3 +441,38 @@ def test_token_from_metadata_reads_the_authorization_entry_only() -> None:
     assert token_from_metadata([("Authorization", " Bearer t ")]) == "Bearer t"
     assert token_from_metadata([("authorization", b"t\xff")]) == "t\ufffd"
     assert token_from_metadata([("trackingid", "x"), ("authorization", "a")]) == "a"
+
+
+async def test_refusals_are_counted_by_reason(echo, gemu) -> None:
+    metrics = MediaMetrics()
+    service, channel = await echo(metrics=metrics)
+    assert (await _call(channel, "UnaryUnary", None))[0] == grpc.StatusCode.UNAUTHENTICATED
+    wrong_url = gemu.mint_data_source_token(url=URL + "/")
+    assert (await _call(channel, "UnaryUnary", wrong_url))[0] == grpc.StatusCode.UNAUTHENTICATED
+    good = gemu.mint_data_source_token(url=URL)
+    assert (await _call(channel, "UnaryUnary", good))[0] == grpc.StatusCode.OK
+
+    def refusals(reason: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "webex_byova_auth_refusals_total", {"transport": "grpc", "reason": reason}
+        )
+
+    assert refusals("missing_token") == 1.0
+    assert refusals("claim_mismatch") == 1.0
+    assert refusals("other") is None
+    assert service.ran == ["UnaryUnary"]
+
+
+async def test_unknown_method_with_a_good_token_is_unimplemented_quietly(
+    echo, gemu, caplog
+) -> None:
+    _, channel = await echo()
+    token = gemu.mint_data_source_token(url=URL)
+    nope = channel.unary_unary("/test.Echo/Nope", _same, _same)
+    with (
+        caplog.at_level(logging.INFO, logger="webex_byova.media.auth"),
+        pytest.raises(aio.AioRpcError) as info,
+    ):
+        await nope(b"", metadata=_meta(token), timeout=20)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert [r.getMessage() for r in caplog.records if r.name == "webex_byova.media.auth"] == []
