@@ -476,3 +476,34 @@ async def test_unknown_method_with_a_good_token_is_unimplemented_quietly(
         await nope(b"", metadata=_meta(token), timeout=20)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert [r.getMessage() for r in caplog.records if r.name == "webex_byova.media.auth"] == []
+
+
+async def test_a_refusal_is_logged_with_bounded_caller_text(echo, gemu, caplog) -> None:
+    metrics = MediaMetrics()
+    _, channel = await echo(metrics=metrics, clock=_broken_clock)
+    method = "/test.Echo/" + "N" * 300
+    call = channel.unary_unary(method, _same, _same)
+    tracking = "t" * 300
+    with (
+        caplog.at_level(logging.INFO, logger="webex_byova.media.auth"),
+        pytest.raises(aio.AioRpcError),
+    ):
+        await call(b"", metadata=[("trackingid", tracking), *_meta("x.y.z")], timeout=20)
+    token = gemu.mint_data_source_token(url=URL)
+    with caplog.at_level(logging.INFO, logger="webex_byova.media.auth"):
+        code = (await _call(channel, "UnaryUnary", token))[0]
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    refused = [
+        r for r in caplog.records if r.getMessage().endswith("rejected: token rejected: malformed")
+    ]
+    assert len(refused) == 1
+    record = refused[0]
+    assert record.getMessage() == f"{method[:199]}… rejected: token rejected: malformed"
+    assert (record.event, record.reason, record.transport) == ("auth_refused", "malformed", "grpc")
+    assert record.trackingid == "t" * 199 + "…"
+    assert (
+        metrics.registry.get_sample_value(
+            "webex_byova_auth_refusals_total", {"transport": "grpc", "reason": "verifier_error"}
+        )
+        == 1.0
+    )
