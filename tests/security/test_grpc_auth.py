@@ -10,6 +10,7 @@ by the server's own doing, without the method's handler ever running.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +35,11 @@ from webex_byova.media._metrics import MediaMetrics
 from webex_byova.testing import WebexEmulator
 
 URL = "https://byova.example.test/grpc"
+#: A compact JWS without an issuer (refused as ``missing_claim:iss`` before any key or clock).
+NO_ISSUER = ".".join(
+    base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+    for part in (b'{"alg":"RS256","kid":"k"}', b"{}", b"sig")
+)
 
 
 @pytest.fixture(scope="module")
@@ -488,18 +494,24 @@ async def test_a_refusal_is_logged_with_bounded_caller_text(echo, gemu, caplog) 
         caplog.at_level(logging.INFO, logger="webex_byova.media.auth"),
         pytest.raises(aio.AioRpcError),
     ):
-        await call(b"", metadata=[("trackingid", tracking), *_meta("x.y.z")], timeout=20)
+        await call(b"", metadata=[("trackingid", tracking), *_meta(NO_ISSUER)], timeout=20)
     token = gemu.mint_data_source_token(url=URL)
     with caplog.at_level(logging.INFO, logger="webex_byova.media.auth"):
         code = (await _call(channel, "UnaryUnary", token))[0]
     assert code == grpc.StatusCode.UNAUTHENTICATED
     refused = [
-        r for r in caplog.records if r.getMessage().endswith("rejected: token rejected: malformed")
+        r
+        for r in caplog.records
+        if r.getMessage().endswith("rejected: token rejected: missing_claim:iss")
     ]
     assert len(refused) == 1
     record = refused[0]
-    assert record.getMessage() == f"{method[:199]}… rejected: token rejected: malformed"
-    assert (record.event, record.reason, record.transport) == ("auth_refused", "malformed", "grpc")
+    assert record.getMessage() == f"{method[:199]}… rejected: token rejected: missing_claim:iss"
+    assert (record.event, record.reason, record.transport) == (
+        "auth_refused",
+        "missing_claim",
+        "grpc",
+    )
     assert record.trackingid == "t" * 199 + "…"
     assert (
         metrics.registry.get_sample_value(
