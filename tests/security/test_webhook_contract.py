@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -692,3 +693,17 @@ def test_event_log_stored_form() -> None:
     assert OrgEventLog().to_json() == (
         b'{"v":1,"last_at":null,"last_rank":0,"last_event":null,"seen":[]}'
     )
+
+
+def test_a_naive_event_date_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30, no daylight saving
+    time.tzset()
+    try:
+        data = {"orgId": ORG, "created": "2026-01-01T00:00:00"}
+        position = event_position(_service_event("authorized", data))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert position == (datetime(2026, 1, 1, tzinfo=UTC), 0)
