@@ -210,11 +210,11 @@ class _Service:
 
     async def unary_unary(self, request: _Decoded, context: Any) -> _Decoded:
         self._record("UnaryUnary", context)
-        return request
+        return _Decoded(request.data)
 
     async def unary_stream(self, request: _Decoded, context: Any) -> AsyncIterator[_Decoded]:
         self._record("UnaryStream", context)
-        yield request
+        yield _Decoded(request.data)
 
     async def stream_unary(self, requests: Any, context: Any) -> _Decoded:
         self._record("StreamUnary", context)
@@ -223,7 +223,7 @@ class _Service:
     async def stream_stream(self, requests: Any, context: Any) -> AsyncIterator[_Decoded]:
         self._record("StreamStream", context)
         async for request in requests:
-            yield request
+            yield _Decoded(request.data)
 
     async def health(self, request: _Decoded, context: Any) -> _Decoded:
         self._record("Health", context)
@@ -513,6 +513,8 @@ async def test_a_refusal_is_logged_with_bounded_caller_text(echo, gemu, caplog) 
         "grpc",
     )
     assert record.trackingid == "t" * 199 + "…"
+    failed = [r for r in caplog.records if r.getMessage().endswith("token verification failed")]
+    assert [r.reason for r in failed] == ["verifier_error"]  # no colon: the whole reason
     assert (
         metrics.registry.get_sample_value(
             "webex_byova_auth_refusals_total", {"transport": "grpc", "reason": "verifier_error"}
