@@ -488,6 +488,8 @@ async def test_closing_inside_another_loop_leaves_a_stopped_loops_client(
     server: ScriptServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = _client(server)
+    # The server closes the connection, so the client that cannot be closed holds no socket.
+    server.script("/v1/x", Scripted(200, {}, headers={"Connection": "close"}))
 
     def use_on_own_loop() -> None:
         loop = asyncio.new_event_loop()
