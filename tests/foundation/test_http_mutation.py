@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -229,6 +231,9 @@ def test_retry_after_forms() -> None:
     future = email.utils.formatdate(NOW + 45, usegmt=True)
     assert parse_retry_after(future, now=NOW) == pytest.approx(45.0)
     assert parse_retry_after("Mon, 99 Foo 2020 99:99:99 GMT", now=NOW) is None
+    in_an_hour = parse_retry_after(email.utils.formatdate(time.time() + 3600, usegmt=True))
+    assert in_an_hour is not None
+    assert 3000 < in_an_hour <= 3600  # against the wall clock when ``now`` is not given
 
 
 # --------------------------------------------------------------------------- links and pages
@@ -414,6 +419,7 @@ def test_transport_failures() -> None:
     assert isinstance(read, Fail)
     assert type(read.error) is APIConnectionError
     assert str(read.error) == "POST https://api.example/v1/things failed: reset"
+    assert (read.error.method, read.error.url) == ("POST", "https://api.example/v1/things")
     assert post.on_failure("connect", "refused", now=100.0) == Wait(1.0)
     assert post.retries == 1
 
@@ -527,3 +533,27 @@ def test_next_page_moves_to_the_linked_path() -> None:
     assert nxt is not None
     assert nxt.url == "https://api.example/v1/other"
     assert nxt.params == (("cursor", "1"), ("max", "10"))
+
+
+async def test_aclose_closes_the_clients_of_every_loop(server: ScriptServer) -> None:
+    """A client used on a loop running in another thread is closed there; afterwards the
+    client refuses new requests."""
+    client = _client(server)
+    other = asyncio.new_event_loop()
+    runner = threading.Thread(target=other.run_forever, daemon=True)
+    runner.start()
+    try:
+        used = asyncio.run_coroutine_threadsafe(
+            client.arequest_json(client.build("GET", "x")), other
+        )
+        assert await asyncio.wrap_future(used) == {}
+        assert await client.arequest_json(client.build("GET", "x")) == {}  # this loop's too
+        await client.aclose()
+        with pytest.raises(RuntimeError, match="^HttpClient is closed$"):
+            await client.arequest(client.build("GET", "x"))
+        with pytest.raises(RuntimeError, match="^HttpClient is closed$"):
+            client.request(client.build("GET", "x"))
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        runner.join(timeout=10)
+        other.close()
