@@ -40,10 +40,12 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutmut"
@@ -78,9 +80,24 @@ MODULES: dict[str, Module] = {
         (f"{PKG}/media/_auth.py",),
         ("tests/media/test_auth.py", "tests/security/test_grpc_auth.py"),
     ),
-    "http": Module((f"{PKG}/_http.py",), ("tests/foundation/test_http_core.py",)),
+    "http": Module(
+        (f"{PKG}/_http.py",),
+        (
+            "tests/foundation/test_http_core.py",
+            "tests/foundation/test_review_fixes.py",
+            "tests/foundation/test_http_mutation.py",
+        ),
+    ),
+    "tokens": Module(
+        (f"{PKG}/tokens.py",),
+        (
+            "tests/auth/test_tokens_mutation.py",
+            "tests/auth/test_sansio.py",
+            "tests/auth/test_corrupt_store.py",
+        ),
+    ),
     "token_managers": Module(
-        (f"{PKG}/integration.py", f"{PKG}/service_app.py", f"{PKG}/tokens.py"),
+        (f"{PKG}/integration.py", f"{PKG}/service_app.py"),
         (
             "tests/auth/test_integration.py",
             "tests/auth/test_service_app.py",
@@ -90,11 +107,21 @@ MODULES: dict[str, Module] = {
             "tests/security/test_oauth.py",
         ),
     ),
+    "keeper": Module(
+        (f"{PKG}/keeper.py",),
+        (
+            "tests/byods/test_keeper.py",
+            "tests/byods/test_keeper_review.py",
+            "tests/byods/test_keeper_schedule.py",
+        ),
+    ),
     "storage": Module(
         (f"{PKG}/storage/*",),
         (
             "tests/auth/test_storage_contract.py",
             "tests/auth/test_storage_backends.py",
+            "tests/auth/test_corrupt_store.py",
+            "tests/auth/test_storage_mutation.py",
             "tests/security/test_storage.py",
         ),
     ),
@@ -193,11 +220,12 @@ def _statuses(work: Path) -> dict[str, str]:
     return found
 
 
-def _load_results(work: Path) -> dict[str, dict[str, str]] | None:
-    """The verdicts and function hashes of the last run in ``work`` (None if never run)."""
+def _load_results(work: Path) -> dict[str, dict[str, Any]] | None:
+    """The verdicts, function hashes and timing of the last run in ``work`` (None if never
+    run)."""
     path = work / "results.json"
     if path.exists():
-        loaded: dict[str, dict[str, str]] = json.loads(path.read_text())
+        loaded: dict[str, dict[str, Any]] = json.loads(path.read_text())
         return loaded
     if not (work / "mutants").exists():
         return None
@@ -208,9 +236,13 @@ def _load_results(work: Path) -> dict[str, dict[str, str]] | None:
     }
 
 
-def _save_results(work: Path, statuses: dict[str, str], hashes: dict[str, str]) -> None:
+def _save_results(
+    work: Path, statuses: dict[str, str], hashes: dict[str, str], timing: dict[str, float]
+) -> None:
     (work / "results.json").write_text(
-        json.dumps({"statuses": statuses, "hashes": hashes}, indent=1, sort_keys=True)
+        json.dumps(
+            {"statuses": statuses, "hashes": hashes, "timing": timing}, indent=1, sort_keys=True
+        )
     )
 
 
@@ -234,12 +266,17 @@ def _score(statuses: dict[str, str]) -> tuple[Counter[str], float]:
     return counts, (100.0 * detected / total if total else 0.0)
 
 
-def _row(name: str, statuses: dict[str, str]) -> str:
+def _row(name: str, statuses: dict[str, str], timing: dict[str, float] | None = None) -> str:
     counts, score = _score(statuses)
-    other = sum(v for k, v in counts.items() if k not in ("killed", "survived", "timeout"))
+    other = sum(
+        v for k, v in counts.items() if k not in ("killed", "survived", "timeout", "no tests")
+    )
+    per_mutant = ""
+    if timing and timing.get("mutants"):
+        per_mutant = f"{timing['seconds'] / timing['mutants']:>9.1f}"
     return (
-        f"{name:<16}{counts['killed']:>8}{counts['survived']:>10}{counts['timeout']:>9}"
-        f"{other:>7}{sum(counts.values()):>7}{score:>8.1f}%"
+        f"{name:<16}{counts['killed']:>8}{counts['survived']:>10}{counts['no tests']:>10}"
+        f"{counts['timeout']:>9}{other:>7}{sum(counts.values()):>7}{score:>8.1f}%{per_mutant}"
     )
 
 
@@ -311,26 +348,38 @@ def main(argv: list[str] | None = None) -> int:
                 selected += [f"{f}__mutmut_*" for f in sorted(changed)]
             work = _prepare(name, MODULES[name], tuple(args.exclude))
             print(f"== {name}: mutating {' '.join(MODULES[name].files)}", flush=True)
+            timing: dict[str, float] = dict((previous or {}).get("timing", {}))
             if args.retest_survivors and previous is not None and not selected:
                 statuses = previous["statuses"]
             else:
+                started = time.monotonic()
                 run = _mutmut(work, "run", "--max-children", str(args.max_children), *selected)
+                seconds = time.monotonic() - started
                 if run.returncode != 0:
                     print(run.stdout[-4000:], run.stderr[-4000:], sep="\n")
                     print(f"mutmut failed for {name} (exit {run.returncode})")
                     failing.append(name)
                     continue
                 statuses = _statuses(work)
+                run_count = len(statuses)
                 if selected and previous is not None:
+                    run_count = len(_merge({}, statuses, selected))
                     statuses = _merge(previous["statuses"], statuses, selected)
-            _save_results(work, statuses, hashes)
+                # s/mutant of this run (wall time over mutants run, incl. mutmut's own stats
+                # and warm-up passes); a retest keeps the figure of the last complete run.
+                if not selected:
+                    timing = {"seconds": round(seconds, 1), "mutants": run_count}
+                timing["last_seconds"] = round(seconds, 1)
+                timing["last_mutants"] = run_count
+            _save_results(work, statuses, hashes, timing)
         else:
             loaded = _load_results(work)
             if loaded is None:
                 print(f"== {name}: no results yet")
                 continue
             statuses = loaded["statuses"]
-        rows.append(_row(name, statuses))
+            timing = loaded.get("timing", {})
+        rows.append(_row(name, statuses, timing))
         print(rows[-1], flush=True)
         if args.survivors:
             _show_survivors(work, statuses)
@@ -347,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     if dirty.strip():  # mutmut works on copies; this guards against that ever changing
         print(f"ERROR: the source tree changed during the run:\n{dirty}")
         return 2
-    print(f"\n{'module':<16}{'killed':>8}{'survived':>10}{'timeout':>9}{'other':>7}{'total':>7}")
+    print(
+        f"\n{'module':<16}{'killed':>8}{'survived':>10}{'no tests':>10}{'timeout':>9}"
+        f"{'other':>7}{'total':>7}{'score':>9}{'s/mutant':>9}"
+    )
     print("\n".join(rows))
     if failing:
         print(f"below 90% or failed: {', '.join(failing)}")

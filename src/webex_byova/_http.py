@@ -779,9 +779,11 @@ _CLOSING: set[asyncio.Task[None]] = set()
 
 def _close_on_idle_loop(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
     """Close ``client`` on its own (stopped, not closed) loop, when this thread may run it."""
+    closing = client.aclose()
     try:
-        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(closing)
     except RuntimeError:  # another loop runs in this thread: its sockets go with their loop
+        closing.close()  # never started; unclosed it warns "coroutine ... never awaited"
         log.debug("could not close an async HTTP client of a stopped event loop")
 
 

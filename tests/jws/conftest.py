@@ -11,7 +11,13 @@ from webex_byova._http import HttpClient
 from webex_byova.jws import JWKS_RETRY_POLICY, JWSVerifier
 from webex_byova.testing import EmulatorClock, WebexEmulator
 
-from .helpers import DS_URL
+from .helpers import DS_URL, use_key_pool
+
+
+@pytest.fixture(autouse=True)
+def _pooled_rsa_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulator signing keys come from a pool made at import (see ``helpers.KEY_POOL``)."""
+    use_key_pool(monkeypatch)
 
 
 @pytest.fixture

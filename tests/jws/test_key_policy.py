@@ -26,7 +26,7 @@ from webex_byova.jws import (
 )
 from webex_byova.testing import EmulatorClock, WebexEmulator
 
-from .helpers import DS_URL, KeyServer, b64url, public_jwk, sign_rs256
+from .helpers import DS_URL, KEY_POOL, KeyServer, b64url, public_jwk, sign_rs256
 
 PROXY_PATH = "/proxy/webex/keys.json"
 
@@ -45,7 +45,7 @@ def emu() -> Iterator[WebexEmulator]:
 
 @pytest.fixture(scope="module")
 def strong() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return KEY_POOL[0]
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_every_refused_key_gets_a_typed_reason(
     key_verifier: Callable[[list[Any]], JWSVerifier],
     strong: rsa.RSAPrivateKey,
 ) -> None:
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = KEY_POOL[1]  # another party's key (the pool's keys are distinct)
     entries, reason = _hostile_cases(strong, other)[case]
     verifier = key_verifier(entries)
     assert _reason(verifier, sign_rs256(strong, "k", server.url + "/idb", time.time())) == reason

@@ -10,6 +10,8 @@ by the server's own doing, without the method's handler ever running.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -20,11 +22,24 @@ import pytest
 from grpc import aio
 
 from webex_byova._http import HttpClient
-from webex_byova.jws import JWSVerifier
-from webex_byova.media._auth import HEALTH_PREFIX, TokenAuthInterceptor, token_from_metadata
+from webex_byova._ids import to_hydra
+from webex_byova.jws import CLAIM_ORG, JWSVerifier
+from webex_byova.media._auth import (
+    HEALTH_PREFIX,
+    TokenAuthInterceptor,
+    token_from_metadata,
+    verified_claims,
+    verified_org,
+)
+from webex_byova.media._metrics import MediaMetrics
 from webex_byova.testing import WebexEmulator
 
 URL = "https://byova.example.test/grpc"
+#: A compact JWS without an issuer (refused as ``missing_claim:iss`` before any key or clock).
+NO_ISSUER = ".".join(
+    base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+    for part in (b'{"alg":"RS256","kid":"k"}', b"{}", b"sig")
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,45 +175,62 @@ def _same(data: bytes) -> bytes:
     return data
 
 
-def _strict(data: bytes) -> bytes:
+class _Decoded:
+    """What the service's request decoder makes of the bytes (so a handler that received the
+    raw bytes, or a reply sent without the service's encoder, fails)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _strict(data: bytes) -> _Decoded:
     """The service's request decoder: refuses what it cannot parse."""
     if data.startswith(b"\xff"):
         raise ValueError("undecodable request")
-    return data
+    return _Decoded(data)
+
+
+def _encode(reply: _Decoded) -> bytes:
+    return reply.data
 
 
 class _Service:
-    """One method per cardinality, recording which ones ever ran."""
+    """One method per cardinality, recording which ones ever ran, the org each saw through
+    :func:`verified_org` and the peer of its context."""
 
     def __init__(self) -> None:
         self.ran: list[str] = []
+        self.orgs: list[str | None] = []
+        self.peers: list[str] = []
 
-    async def unary_unary(self, request: bytes, context: Any) -> bytes:
-        self.ran.append("UnaryUnary")
-        return request
+    def _record(self, method: str, context: Any) -> None:
+        self.ran.append(method)
+        self.orgs.append(verified_org())
+        self.peers.append(context.peer())
 
-    async def unary_stream(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
-        self.ran.append("UnaryStream")
-        yield request
+    async def unary_unary(self, request: _Decoded, context: Any) -> _Decoded:
+        self._record("UnaryUnary", context)
+        return _Decoded(request.data)
 
-    async def stream_unary(self, requests: Any, context: Any) -> bytes:
-        self.ran.append("StreamUnary")
-        return b"".join([r async for r in requests])
+    async def unary_stream(self, request: _Decoded, context: Any) -> AsyncIterator[_Decoded]:
+        self._record("UnaryStream", context)
+        yield _Decoded(request.data)
 
-    async def stream_stream(self, requests: Any, context: Any) -> AsyncIterator[bytes]:
-        self.ran.append("StreamStream")
+    async def stream_unary(self, requests: Any, context: Any) -> _Decoded:
+        self._record("StreamUnary", context)
+        return _Decoded(b"".join([r.data async for r in requests]))
+
+    async def stream_stream(self, requests: Any, context: Any) -> AsyncIterator[_Decoded]:
+        self._record("StreamStream", context)
         async for request in requests:
-            yield request
+            yield _Decoded(request.data)
 
-    async def health(self, request: bytes, context: Any) -> bytes:
-        self.ran.append("Health")
-        return b"serving"
+    async def health(self, request: _Decoded, context: Any) -> _Decoded:
+        self._record("Health", context)
+        return _Decoded(b"serving")
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        kw: dict[str, Callable[[bytes], bytes]] = {
-            "request_deserializer": _strict,
-            "response_serializer": _same,
-        }
+        kw: dict[str, Any] = {"request_deserializer": _strict, "response_serializer": _encode}
         methods = {
             "UnaryUnary": grpc.unary_unary_rpc_method_handler(self.unary_unary, **kw),
             "UnaryStream": grpc.unary_stream_rpc_method_handler(self.unary_stream, **kw),
@@ -219,7 +251,7 @@ async def echo(gemu: WebexEmulator) -> AsyncIterator[Callable[..., Any]]:
 
     async def factory(**verifier_kwargs: Any) -> tuple[_Service, aio.Channel]:
         interceptor_kwargs = {
-            k: verifier_kwargs.pop(k) for k in ("exempt_health",) if k in verifier_kwargs
+            k: verifier_kwargs.pop(k) for k in ("exempt_health", "metrics") if k in verifier_kwargs
         }
         verifier = JWSVerifier(gemu.config(), expected_url=URL, **verifier_kwargs)
         service = _Service()
@@ -283,6 +315,27 @@ async def test_every_cardinality_passes_with_a_good_token(echo, gemu, method) ->
     assert code == grpc.StatusCode.OK
     assert replies in ([b"a"], [b"ab"], [b"a", b"b"])
     assert service.ran == [method]
+    assert service.orgs == [gemu.org.org_id]  # the token's org reaches the method's task
+    assert service.peers[0].startswith("ipv4:127.0.0.1:")
+    assert verified_claims.get() is None  # ... and only that task
+
+
+def _org_seen(claims: Any) -> str | None:
+    def read() -> str | None:
+        verified_claims.set(claims)
+        return verified_org()
+
+    return contextvars.copy_context().run(read)
+
+
+def test_verified_org_of_the_claims() -> None:
+    assert verified_org() is None  # tokens not verified
+    assert _org_seen(None) is None
+    org = "0e3e6a1f-9a1b-4c1c-8f51-6f8a2f7b9c10"
+    assert _org_seen({CLAIM_ORG: org.upper()}) == org
+    assert _org_seen({CLAIM_ORG: to_hydra("ORGANIZATION", org)}) == org
+    for claims in ({}, {CLAIM_ORG: 5}, {CLAIM_ORG: None}, {CLAIM_ORG: "not an org"}):
+        assert _org_seen(claims) == ""  # verified but no usable org: matches none
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -394,3 +447,77 @@ def test_token_from_metadata_reads_the_authorization_entry_only() -> None:
     assert token_from_metadata([("Authorization", " Bearer t ")]) == "Bearer t"
     assert token_from_metadata([("authorization", b"t\xff")]) == "t\ufffd"
     assert token_from_metadata([("trackingid", "x"), ("authorization", "a")]) == "a"
+
+
+async def test_refusals_are_counted_by_reason(echo, gemu) -> None:
+    metrics = MediaMetrics()
+    service, channel = await echo(metrics=metrics)
+    assert (await _call(channel, "UnaryUnary", None))[0] == grpc.StatusCode.UNAUTHENTICATED
+    wrong_url = gemu.mint_data_source_token(url=URL + "/")
+    assert (await _call(channel, "UnaryUnary", wrong_url))[0] == grpc.StatusCode.UNAUTHENTICATED
+    good = gemu.mint_data_source_token(url=URL)
+    assert (await _call(channel, "UnaryUnary", good))[0] == grpc.StatusCode.OK
+
+    def refusals(reason: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "webex_byova_auth_refusals_total", {"transport": "grpc", "reason": reason}
+        )
+
+    assert refusals("missing_token") == 1.0
+    assert refusals("claim_mismatch") == 1.0
+    assert refusals("other") is None
+    assert service.ran == ["UnaryUnary"]
+
+
+async def test_unknown_method_with_a_good_token_is_unimplemented_quietly(
+    echo, gemu, caplog
+) -> None:
+    _, channel = await echo()
+    token = gemu.mint_data_source_token(url=URL)
+    nope = channel.unary_unary("/test.Echo/Nope", _same, _same)
+    with (
+        caplog.at_level(logging.INFO, logger="webex_byova.media.auth"),
+        pytest.raises(aio.AioRpcError) as info,
+    ):
+        await nope(b"", metadata=_meta(token), timeout=20)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert [r.getMessage() for r in caplog.records if r.name == "webex_byova.media.auth"] == []
+
+
+async def test_a_refusal_is_logged_with_bounded_caller_text(echo, gemu, caplog) -> None:
+    metrics = MediaMetrics()
+    _, channel = await echo(metrics=metrics, clock=_broken_clock)
+    method = "/test.Echo/" + "N" * 300
+    call = channel.unary_unary(method, _same, _same)
+    tracking = "t" * 300
+    with (
+        caplog.at_level(logging.INFO, logger="webex_byova.media.auth"),
+        pytest.raises(aio.AioRpcError),
+    ):
+        await call(b"", metadata=[("trackingid", tracking), *_meta(NO_ISSUER)], timeout=20)
+    token = gemu.mint_data_source_token(url=URL)
+    with caplog.at_level(logging.INFO, logger="webex_byova.media.auth"):
+        code = (await _call(channel, "UnaryUnary", token))[0]
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    refused = [
+        r
+        for r in caplog.records
+        if r.getMessage().endswith("rejected: token rejected: missing_claim:iss")
+    ]
+    assert len(refused) == 1
+    record = refused[0]
+    assert record.getMessage() == f"{method[:199]}… rejected: token rejected: missing_claim:iss"
+    assert (record.event, record.reason, record.transport) == (
+        "auth_refused",
+        "missing_claim",
+        "grpc",
+    )
+    assert record.trackingid == "t" * 199 + "…"
+    failed = [r for r in caplog.records if r.getMessage().endswith("token verification failed")]
+    assert [r.reason for r in failed] == ["verifier_error"]  # no colon: the whole reason
+    assert (
+        metrics.registry.get_sample_value(
+            "webex_byova_auth_refusals_total", {"transport": "grpc", "reason": "verifier_error"}
+        )
+        == 1.0
+    )

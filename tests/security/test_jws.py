@@ -30,12 +30,19 @@ from webex_byova.jws import (
 )
 from webex_byova.testing import EmulatorClock, WebexEmulator
 
+from ..jws.helpers import use_key_pool
 from .conftest import B64URL, HEX, near_misses
 
 DS_URL = "https://byova.example.com/grpc"
 AUDIENCE = "BYOVAGateway"
 JWKS = "/idb/oauth2/v2/keys/verificationjwk"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture(autouse=True)
+def _pooled_rsa_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulator signing keys come from a pool made at import (see ``tests/jws/helpers.py``)."""
+    use_key_pool(monkeypatch)
 
 
 @pytest.fixture

@@ -28,9 +28,17 @@ from webex_byova.jws import (
 )
 from webex_byova.testing import EmulatorClock, WebexEmulator
 
+from ..jws.helpers import use_key_pool
+
 URL = "https://byova.example.com/grpc"
 ORG = "0e3e6a1f-9a1b-4c1c-8f51-6f8a2f7b9c10"
 NOW = 1_800_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def _pooled_rsa_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulator signing keys come from a pool made at import (see ``tests/jws/helpers.py``)."""
+    use_key_pool(monkeypatch)
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +25,11 @@ from webex_byova.client import BYOVA
 from webex_byova.errors import ValidationError
 from webex_byova.testing import WebexEmulator
 from webex_byova.webhooks import (
+    EVENTS_REMEMBERED,
+    OrgEventLog,
     WebhookManager,
     WebhookSignatureError,
+    event_position,
     parse_service_app_event,
     read_service_app_delivery,
     verify_webhook_signature,
@@ -334,6 +338,7 @@ def test_protocol_token_source_sync_uses_its_portal_and_refreshes_on_401(emu: We
         assert set(source.loops) == {portal.loop}
         assert manager.get(created.id).id == created.id
         manager.delete(created.id)
+        assert set(source.loops) == {portal.loop}  # get and delete ran on the portal too
         assert list(manager.list()) == []
     finally:
         http.close()
@@ -499,14 +504,30 @@ def test_sync_ensure_keeps_the_active_duplicate_and_logs_its_repairs(
     # Re-enabling without a new secret keeps the stored one.
     hooks.delete(first.id)
     emu.set_webhook_status(second.id, "inactive")
-    again = hooks.ensure_service_app_webhooks(target)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="webex_byova.webhooks"):
+        again = hooks.ensure_service_app_webhooks(target)
     assert (again[0].id, again[0].is_active) == (second.id, True)
+    assert _sent(emu, "PUT")[-1].json["secret"] == "s"  # the stored secret is sent back
+    assert not any("webhooks target" in r.getMessage() for r in caplog.records)  # one match
     assert {w.id: w.secret for w in emu.webhooks}[second.id] == "s"
     filtered = hooks.ensure_service_app_webhooks(target, secret="s", filter="id=x", name="f")
     assert [(h.name, h.filter) for h in filtered] == [
         ("f authorized", "id=x"),
         ("f deauthorized", "id=x"),
     ]
+
+
+@pytest.mark.parametrize("blank", ["name", "target_url"])
+def test_update_refuses_a_blank_name_or_target(sdk: BYOVA, emu: WebexEmulator, blank: str) -> None:
+    hook = sdk.webhooks.create(
+        name="n", target_url="https://example.com/a", resource="serviceApp", event="authorized"
+    )
+    fields = {"name": "n", "target_url": "https://example.com/a", blank: ""}
+    with pytest.raises(ValidationError) as info:
+        sdk.webhooks.update(hook.id, **fields)
+    assert str(info.value) == "a webhook needs a non-empty name and target_url"
+    assert _sent(emu, "PUT") == []
 
 
 def test_inactive_status_is_ours_to_send(sdk: BYOVA, emu: WebexEmulator) -> None:
@@ -518,3 +539,171 @@ def test_inactive_status_is_ours_to_send(sdk: BYOVA, emu: WebexEmulator) -> None
         sdk.webhooks.update(hook.id, status="inactive")
     assert info.value.status_code == 400  # the emulator's answer, not our validation
     assert _sent(emu, "PUT")[-1].json["status"] == "inactive"
+
+
+# --------------------------------------------------------------------------- event log form
+
+
+def _log_doc(**overrides: Any) -> bytes:
+    doc: dict[str, Any] = {
+        "v": 1,
+        "last_at": "2026-01-01T00:05:00+00:00",
+        "last_rank": 1,
+        "last_event": "deauthorized",
+        "seen": ["a", "b"],
+    }
+    doc.update(overrides)
+    return json.dumps(doc).encode()
+
+
+def test_event_log_round_trip_and_fields() -> None:
+    log = OrgEventLog.from_json(_log_doc())
+    assert log == OrgEventLog(datetime(2026, 1, 1, 0, 5, tzinfo=UTC), 1, "deauthorized", ("a", "b"))
+    assert OrgEventLog.from_json(log.to_json()) == log
+    empty = OrgEventLog.from_json(_log_doc(last_at=None, last_rank=0, last_event=None, seen=[]))
+    assert empty == OrgEventLog()
+    assert OrgEventLog.from_json(OrgEventLog().to_json()) == OrgEventLog()
+    many = [f"k{i}" for i in range(EVENTS_REMEMBERED + 6)]
+    assert OrgEventLog.from_json(_log_doc(seen=many)).seen == tuple(many[6:])
+    authorized = OrgEventLog.from_json(_log_doc(last_rank=0, last_event="authorized"))
+    assert (authorized.last_rank, authorized.last_event) == (0, "authorized")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[]", "not a webhook event log"),
+        (b"{}", "not a webhook event log"),
+        (_log_doc(v=2), "not a webhook event log"),
+        (_log_doc(v="1"), "not a webhook event log"),
+        (_log_doc(last_at="yesterday"), "malformed webhook event log"),
+        (_log_doc(last_at=5), "malformed webhook event log"),
+        (_log_doc(last_rank=2), "malformed webhook event log"),
+        (_log_doc(last_rank=None), "malformed webhook event log"),
+        (_log_doc(last_event="updated"), "malformed webhook event log"),
+        (_log_doc(seen="ab"), "malformed webhook event log"),
+        (_log_doc(seen=None), "malformed webhook event log"),
+        (_log_doc(seen=["a", 1]), "malformed webhook event log"),
+    ],
+)
+def test_event_log_refusals(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        OrgEventLog.from_json(data)
+    assert str(info.value) == message
+
+
+def _service_event(event: str, data: Any) -> Any:
+    return parse_service_app_event(
+        {
+            "resource": "serviceApp",
+            "event": event,
+            "orgId": ORG,
+            "created": "2020-01-01",
+            "data": data,
+        }
+    )
+
+
+def test_event_position_reads_the_data_dates_in_order() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert event_position(_service_event("authorized", {"orgId": ORG})) is None
+    created = {"orgId": ORG, "created": "2026-01-01T00:00:00Z"}
+    assert event_position(_service_event("authorized", created)) == (t0, 0)
+    both = {**created, "authorizationDate": "2026-01-01T00:01:00Z"}
+    assert event_position(_service_event("authorized", both)) == (
+        datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        0,
+    )
+    ended = {**both, "deauthorizationDate": "2026-01-01T00:02:00Z"}
+    assert event_position(_service_event("deauthorized", ended)) == (
+        datetime(2026, 1, 1, 0, 2, tzinfo=UTC),
+        1,
+    )
+    # an authorization ignores a deauthorization date; a deauthorization falls back
+    assert event_position(_service_event("authorized", ended))[0].minute == 1  # type: ignore[index]
+    assert event_position(_service_event("deauthorized", both)) == (
+        datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-01T02:00:00+02:00", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T00:00:00", datetime(2026, 1, 1, tzinfo=UTC)),  # naive: UTC
+        (" 2026-01-01T00:00:00Z ", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T00:00:00.000000000000000000000000000000000000000+00:00", None),  # 65
+        ("2026-01-01T00:00:00.00000000000000000000000000000000000000+00:00", "ok"),  # 64
+        ("   ", None),
+        ("", None),
+        ("soon", None),
+        (1767225600, None),
+    ],
+)
+def test_event_dates(value: Any, expected: Any) -> None:
+    position = event_position(_service_event("authorized", {"orgId": ORG, "created": value}))
+    if expected is None:
+        assert position is None
+    elif expected == "ok":
+        assert position is not None
+        assert position[0].utcoffset() is not None
+    else:
+        assert position == (expected, 0)
+        assert position[0].tzinfo is UTC
+
+
+def _dated(event: str, minute: int, key: str | None = None) -> Any:
+    moment = f"2026-01-01T00:{minute:02d}:00Z"
+    dated = _service_event(event, {"orgId": ORG, "authorizationDate": moment})
+    return dated if key is None else dated.model_copy(update={"idempotency_key": key})
+
+
+def test_event_log_after_and_disposition() -> None:
+    t = [datetime(2026, 1, 1, 0, m, tzinfo=UTC) for m in range(4)]
+    first = _dated("authorized", 1)
+    log = OrgEventLog()
+    assert log.disposition(first) == "apply"
+    log = log.after(first)
+    assert log == OrgEventLog(t[1], 0, "authorized", (first.idempotency_key,))
+    assert log.disposition(first) == "duplicate"
+    assert log.disposition(_dated("authorized", 1, key="another delivery")) == "stale"  # equal
+    assert log.disposition(_dated("authorized", 0, key="older")) == "stale"
+    assert log.disposition(_dated("deauthorized", 1, key="ends it")) == "apply"
+    assert log.disposition(_dated("authorized", 2, key="newer")) == "apply"
+    ended = log.after(_dated("deauthorized", 1, key="ends it"))
+    assert ended == OrgEventLog(t[1], 1, "deauthorized", (first.idempotency_key, "ends it"))
+    undated = _service_event("authorized", {"orgId": ORG}).model_copy(
+        update={"idempotency_key": "undated"}
+    )
+    assert ended.disposition(undated) == "apply"
+    kept = ended.after(undated)
+    assert kept == OrgEventLog(t[1], 1, "authorized", (first.idempotency_key, "ends it", "undated"))
+    assert OrgEventLog().after(undated) == OrgEventLog(None, 0, "authorized", ("undated",))
+    full = OrgEventLog(seen=tuple(f"k{i}" for i in range(EVENTS_REMEMBERED)))
+    assert full.after(undated).seen == (*full.seen[1:], "undated")
+
+
+def test_event_log_stored_form() -> None:
+    log = OrgEventLog(datetime(2026, 1, 1, 0, 1, tzinfo=UTC), 1, "deauthorized", ("a", "b"))
+    assert log.to_json() == (
+        b'{"v":1,"last_at":"2026-01-01T00:01:00+00:00","last_rank":1,'
+        b'"last_event":"deauthorized","seen":["a","b"]}'
+    )
+    assert OrgEventLog().to_json() == (
+        b'{"v":1,"last_at":null,"last_rank":0,"last_event":null,"seen":[]}'
+    )
+
+
+def test_a_naive_event_date_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30, no daylight saving
+    time.tzset()
+    try:
+        data = {"orgId": ORG, "created": "2026-01-01T00:00:00"}
+        position = event_position(_service_event("authorized", data))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert position == (datetime(2026, 1, 1, tzinfo=UTC), 0)

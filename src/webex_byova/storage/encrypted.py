@@ -87,6 +87,14 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
             raise self._undecryptable() from exc
         return OAuthToken.from_json(plain)
 
+    def _read_token(self, key: str, data: bytes | None) -> OAuthToken | None:
+        try:
+            return super()._read_token(key, data)
+        except TokenDecryptionError as exc:
+            if exc.key is not None:
+                raise
+            raise self._undecryptable(key) from exc.__cause__  # name the entry, as others do
+
     def _undecryptable(self, key: str | None = None) -> TokenDecryptionError:
         error = self.storage_error(
             "a stored token could not be decrypted: wrong WEBEX_TOKEN_STORE_KEY or tampered data",
