@@ -1,22 +1,27 @@
 """Production layout figures: workers, the Redis store, and our overhead over bare grpc.aio.
 
-Run: ``.venv/bin/python bench/bench_ops.py [--calls 150,300] [--rounds 2]``. Each scenario
-starts real server processes on loopback and drives real-time calls from this process:
-SESSION_START, one audio turn of 160-byte µ-law frames every 20 ms (1 s of a voiced tone, then
-1.5 s of silence), SESSION_END; ``--rounds`` calls per call slot, one after another. Calls are
-spread over several gRPC connections so ``SO_REUSEPORT`` balances them across workers.
+Run: ``.venv/bin/python bench/bench_ops.py [--calls 150,300] [--rounds 2] [--drivers N]``.
+Each scenario starts real server processes on loopback and drives real-time calls at them:
+SESSION_START, one audio turn of 160-byte µ-law frames every 20 ms (0.2 s of silence, a
+caller saying "hello" (the packaged ``speech_hello.wav``), 1.5 s of silence: both the energy
+and the Silero end-pointer end a turn on it), SESSION_END; ``--rounds`` calls per call slot,
+one after another. The call slots are dealt over ``--drivers`` driver processes (default:
+the CPU count, at least 2), each with its own event loop and gRPC connections, whose figures
+are merged, so one starved driver loop does not bunch the frames; within a process the
+calls are spread over several connections so ``SO_REUSEPORT`` balances them across workers.
 
 Scenarios (each prints one line):
 
 * ``byova serve`` with 1 and with 2 workers at each ``--calls`` level: server CPU per
   call-second (CPU seconds of every server process / seconds of calls in progress), p99 turn
-  latency (END_OF_INPUT received -> first reply response), late frames (frames this driver
-  sent > 20 ms behind schedule: the driver could not keep up, the run is pessimistic);
+  latency (END_OF_INPUT received -> first reply response), late frames (frames the drivers
+  sent > 20 ms behind schedule: they could not keep up, the run is pessimistic);
 * the same with ``WEBEX_MEDIA_CONVERSATION_STORE=redis://`` (a private redis-server): the
   store's cost per turn;
 * side by side in one run: our server (1 process) and a bare ``grpc.aio`` server that only
-  drains the frames, both under the same calls at the same time (every frame sent to both,
-  no stop at END_OF_INPUT); the CPU ratio is our overhead per process. On a shared machine
+  drains the frames, both under the same calls at the same time (each call has a leg to
+  each server and every frame is written to both at the same tick, no stop at
+  END_OF_INPUT); the CPU ratio is our overhead per process. On a shared machine
   the ratio of one run varies with the load: ``--trials N`` repeats it and prints the median.
 
 ``--vad energy,auto`` (the default) runs every scenario once per speech detector
