@@ -52,6 +52,7 @@ import grpc
 from grpc import aio
 
 FRAME = 160
+PROCESS_CALLER_INPUT = "/com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent/ProcessCallerInput"
 CHANNELS = 8  # gRPC connections per server and driver process
 APP = """
 from webex_byova.media import BYOVAMediaServer, MediaServerConfig
@@ -210,8 +211,8 @@ class Stats:
 class Leg:
     """One call's RPCs to one server (the side-by-side scenario has one leg per server)."""
 
-    def __init__(self, stub: Any, stats: Stats) -> None:
-        self.rpc = stub.ProcessCallerInput
+    def __init__(self, rpc: Any, stats: Stats) -> None:
+        self.rpc = rpc  # ProcessCallerInput taking serialized requests (see drive)
         self.stats = stats
         self.call: Any = None
         self.reader: asyncio.Future[None] | None = None
@@ -276,8 +277,9 @@ class Leg:
             self.fail()
 
 
-async def one_call(stubs: list[Any], ulaw: bytes, stats: list[Stats], *, stop_at_eoi: bool) -> None:
-    """One call to every server at once: each frame goes to all of them at the same instant."""
+async def one_call(rpcs: list[Any], ulaw: bytes, stats: list[Stats], *, stop_at_eoi: bool) -> None:
+    """One call to every server at once: each frame goes to all of them at the same instant
+    (serialized once for all of them: the drivers' CPU is what starves them)."""
     import uuid
 
     from webex_byova.media import audio
@@ -287,10 +289,10 @@ async def one_call(stubs: list[Any], ulaw: bytes, stats: list[Stats], *, stop_at
     ids = {"conversation_id": str(uuid.uuid4()), "customer_org_id": "org-bench"}
     start = vva.VoiceVARequest(
         **ids, event_input=common.EventInput(event_type=common.EventInput.SESSION_START)
-    )
+    ).SerializeToString()
     end = vva.VoiceVARequest(
         **ids, event_input=common.EventInput(event_type=common.EventInput.SESSION_END)
-    )
+    ).SerializeToString()
     mulaw = int(audio.AudioEncoding.coerce("MULAW"))
     frames = [
         vva.VoiceVARequest(
@@ -298,10 +300,10 @@ async def one_call(stubs: list[Any], ulaw: bytes, stats: list[Stats], *, stop_at
             audio_input=vva.VoiceInput(
                 caller_audio=ulaw[i : i + FRAME], encoding=mulaw, sample_rate_hertz=8000
             ),
-        )
+        ).SerializeToString()
         for i in range(0, len(ulaw), FRAME)
     ]
-    legs = [Leg(stub, s) for stub, s in zip(stubs, stats, strict=True)]
+    legs = [Leg(rpc, s) for rpc, s in zip(rpcs, stats, strict=True)]
     t0 = time.monotonic()
     await asyncio.gather(*(leg.open(start) for leg in legs))
     began = time.monotonic()
@@ -337,7 +339,7 @@ async def drive(
     Slot ``i`` starts at ``start_at + i / calls`` (wall clock, shared by every driver
     process), so the starts of all slots spread over one second.
     """
-    from webex_byova.media._proto import voicevirtualagent_pb2_grpc as vva_grpc
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
 
     ulaw = call_audio()
     out = [Stats() for _ in ports]
@@ -350,11 +352,21 @@ async def drive(
         ]
         for port in ports
     ]
-    stubs = [[vva_grpc.VoiceVirtualAgentStub(ch) for ch in pool] for pool in pools]
+    rpcs = [
+        [
+            ch.stream_stream(
+                PROCESS_CALLER_INPUT,
+                request_serializer=None,  # the requests are serialized once per call
+                response_deserializer=vva.VoiceVAResponse.FromString,
+            )
+            for ch in pool
+        ]
+        for pool in pools
+    ]
 
     async def slot(i: int) -> None:
         await asyncio.sleep(max(0.0, start_at + i / calls - time.time()))
-        chosen = [pool[i % CHANNELS] for pool in stubs]
+        chosen = [pool[i % CHANNELS] for pool in rpcs]
         for _ in range(rounds):
             await one_call(chosen, ulaw, out, stop_at_eoi=stop_at_eoi)
 
