@@ -12,7 +12,13 @@ Figures per frame, best of three runs of ``--calls`` calls:
 
 * ``codec``: protobuf parse + conversion of the frame's input (``AudioIn``);
 * ``core``: feed + drain of the decoded input (validation, decode, buffering, VAD);
-* ``codec + core``: the two together, what the front end's reader task pays per frame.
+* ``codec + core``: the two together, what the front end's reader task pays per frame;
+* ``per call``: a whole call as the gRPC front end runs it (SESSION_START, the audio turn and
+  SESSION_END, each an RPC's turn: ``open_turn``, a writer draining ``responses()``, handlers,
+  the store writes), less its frames' ``codec + core`` share: what a call costs besides its
+  audio (µs of this process's CPU time per call, so other load on the machine counts less).
+
+``--profile`` prints the functions the whole calls spend the most time in (cProfile).
 
 ``--vad`` picks the speech detector (``WEBEX_MEDIA_VAD``): ``energy`` (dependency free) and
 ``auto`` (Silero when the ``vad`` extra is installed).
@@ -123,20 +129,91 @@ async def run(vad: str, calls: int) -> dict[str, float]:
     }
 
 
+async def rpc_turn(server: Any, wire: list[bytes]) -> float:
+    """One RPC's turn as the gRPC front end runs it; returns the seconds its frames took."""
+    from webex_byova.media._grpc_codec import decode_caller_input, decode_voice_va_request
+
+    handle = await server.open_turn(decode_voice_va_request(wire[0]), transport="grpc")
+
+    async def write() -> None:
+        async for _ in handle.responses():
+            pass
+
+    writer = asyncio.get_running_loop().create_task(write())
+    t0 = time.process_time()
+    for data in wire[1:]:
+        item = decode_caller_input(data)
+        if handle.closed:
+            break
+        if handle.feed_input(item):
+            await handle.drain()
+    frames_s = time.process_time() - t0
+    handle.caller_done()
+    await writer
+    return frames_s
+
+
+def event_wire(cid: str, event_type: int) -> list[bytes]:
+    from webex_byova.media._proto import byova_common_pb2 as common
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+
+    request = vva.VoiceVARequest(
+        conversation_id=cid,
+        customer_org_id="org-bench",
+        event_input=common.EventInput(event_type=event_type),
+    )
+    return [request.SerializeToString()]
+
+
+async def run_calls(vad: str, calls: int) -> float:
+    """Seconds per whole call, its frames' share taken out."""
+    from bench_media import tone_call_audio
+
+    from webex_byova.media._proto import byova_common_pb2 as common
+
+    server = make_server(vad)
+    ulaw = tone_call_audio()
+    wires = [wire_call(ulaw) for _ in range(calls)]
+    gc.collect()
+    total_s = frames_s = 0.0
+    for cid, audio_wire in wires:
+        t0 = time.process_time()
+        await rpc_turn(server, event_wire(cid, common.EventInput.SESSION_START))
+        frames_s += await rpc_turn(server, audio_wire)
+        await rpc_turn(server, event_wire(cid, common.EventInput.SESSION_END))
+        for _ in range(3):  # the session_end handlers' task
+            await asyncio.sleep(0)
+        total_s += time.process_time() - t0
+    return (total_s - frames_s) / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--vad", default="energy,auto")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     import logging
 
     logging.getLogger("webex_byova").setLevel(logging.WARNING)
-    print(f"µs per 20 ms caller frame, best of {args.repeat} runs of {args.calls} calls")
+    print(
+        f"µs per 20 ms caller frame (per call: µs per call), best of {args.repeat} runs of "
+        f"{args.calls} calls"
+    )
     for vad in args.vad.split(","):
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(asyncio.run, run_calls(vad, args.calls))
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            continue
         best: dict[str, float] = {}
         for _ in range(args.repeat):
             figures = asyncio.run(run(vad, args.calls))
+            figures["per call"] = asyncio.run(run_calls(vad, args.calls))
             for key, value in figures.items():
                 best[key] = min(best.get(key, value), value)
         print(

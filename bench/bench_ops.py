@@ -1,22 +1,27 @@
 """Production layout figures: workers, the Redis store, and our overhead over bare grpc.aio.
 
-Run: ``.venv/bin/python bench/bench_ops.py [--calls 150,300] [--rounds 2]``. Each scenario
-starts real server processes on loopback and drives real-time calls from this process:
-SESSION_START, one audio turn of 160-byte µ-law frames every 20 ms (1 s of a voiced tone, then
-1.5 s of silence), SESSION_END; ``--rounds`` calls per call slot, one after another. Calls are
-spread over several gRPC connections so ``SO_REUSEPORT`` balances them across workers.
+Run: ``.venv/bin/python bench/bench_ops.py [--calls 150,300] [--rounds 2] [--drivers N]``.
+Each scenario starts real server processes on loopback and drives real-time calls at them:
+SESSION_START, one audio turn of 160-byte µ-law frames every 20 ms (0.2 s of silence, a
+caller saying "hello" (the packaged ``speech_hello.wav``), 1.5 s of silence: both the energy
+and the Silero end-pointer end a turn on it), SESSION_END; ``--rounds`` calls per call slot,
+one after another. The call slots are dealt over ``--drivers`` driver processes (default:
+the CPU count, at least 2), each with its own event loop and gRPC connections, whose figures
+are merged, so one starved driver loop does not bunch the frames; within a process the
+calls are spread over several connections so ``SO_REUSEPORT`` balances them across workers.
 
 Scenarios (each prints one line):
 
 * ``byova serve`` with 1 and with 2 workers at each ``--calls`` level: server CPU per
   call-second (CPU seconds of every server process / seconds of calls in progress), p99 turn
-  latency (END_OF_INPUT received -> first reply response), late frames (frames this driver
-  sent > 20 ms behind schedule: the driver could not keep up, the run is pessimistic);
+  latency (END_OF_INPUT received -> first reply response), late frames (frames the drivers
+  sent > 20 ms behind schedule: they could not keep up, the run is pessimistic);
 * the same with ``WEBEX_MEDIA_CONVERSATION_STORE=redis://`` (a private redis-server): the
   store's cost per turn;
 * side by side in one run: our server (1 process) and a bare ``grpc.aio`` server that only
-  drains the frames, both under the same calls at the same time (every frame sent to both,
-  no stop at END_OF_INPUT); the CPU ratio is our overhead per process. On a shared machine
+  drains the frames, both under the same calls at the same time (each call has a leg to
+  each server and every frame is written to both at the same tick, no stop at
+  END_OF_INPUT); the CPU ratio is our overhead per process. On a shared machine
   the ratio of one run varies with the load: ``--trials N`` repeats it and prints the median.
 
 ``--vad energy,auto`` (the default) runs every scenario once per speech detector
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import shutil
@@ -40,11 +46,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc import aio
 
 FRAME = 160
+PROCESS_CALLER_INPUT = "/com.cisco.wcc.ccai.media.v1.VoiceVirtualAgent/ProcessCallerInput"
+CHANNELS = 8  # gRPC connections per server and driver process
 APP = """
 from webex_byova.media import BYOVAMediaServer, MediaServerConfig
 
@@ -74,10 +83,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tone_call_audio() -> bytes:
-    from bench_media import tone_call_audio as tone
+def call_audio() -> bytes:
+    """A caller saying "hello" (the packaged speech asset) between 0.2 s of silence before and
+    1.5 s after, as 8 kHz µ-law: both speech detectors (energy and Silero) start and end a
+    turn on it."""
+    from webex_byova.media import assets, audio
 
-    return tone()
+    speech = audio.wav_to_webex(assets.load("speech_hello.wav"))
+    silence = b"\xff"  # µ-law zero
+    return silence * 1600 + speech + silence * 12000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -182,8 +196,90 @@ class Stats:
         self.call_seconds = 0.0
         self.failed = 0
 
+    def to_dict(self) -> dict[str, object]:
+        return dict(vars(self))
 
-async def one_call(stub: object, n: int, ulaw: bytes, stats: Stats, *, stop_at_eoi: bool) -> None:
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add one driver process's figures (``to_dict`` of its Stats) to these."""
+        self.latencies += data["latencies"]
+        self.late += data["late"]
+        self.frames += data["frames"]
+        self.call_seconds += data["call_seconds"]
+        self.failed += data["failed"]
+
+
+class Leg:
+    """One call's RPCs to one server (the side-by-side scenario has one leg per server)."""
+
+    def __init__(self, rpc: Any, stats: Stats) -> None:
+        self.rpc = rpc  # ProcessCallerInput taking serialized requests (see drive)
+        self.stats = stats
+        self.call: Any = None
+        self.reader: asyncio.Future[None] | None = None
+        self.eoi_at: float | None = None
+        self.reply_at: float | None = None
+        self.failed = False
+
+    def fail(self) -> None:
+        if not self.failed:
+            self.failed = True
+            self.stats.failed += 1
+        self.call = None
+
+    async def open(self, start: object) -> None:
+        """SESSION_START (its own RPC), then the audio turn's RPC and its reader."""
+        try:
+            async for _ in self.rpc(iter([start]), timeout=60):
+                pass
+        except grpc.RpcError:
+            self.fail()
+            return
+        self.call = self.rpc(timeout=60)
+        self.reader = asyncio.ensure_future(self.read())
+
+    async def read(self) -> None:
+        try:
+            async for response in self.call:
+                kinds = [e.event_type for e in response.output_events]
+                if self.eoi_at is None and 5 in kinds:  # END_OF_INPUT
+                    self.eoi_at = time.monotonic()
+                elif self.eoi_at is not None and self.reply_at is None and not kinds:
+                    self.reply_at = time.monotonic()
+        except grpc.RpcError:
+            self.fail()
+
+    async def write(self, frame: object, late: bool) -> None:
+        try:
+            await self.call.write(frame)
+        except (grpc.RpcError, asyncio.InvalidStateError):
+            self.fail()
+            return
+        self.stats.frames += 1
+        self.stats.late += late
+
+    async def close(self, end: object) -> None:
+        """Half-close the audio turn, wait for its responses, then SESSION_END."""
+        if self.call is not None:
+            try:
+                await self.call.done_writing()
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                self.fail()
+        if self.reader is not None:
+            await self.reader
+        if self.failed:
+            return
+        if self.eoi_at is not None and self.reply_at is not None:
+            self.stats.latencies.append(self.reply_at - self.eoi_at)
+        try:
+            async for _ in self.rpc(iter([end]), timeout=60):
+                pass
+        except grpc.RpcError:
+            self.fail()
+
+
+async def one_call(rpcs: list[Any], ulaw: bytes, stats: list[Stats], *, stop_at_eoi: bool) -> None:
+    """One call to every server at once: each frame goes to all of them at the same instant
+    (serialized once for all of them: the drivers' CPU is what starves them)."""
     import uuid
 
     from webex_byova.media import audio
@@ -193,10 +289,10 @@ async def one_call(stub: object, n: int, ulaw: bytes, stats: Stats, *, stop_at_e
     ids = {"conversation_id": str(uuid.uuid4()), "customer_org_id": "org-bench"}
     start = vva.VoiceVARequest(
         **ids, event_input=common.EventInput(event_type=common.EventInput.SESSION_START)
-    )
+    ).SerializeToString()
     end = vva.VoiceVARequest(
         **ids, event_input=common.EventInput(event_type=common.EventInput.SESSION_END)
-    )
+    ).SerializeToString()
     mulaw = int(audio.AudioEncoding.coerce("MULAW"))
     frames = [
         vva.VoiceVARequest(
@@ -204,80 +300,100 @@ async def one_call(stub: object, n: int, ulaw: bytes, stats: Stats, *, stop_at_e
             audio_input=vva.VoiceInput(
                 caller_audio=ulaw[i : i + FRAME], encoding=mulaw, sample_rate_hertz=8000
             ),
-        )
+        ).SerializeToString()
         for i in range(0, len(ulaw), FRAME)
     ]
-    rpc = stub.ProcessCallerInput  # type: ignore[attr-defined]
+    legs = [Leg(rpc, s) for rpc, s in zip(rpcs, stats, strict=True)]
     t0 = time.monotonic()
-    try:
-        async for _ in rpc(iter([start]), timeout=60):
-            pass
-        call = rpc(timeout=60)
-        eoi_at: float | None = None
-        reply_at: float | None = None
-
-        async def read() -> None:
-            nonlocal eoi_at, reply_at
-            async for response in call:
-                kinds = [e.event_type for e in response.output_events]
-                if eoi_at is None and 5 in kinds:  # END_OF_INPUT
-                    eoi_at = time.monotonic()
-                elif eoi_at is not None and reply_at is None and not kinds:
-                    reply_at = time.monotonic()
-
-        reader = asyncio.ensure_future(read())
-        began = time.monotonic()
-        for i, frame in enumerate(frames):
-            if stop_at_eoi and eoi_at is not None:
-                break
-            delay = began + i * 0.02 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.02:
-                stats.late += 1
-            await call.write(frame)
-            stats.frames += 1
-        await call.done_writing()
-        await reader
-        if eoi_at is not None and reply_at is not None:
-            stats.latencies.append(reply_at - eoi_at)
-        async for _ in rpc(iter([end]), timeout=60):
-            pass
-    except grpc.RpcError:
-        stats.failed += 1
-    stats.call_seconds += time.monotonic() - t0
+    await asyncio.gather(*(leg.open(start) for leg in legs))
+    began = time.monotonic()
+    for i, frame in enumerate(frames):
+        live = [
+            leg
+            for leg in legs
+            if leg.call is not None and not (stop_at_eoi and leg.eoi_at is not None)
+        ]
+        if not live:
+            break
+        delay = began + i * 0.02 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for leg in live:
+            await leg.write(frame, delay < -0.02)
+    await asyncio.gather(*(leg.close(end) for leg in legs))
+    for s in stats:
+        s.call_seconds += time.monotonic() - t0
 
 
-async def drive(ports: list[int], calls: int, rounds: int, *, stop_at_eoi: bool) -> list[Stats]:
-    """``calls`` concurrent call slots against every port at once; one Stats per port."""
-    ulaw = tone_call_audio()
-    out = []
-    jobs = []
-    channels = []
-    for port in ports:
-        stats = Stats()
-        out.append(stats)
-        pool = [
+async def drive(
+    ports: list[int],
+    calls: int,
+    slots: list[int],
+    rounds: int,
+    start_at: float,
+    *,
+    stop_at_eoi: bool,
+) -> list[Stats]:
+    """Call slots ``slots`` (of ``calls``) against every port at once; one Stats per port.
+
+    Slot ``i`` starts at ``start_at + i / calls`` (wall clock, shared by every driver
+    process), so the starts of all slots spread over one second.
+    """
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+
+    ulaw = call_audio()
+    out = [Stats() for _ in ports]
+    pools = [
+        [
             aio.insecure_channel(
                 f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
             )
-            for _ in range(8)
+            for _ in range(CHANNELS)
         ]
-        channels += pool
-        from webex_byova.media._proto import voicevirtualagent_pb2_grpc as vva_grpc
+        for port in ports
+    ]
+    rpcs = [
+        [
+            ch.stream_stream(
+                PROCESS_CALLER_INPUT,
+                request_serializer=None,  # the requests are serialized once per call
+                response_deserializer=vva.VoiceVAResponse.FromString,
+            )
+            for ch in pool
+        ]
+        for pool in pools
+    ]
 
-        stubs = [vva_grpc.VoiceVirtualAgentStub(ch) for ch in pool]
+    async def slot(i: int) -> None:
+        await asyncio.sleep(max(0.0, start_at + i / calls - time.time()))
+        chosen = [pool[i % CHANNELS] for pool in rpcs]
+        for _ in range(rounds):
+            await one_call(chosen, ulaw, out, stop_at_eoi=stop_at_eoi)
 
-        async def slot(i: int, stubs: list[object] = stubs, stats: Stats = stats) -> None:
-            await asyncio.sleep(i / calls)  # spread the starts over one second
-            for _ in range(rounds):
-                await one_call(stubs[i % len(stubs)], i, ulaw, stats, stop_at_eoi=stop_at_eoi)
-
-        jobs += [slot(i) for i in range(calls)]
-    await asyncio.gather(*jobs)
-    for ch in channels:
-        await ch.close()
+    await asyncio.gather(*(slot(i) for i in slots))
+    for pool in pools:
+        for ch in pool:
+            await ch.close()
     return out
+
+
+def driver_process() -> None:
+    """A driver process: its job (JSON) on stdin, "ready", the start time, then its figures."""
+    job = json.loads(sys.stdin.readline())
+    call_audio()  # import and build everything before the clock starts
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
+    stats = asyncio.run(
+        drive(
+            job["ports"],
+            job["calls"],
+            job["slots"],
+            job["rounds"],
+            start_at,
+            stop_at_eoi=job["stop_at_eoi"],
+        )
+    )
+    print(json.dumps([s.to_dict() for s in stats]), flush=True)
 
 
 def p99(values: list[float]) -> float:
@@ -288,12 +404,61 @@ def p99(values: list[float]) -> float:
 
 
 def measure(
-    procs: list[subprocess.Popen[bytes]], ports: list[int], calls: int, rounds: int, **kw: bool
+    procs: list[subprocess.Popen[bytes]],
+    ports: list[int],
+    calls: int,
+    rounds: int,
+    drivers: int,
+    *,
+    stop_at_eoi: bool,
 ) -> list[tuple[Stats, float]]:
+    """Drive ``calls`` call slots from ``drivers`` processes (slots dealt round-robin, each
+    process its own event loop and channels) against every port; per port the merged Stats
+    and the CPU seconds its server used meanwhile."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "drive"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(min(drivers, calls))
+    ]
+    for k, child in enumerate(children):
+        assert child.stdin is not None
+        assert child.stdout is not None
+        job = {
+            "ports": ports,
+            "calls": calls,
+            "slots": list(range(k, calls, len(children))),
+            "rounds": rounds,
+            "stop_at_eoi": stop_at_eoi,
+        }
+        child.stdin.write(json.dumps(job) + "\n")
+        child.stdin.flush()
+    for child in children:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("a driver process failed to start")
     cpu0 = [cpu_seconds(p.pid) for p in procs]
-    stats = asyncio.run(drive(ports, calls, rounds, **kw))
+    start_at = time.time() + 0.2
+    merged = [Stats() for _ in ports]
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(f"{start_at}\n")
+        child.stdin.close()
+    outputs = []
+    for child in children:
+        assert child.stdout is not None
+        outputs.append(child.stdout.read())
+        child.wait()
     cpu1 = [cpu_seconds(p.pid) for p in procs]
-    return [(s, c1 - c0) for s, c0, c1 in zip(stats, cpu0, cpu1, strict=True)]
+    for child, output in zip(children, outputs, strict=True):
+        if child.returncode:
+            raise RuntimeError("a driver process failed")
+        for stats, data in zip(merged, json.loads(output), strict=True):
+            stats.merge(data)
+    return [(s, c1 - c0) for s, c0, c1 in zip(merged, cpu0, cpu1, strict=True)]
 
 
 def line(label: str, calls: int, stats: Stats, cpu: float) -> str:
@@ -302,17 +467,21 @@ def line(label: str, calls: int, stats: Stats, cpu: float) -> str:
     audio_s = stats.frames * FRAME / 8000
     per = cpu / audio_s * 1000 if audio_s else math.nan
     per_frame = cpu / stats.frames * 1e6 if stats.frames else math.nan
+    late = stats.late / stats.frames if stats.frames else math.nan
     return (
         f"{label:<28} calls={calls:4d}  CPU {per:5.2f} ms per call-second "
         f"({per_frame:4.0f} us/frame, {cpu:5.1f} CPU-s)  p99 turn latency "
         f"{p99(stats.latencies) * 1000:6.1f} ms ({len(stats.latencies)} turns)  late frames "
-        f"{stats.late}/{stats.frames}  failed {stats.failed}"
+        f"{stats.late}/{stats.frames} ({late:.1%})  failed {stats.failed}"
     )
 
 
 def main() -> None:
     if sys.argv[1:2] == ["bare"]:
         asyncio.run(run_bare(int(sys.argv[2])))
+        return
+    if sys.argv[1:2] == ["drive"]:
+        driver_process()
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", default="150,300")
@@ -329,20 +498,35 @@ def main() -> None:
         default="energy,auto",
         help="comma list of WEBEX_MEDIA_VAD values; every scenario runs once per value",
     )
+    parser.add_argument(
+        "--drivers",
+        type=int,
+        default=max(2, os.cpu_count() or 1),
+        help="driver processes the calls of a run are split over (each its own event loop)",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.calls.split(",")]
     skip = set(args.skip.split(","))
     load = os.getloadavg()
     print(
         f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (shared machine); "
-        f"{args.rounds} calls per slot, 2.5 s of audio each"
+        f"{args.rounds} calls per slot, {len(call_audio()) / 8000:.2f} s of audio each, "
+        f"{args.drivers} driver processes"
     )
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "bench_app.py"
         app.write_text(APP)
         for vad in args.vad.split(","):
             print(f"--- WEBEX_MEDIA_VAD={vad}", flush=True)
-            scenarios(app, levels, args.rounds, skip, {"WEBEX_MEDIA_VAD": vad}, args.trials)
+            scenarios(
+                app,
+                levels,
+                args.rounds,
+                skip,
+                {"WEBEX_MEDIA_VAD": vad},
+                args.trials,
+                args.drivers,
+            )
     load = os.getloadavg()
     print(f"load average at the end {load[0]:.1f}")
 
@@ -354,6 +538,7 @@ def scenarios(
     skip: set[str],
     vad_env: dict[str, str],
     trials: int = 1,
+    drivers: int = 2,
 ) -> None:
     """Every scenario not in ``skip`` with the server environment ``vad_env``."""
     if "workers" not in skip:
@@ -361,7 +546,9 @@ def scenarios(
             for workers in (1, 2):
                 proc, port = start_byova(app, workers, vad_env)
                 try:
-                    [(stats, cpu)] = measure([proc], [port], calls, rounds, stop_at_eoi=True)
+                    [(stats, cpu)] = measure(
+                        [proc], [port], calls, rounds, drivers, stop_at_eoi=True
+                    )
                 finally:
                     stop(proc)
                 print(line(f"byova serve, {workers} worker(s)", calls, stats, cpu), flush=True)
@@ -395,7 +582,9 @@ def scenarios(
             ):
                 proc, port = start_byova(app, 1, {**vad_env, **env})
                 try:
-                    [(stats, cpu)] = measure([proc], [port], calls, rounds, stop_at_eoi=True)
+                    [(stats, cpu)] = measure(
+                        [proc], [port], calls, rounds, drivers, stop_at_eoi=True
+                    )
                 finally:
                     stop(proc)
                 turns = 3 * calls * rounds
@@ -415,7 +604,7 @@ def scenarios(
             bare, bare_port = start_bare()
             try:
                 (s_ours, c_ours), (s_bare, c_bare) = measure(
-                    [ours, bare], [our_port, bare_port], calls, rounds, stop_at_eoi=False
+                    [ours, bare], [our_port, bare_port], calls, rounds, drivers, stop_at_eoi=False
                 )
             finally:
                 stop(ours)

@@ -437,11 +437,11 @@ async def test_state_mutated_into_a_live_object_is_reported_once_on_the_log(
     caller = caller_factory(server)
     assert (await caller.start_session()).texts == ["hello"]
     assert (await caller.say(wav=YES)).texts == ["heard"]
-    await asyncio.sleep(0.05)  # background store writes (there must be none failing)
+    await asyncio.sleep(0.05)  # store writes (there must be none failing)
     problems = [r for r in caplog.records if "not plain data" in r.getMessage()]
     assert len(problems) == 1
     assert "state['items'][0] is a Lock" in problems[0].getMessage()
-    assert not [r for r in caplog.records if "background task failed" in r.getMessage()]
+    assert not [r for r in caplog.records if "store write failed" in r.getMessage()]
 
 
 # --------------------------------------------------------------- 10-12. tokens and tenants

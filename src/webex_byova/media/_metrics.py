@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as _mp
@@ -210,6 +210,7 @@ class MediaMetrics:
             ["transport"],
             registry=reg,
         )
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.evictions = Counter(
             PREFIX + "conversations_evicted_total",
             "Conversations forgotten without SESSION_END, by reason.",
@@ -217,53 +218,62 @@ class MediaMetrics:
             registry=reg,
         )
 
+    def _child(self, family: Any, *labels: str) -> Any:
+        """``family.labels(*labels)``, kept: label values are bounded, and the look-up in
+        prometheus-client (validation, a lock) cost more than the increment itself."""
+        key = (id(family), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
+
     # -- conversations ---------------------------------------------------------------------
 
     def conversation_started(self, transport: str) -> None:
         """A conversation became live (core: when its SESSION_START is accepted)."""
         transport = _bounded(transport, TRANSPORTS)
-        self.conversations_started.labels(transport).inc()
-        self.conversations_active.labels(transport).inc()
+        self._child(self.conversations_started, transport).inc()
+        self._child(self.conversations_active, transport).inc()
 
     def conversation_ended(self, transport: str, outcome: str) -> None:
         """A live conversation ended (core: once, where the session is dropped)."""
         transport = _bounded(transport, TRANSPORTS)
-        self.conversations_active.labels(transport).dec()
-        self.conversations_ended.labels(transport, _bounded(outcome, OUTCOMES)).inc()
+        self._child(self.conversations_active, transport).dec()
+        self._child(self.conversations_ended, transport, _bounded(outcome, OUTCOMES)).inc()
 
     def conversation_resumed(self, transport: str) -> None:
         """A conversation started elsewhere became live here (loaded from a shared store):
         counted as active, not as started (the process that took its SESSION_START did)."""
-        self.conversations_active.labels(_bounded(transport, TRANSPORTS)).inc()
+        self._child(self.conversations_active, _bounded(transport, TRANSPORTS)).inc()
 
     def conversation_released(self, transport: str) -> None:
         """This process forgot its copy of a conversation another process continued (the
         counterpart of :meth:`conversation_resumed`; not an end)."""
-        self.conversations_active.labels(_bounded(transport, TRANSPORTS)).dec()
+        self._child(self.conversations_active, _bounded(transport, TRANSPORTS)).dec()
 
     def conversation_evicted(self, reason: str) -> None:
         """A conversation was forgotten without SESSION_END (idle sweep, capacity, stop).
 
         Call this in addition to :meth:`conversation_ended` (outcome ``timeout`` or ``ended``).
         """
-        self.evictions.labels(_bounded(reason, EVICTION_REASONS)).inc()
+        self._child(self.evictions, _bounded(reason, EVICTION_REASONS)).inc()
 
     # -- transport streams -----------------------------------------------------------------
 
     def stream_opened(self, transport: str) -> None:
         """An RPC (grpc) or socket (websocket) was accepted past authentication."""
         transport = _bounded(transport, TRANSPORTS)
-        self.streams_opened.labels(transport).inc()
-        self.streams_active.labels(transport).inc()
+        self._child(self.streams_opened, transport).inc()
+        self._child(self.streams_active, transport).inc()
 
     def stream_closed(self, transport: str) -> None:
         """The RPC or socket of :meth:`stream_opened` ended (in a ``finally``)."""
-        self.streams_active.labels(_bounded(transport, TRANSPORTS)).dec()
+        self._child(self.streams_active, _bounded(transport, TRANSPORTS)).dec()
 
     def auth_refused(self, transport: str, reason: str) -> None:
         """A token was refused; ``reason`` is ``JWSVerificationError.reason`` or ours."""
         label = _bounded(reason.partition(":")[0], AUTH_REASONS)
-        self.auth_refusals.labels(_bounded(transport, TRANSPORTS), label).inc()
+        self._child(self.auth_refusals, _bounded(transport, TRANSPORTS), label).inc()
 
     # -- turns -----------------------------------------------------------------------------
 
@@ -273,43 +283,43 @@ class MediaMetrics:
         Pass ``latency_s=None`` for turns without caller input (SESSION_START greeting).
         """
         transport = _bounded(transport, TRANSPORTS)
-        self.turns.labels(transport, _bounded(outcome, OUTCOMES)).inc()
+        self._child(self.turns, transport, _bounded(outcome, OUTCOMES)).inc()
         if latency_s is not None and latency_s >= 0:
-            self.turn_latency.labels(transport).observe(latency_s)
+            self._child(self.turn_latency, transport).observe(latency_s)
 
     def end_of_input(self, transport: str, delay_s: float) -> None:
         """END_OF_INPUT was sent ``delay_s`` after the last frame that held speech."""
         if delay_s >= 0:
-            self.end_of_input_delay.labels(_bounded(transport, TRANSPORTS)).observe(delay_s)
+            self._child(self.end_of_input_delay, _bounded(transport, TRANSPORTS)).observe(delay_s)
 
     def handler_error(self, transport: str) -> None:
         """A handler raised (core: in the error path that logs the traceback)."""
-        self.handler_errors.labels(_bounded(transport, TRANSPORTS)).inc()
+        self._child(self.handler_errors, _bounded(transport, TRANSPORTS)).inc()
 
     def handler_timeout(self, transport: str) -> None:
         """A turn hit ``handler_timeout_s`` (core: where HandlerTimeoutError is raised)."""
-        self.handler_timeouts.labels(_bounded(transport, TRANSPORTS)).inc()
+        self._child(self.handler_timeouts, _bounded(transport, TRANSPORTS)).inc()
 
     # -- frames ----------------------------------------------------------------------------
 
     def frames_in(self, transport: str, count: int = 1) -> None:
         """``count`` caller audio frames arrived."""
-        self.frames_received.labels(_bounded(transport, TRANSPORTS)).inc(count)
+        self._child(self.frames_received, _bounded(transport, TRANSPORTS)).inc(count)
 
     def frames_out(self, transport: str, count: int = 1) -> None:
         """``count`` audio frames were sent."""
-        self.frames_sent.labels(_bounded(transport, TRANSPORTS)).inc(count)
+        self._child(self.frames_sent, _bounded(transport, TRANSPORTS)).inc(count)
 
     def frame_dropped(self, transport: str, reason: str, count: int = 1) -> None:
         """``count`` caller frames were not used (``small``, ``large``, ``bad_rate``,
         ``after_close``)."""
-        self.frames_dropped.labels(
-            _bounded(transport, TRANSPORTS), _bounded(reason, DROP_REASONS)
+        self._child(
+            self.frames_dropped, _bounded(transport, TRANSPORTS), _bounded(reason, DROP_REASONS)
         ).inc(count)
 
     def frame_late(self, transport: str, count: int = 1) -> None:
         """``count`` outbound frames left after their pacing slot."""
-        self.frames_late.labels(_bounded(transport, TRANSPORTS)).inc(count)
+        self._child(self.frames_late, _bounded(transport, TRANSPORTS)).inc(count)
 
 
 # --------------------------------------------------------------------------- exposition

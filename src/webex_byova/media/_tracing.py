@@ -2,8 +2,10 @@
 
 Only ``opentelemetry-api`` is used (the ``otel`` extra), so an application plugs in its own SDK
 and exporter (``trace.set_tracer_provider(...)``) or passes a provider. Without the API
-installed every helper here is a no-op; with the API but no SDK, OpenTelemetry's own no-op
-tracer applies.
+installed every helper here is a no-op; with the API but no provider (none passed, none set
+globally: OpenTelemetry's default proxy or its no-op provider), a conversation makes no span
+objects at all, so tracing costs nothing when it is off. A provider set globally later is
+used from the next conversation on.
 
 Attributes are safe by construction: identifiers Webex assigns (conversation id, tracking id,
 virtual agent id), the transport, turn numbers and kinds, outcomes, and numbers. Caller text,
@@ -117,6 +119,7 @@ class MediaTracer:
     """Starts conversation spans on ``tracer_provider`` (default: the global provider)."""
 
     def __init__(self, tracer_provider: Any = None) -> None:
+        self._given = tracer_provider is not None
         if _trace is None:
             self._tracer: Any = None
         else:
@@ -125,6 +128,14 @@ class MediaTracer:
             self._tracer = _trace.get_tracer(
                 TRACER_NAME, __version__, tracer_provider=tracer_provider
             )
+
+    def _recording(self) -> bool:
+        """Whether spans go anywhere: a provider was given, or an application set one."""
+        assert _trace is not None
+        if self._given:
+            return True
+        provider = _trace.get_tracer_provider()
+        return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
 
     def conversation(
         self,
@@ -141,7 +152,7 @@ class MediaTracer:
         }
         if virtual_agent_id:
             base[_NS + "virtual_agent_id"] = virtual_agent_id
-        if self._tracer is None or _trace is None:
+        if self._tracer is None or _trace is None or not self._recording():
             return ConversationSpan(None, None, base)
         attributes = dict(base)
         if tracking_id:

@@ -198,6 +198,9 @@ class BYOVAMediaServer:
         self._owns_store = store is None
         #: a store other processes share: records may move (see _attach and expire_idle)
         self._shared_store = not isinstance(self._store, InMemoryConversationStore)
+        #: the plain in-memory store (not a subclass, whose async methods may do more):
+        #: written inline, no task per write
+        self._memory_store = self._store if type(self._store) is InMemoryConversationStore else None
         self._draining = False
         self._conversation_ended = asyncio.Event()  # set whenever one ends (drain waits)
         self._detector_factory = detector_factory
@@ -544,7 +547,7 @@ class BYOVAMediaServer:
         """Drop an ended conversation and dispatch ``session_end``."""
         if self._live.get(session.conversation_id) is session:
             del self._live[session.conversation_id]
-        self._spawn(self._store.delete(session.conversation_id))
+        self._store_delete(session.conversation_id)
         self._conversation_ended.set()
         outcome = conversation_outcome(reason)
         self.metrics.conversation_ended(session._transport, outcome)
@@ -566,6 +569,26 @@ class BYOVAMediaServer:
         )
         self.dispatch(event or SessionEnd(session=session, reason=reason))
 
+    def _store_put(self, record: ConversationRecord) -> None:
+        """Write ``record`` to the store: inline for the in-memory store (a dict write, in the
+        order the writes are made, as the tasks of other stores run), else in a task."""
+        memory = self._memory_store
+        if memory is None:
+            self._spawn(self._store.put(record))
+            return
+        try:
+            memory.put_now(record)
+        except Exception:
+            _log.exception("conversation store write failed")
+
+    def _store_delete(self, conversation_id: str) -> None:
+        """Forget a record (inline for the in-memory store, like :meth:`_store_put`)."""
+        memory = self._memory_store
+        if memory is None:
+            self._spawn(self._store.delete(conversation_id))
+        else:
+            memory.delete_now(conversation_id)  # a dict pop: cannot fail
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:
             try:
@@ -573,7 +596,7 @@ class BYOVAMediaServer:
             except ConversationConflictError:
                 pass  # the store logged it (a write of another process won; nothing lost)
             except Exception:
-                _log.exception("background task failed")
+                _log.exception("conversation store write failed")
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
@@ -719,7 +742,7 @@ class BYOVAMediaServer:
                 session = Session(self, record)
                 self._live[cid] = session
                 self._began(session, transport, tracking, loaded=loaded)
-                self._spawn(self._store.put(record))
+                self._store_put(record)
                 return session
         if agent_id and agent_id != session.virtual_agent_id:
             raise CallRejected(
@@ -879,7 +902,7 @@ class BYOVAMediaServer:
             session.record.last_active = self.clock()
             problem = plain_data_problem(session.record.user_state, "state")
             if problem is None:
-                self._spawn(self._store.put(session.record))
+                self._store_put(session.record)
             elif not session._state_reported:  # once per conversation: no log flood
                 session._state_reported = True
                 _log.error(

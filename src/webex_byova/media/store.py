@@ -44,10 +44,18 @@ class InMemoryConversationStore:
 
     async def put(self, record: ConversationRecord) -> None:
         """Store a plain-data snapshot of ``record``."""
-        self._data[record.conversation_id] = record.to_dict()
+        self.put_now(record)
 
     async def delete(self, conversation_id: str) -> None:
         """Forget the record."""
+        self.delete_now(conversation_id)
+
+    def put_now(self, record: ConversationRecord) -> None:
+        """:meth:`put` without awaiting (nothing here waits): the server writes this way."""
+        self._data[record.conversation_id] = record.to_dict()
+
+    def delete_now(self, conversation_id: str) -> None:
+        """:meth:`delete` without awaiting."""
         self._data.pop(conversation_id, None)
 
     def __len__(self) -> int:
