@@ -36,6 +36,7 @@ Nothing here imports a proto stub, grpc or websockets.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -58,6 +59,9 @@ RejectKind = Literal[
     "internal",
 ]
 _MAX_DETAIL = 200
+#: How long a gRPC turn waits for its conversation record to be stored before its RPC
+#: completes (:meth:`TurnHandle.saved`).
+SAVE_WAIT_S = 2.0
 
 
 class CallRejected(Exception):
@@ -93,7 +97,7 @@ class FrontEnd(Protocol):
 class _Owner(Protocol):
     """What a handle reports back to (implemented by ``BYOVAMediaServer``)."""
 
-    def _turn_finished(self, turn: Turn) -> None: ...
+    def _turn_finished(self, turn: Turn) -> asyncio.Task[None] | None: ...
 
 
 class TurnHandle:
@@ -110,6 +114,7 @@ class TurnHandle:
         self.transport: Transport = turn.transport
         self._iterating = False
         self._finished = False
+        self._saved: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"TurnHandle({self.turn!r}, transport={self.transport!r})"
@@ -192,8 +197,19 @@ class TurnHandle:
             self.turn._close()
             self._finish()
 
+    async def saved(self) -> None:
+        """Wait until the conversation record written when the turn finished is stored.
+
+        Only a shared store (Redis) writes in a task; call after :meth:`responses` ended and
+        before completing the RPC, so the next turn, which Webex may send to another process,
+        reads this one's state. Bounded by :data:`SAVE_WAIT_S`; a failed write was logged already.
+        """
+        task = self._saved
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=SAVE_WAIT_S)
+
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
             self.turn._close()
-            self._owner._turn_finished(self.turn)
+            self._saved = self._owner._turn_finished(self.turn)

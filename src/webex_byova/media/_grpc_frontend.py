@@ -223,6 +223,9 @@ class GrpcFrontEnd:
         finally:
             if not reader.done():
                 reader.cancel()
+        # Webex may send the next turn to another process (a shared store): it must find
+        # this turn's record there, so the RPC completes once the record is stored.
+        await handle.saved()
         if bad is None and reader.done() and not reader.cancelled():
             bad = reader.result()
         if bad is not None:

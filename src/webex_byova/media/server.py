@@ -569,17 +569,18 @@ class BYOVAMediaServer:
         )
         self.dispatch(event or SessionEnd(session=session, reason=reason))
 
-    def _store_put(self, record: ConversationRecord) -> None:
+    def _store_put(self, record: ConversationRecord) -> asyncio.Task[None] | None:
         """Write ``record`` to the store: inline for the in-memory store (a dict write, in the
-        order the writes are made, as the tasks of other stores run), else in a task."""
+        order the writes are made, as the tasks of other stores run), else in a task (returned:
+        a gRPC turn completes its RPC once it is done, see :meth:`TurnHandle.saved`)."""
         memory = self._memory_store
         if memory is None:
-            self._spawn(self._store.put(record))
-            return
+            return self._spawn(self._store.put(record))
         try:
             memory.put_now(record)
         except Exception:
             _log.exception("conversation store write failed")
+        return None
 
     def _store_delete(self, conversation_id: str) -> None:
         """Forget a record (inline for the in-memory store, like :meth:`_store_put`)."""
@@ -589,7 +590,7 @@ class BYOVAMediaServer:
         else:
             memory.delete_now(conversation_id)  # a dict pop: cannot fail
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[None]:
         async def run() -> None:
             try:
                 await coro
@@ -601,6 +602,7 @@ class BYOVAMediaServer:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ agents
 
@@ -890,8 +892,12 @@ class BYOVAMediaServer:
         session._end(reason, None)
         return True
 
-    def _turn_finished(self, turn: Turn) -> None:
-        """A turn's handle is done (responses ended or the caller went away)."""
+    def _turn_finished(self, turn: Turn) -> asyncio.Task[None] | None:
+        """A turn's handle is done (responses ended or the caller went away).
+
+        Returns the store write of the conversation's record when it runs in a task (a
+        shared store), for the front end to wait for before it completes the RPC.
+        """
         session = turn.session
         self._open_rpcs -= 1
         if not self._open_rpcs:
@@ -902,8 +908,8 @@ class BYOVAMediaServer:
             session.record.last_active = self.clock()
             problem = plain_data_problem(session.record.user_state, "state")
             if problem is None:
-                self._store_put(session.record)
-            elif not session._state_reported:  # once per conversation: no log flood
+                return self._store_put(session.record)
+            if not session._state_reported:  # once per conversation: no log flood
                 session._state_reported = True
                 _log.error(
                     "[%s] session.state is not plain data, conversation not saved: %s",
@@ -911,6 +917,7 @@ class BYOVAMediaServer:
                     printable(problem, 300),
                     extra=log_context(session.conversation_id, session.tracking_id),
                 )
+        return None
 
     # ------------------------------------------------------------------ lifecycle
 
