@@ -33,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_ops import APP, FRAME, Stats, cpu_seconds, line, one_call, start_byova, stop
+from bench_ops import (
+    APP,
+    FRAME,
+    PROCESS_CALLER_INPUT,
+    Stats,
+    cpu_seconds,
+    line,
+    one_call,
+    start_byova,
+    stop,
+)
 from grpc import aio
 
 UTTERANCES = 12
@@ -67,20 +77,27 @@ def speech_calls(snr: float | None, count: int = UTTERANCES) -> list[bytes]:
 
 
 async def drive(port: int, calls: int, rounds: int, audios: list[bytes]) -> Stats:
-    from webex_byova.media._proto import voicevirtualagent_pb2_grpc as vva_grpc
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
 
     stats = Stats()
     pool = [
         aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(8)
     ]
-    stubs = [vva_grpc.VoiceVirtualAgentStub(ch) for ch in pool]
+    rpcs = [
+        ch.stream_stream(
+            PROCESS_CALLER_INPUT,
+            request_serializer=None,  # bench_ops.one_call serializes each request once
+            response_deserializer=vva.VoiceVAResponse.FromString,
+        )
+        for ch in pool
+    ]
 
     async def slot(i: int) -> None:
         await asyncio.sleep(i / calls)  # spread the starts over one second
         for r in range(rounds):
             ulaw = audios[(i + r) % len(audios)]
-            await one_call(stubs[i % len(stubs)], i, ulaw, stats, stop_at_eoi=True)
+            await one_call([rpcs[i % len(rpcs)]], ulaw, [stats], stop_at_eoi=True)
 
     await asyncio.gather(*(slot(i) for i in range(calls)))
     for ch in pool:
