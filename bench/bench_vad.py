@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_vad.py [--detectors energy,webrtc,silero] [--detail]
 [--utterances 40] [--fresh] [--calls 150] [--seed 16] [--noises white,music] [--snrs 10,5]
-[--no-clean] [--failures] [--per-turn-snr]``. A subset of noises or SNRs gives the same
+[--no-clean] [--failures] [--noise-level ramp]``. A subset of noises or SNRs gives the same
 figures for those conditions as a full run (each condition keeps its seed); ``--failures``
 lists every turn not correct with its events; another ``--seed`` builds another corpus
 (voices, levels, noise).
@@ -15,8 +15,9 @@ words such as "yes" and "yeah"; about a third are two phrases with a 300-700 ms 
 inside one turn), resampled to 8 kHz, band-limited to 300-3400 Hz, normalised to an active
 speech level of -23 +- 3 dBFS (one caller), embedded in 0.8-1.6 s of lead and 3 s of tail,
 mixed with white, pink, brown, hum+hiss, music-like or babble noise at 20/10/5/0 dB SNR
-(noise over the whole turn at one level for the whole conversation, SNR against the caller's
-mean active speech level; ``--per-turn-snr``: against each turn's), µ-law coded and decoded,
+(noise over the whole turn, SNR against the turn's active speech level; the line's noise
+moves to the next turn's level gradually over the end of a tail and the next lead, see
+``--noise-level``), µ-law coded and decoded,
 then fed in 20 ms frames exactly as the media server does. Everything is seeded: the same
 run gives the same figures.
 
@@ -302,35 +303,54 @@ def audible_pause_ms(utt: Utterance, noise_rms: float) -> float:
     return 10.0 * (j - i)
 
 
+NOISE_LEVELS = ("ramp", "steps", "fixed")
+RAMP_MS = 1500  # the end of a turn's tail over which the line's noise moves to the next level
+
+
 def build_trials(
     utterances: list[Utterance],
     kind: str | None,
     snr: float | None,
     seed: int,
     babble: np.ndarray,
-    per_turn_snr: bool = False,
+    noise_level: str = "ramp",
 ) -> list[Trial]:
     """The turns of one condition, fed as one conversation (one line).
 
-    The noise level is the line's: the SNR is taken against the caller's mean active speech
-    level, so the noise does not step at a turn boundary when the caller's level changes (a
-    turn's own SNR is within +-3 dB of the condition's). ``per_turn_snr`` sets the noise from
-    each turn's own speech level instead (the corpus before this: the line's noise then jumped
-    by up to 6 dB as a turn began, which a detector kept across turns takes for speech).
+    Each turn's noise is at the condition's SNR against that turn's active speech level. With
+    ``noise_level="ramp"`` the line's noise is continuous: it moves from one turn's level to the
+    next over the last ``RAMP_MS`` of a tail and the next lead (in dB, linearly), never during
+    speech or the window in which the turn's end is scored. ``"steps"``: each turn's noise
+    starts at its own level (the corpus before: the line's noise jumped by up to 6 dB as a
+    turn began, which a detector kept across turns takes for speech). ``"fixed"``: one level
+    for the call, against the caller's mean level (a turn's own SNR is then within +-3 dB).
     """
+    if noise_level not in NOISE_LEVELS:
+        raise ValueError(noise_level)
     rng = np.random.default_rng(seed)
     caller_rms = float(np.mean([active_rms(u.speech) for u in utterances]))
+    snr_gain = 10 ** (-(snr or 0.0) / 20)
+    levels = [
+        20 * np.log10((caller_rms if noise_level == "fixed" else active_rms(u.speech)) * snr_gain)
+        for u in utterances
+    ]
     trials = []
-    for utt in utterances:
+    for i, utt in enumerate(utterances):
         lead = int(rng.integers(800, 1601)) * 8
         total = lead + len(utt.speech) + TAIL_MS * 8
         x = np.zeros(total)
         x[lead : lead + len(utt.speech)] = utt.speech
         quiet = active_rms(utt.speech) * 10 ** (-45 / 20)  # what clean audio hides
         if kind is not None and snr is not None:
-            rms = (active_rms(utt.speech) if per_turn_snr else caller_rms) / 10 ** (snr / 20)
-            x += noise(kind, total, rng, babble) * rms
-            quiet = rms
+            db = np.full(total, levels[i])
+            if noise_level == "ramp":
+                if i:  # from half-way between the levels to this turn's over the lead
+                    db[:lead] = np.linspace((levels[i - 1] + levels[i]) / 2, levels[i], lead)
+                if i + 1 < len(levels):
+                    ramp = RAMP_MS * 8
+                    db[-ramp:] = np.linspace(levels[i], (levels[i] + levels[i + 1]) / 2, ramp)
+            x += noise(kind, total, rng, babble) * 10 ** (db / 20)
+            quiet = 10 ** (levels[i] / 20)
         pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
         pcm = audio.ulaw_to_pcm16(audio.pcm16_to_ulaw(pcm))
         pause, audible = None, 0.0
@@ -624,9 +644,11 @@ def main() -> int:
     ap.add_argument("--failures", action="store_true", help="list every turn not correct")
     ap.add_argument("--no-clean", action="store_true", help="skip the clean condition")
     ap.add_argument(
-        "--per-turn-snr",
-        action="store_true",
-        help="noise level from each turn's speech level (steps at turn boundaries; old corpus)",
+        "--noise-level",
+        choices=NOISE_LEVELS,
+        default="ramp",
+        help="the line's noise between turns: ramp (continuous), steps (the old corpus: a jump "
+        "at each turn's start) or fixed (one level per call, SNR against the caller's mean)",
     )
     ap.add_argument(
         "--kw", action="append", default=[], help="detector argument, e.g. talker_margin_db=None"
@@ -656,7 +678,7 @@ def main() -> int:
             float(cond[1]) if cond[1] else None,
             seed=every.index(cond) + (0 if args.seed == 16 else 1000 * args.seed),
             babble=babble,
-            per_turn_snr=args.per_turn_snr,
+            noise_level=args.noise_level,
         )
         for cond in conditions
     }
