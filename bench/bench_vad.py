@@ -2,9 +2,10 @@
 
 Run: ``.venv/bin/python bench/bench_vad.py [--detectors energy,webrtc,silero] [--detail]
 [--utterances 40] [--fresh] [--calls 150] [--seed 16] [--noises white,music] [--snrs 10,5]
-[--no-clean] [--failures]``. A subset of noises or SNRs gives the same figures for those
-conditions as a full run (each condition keeps its seed); ``--failures`` lists every turn not
-correct with its events; another ``--seed`` builds another corpus (voices, levels, noise).
+[--no-clean] [--failures] [--noise-level ramp]``. A subset of noises or SNRs gives the same
+figures for those conditions as a full run (each condition keeps its seed); ``--failures``
+lists every turn not correct with its events; another ``--seed`` builds another corpus
+(voices, levels, noise).
 
 Needs ``espeak-ng`` and ``sox`` for the speech (``apt-get install -y espeak-ng sox``); without
 them the bench says so and exits (the unit tests use synthetic signals and need neither).
@@ -14,18 +15,22 @@ words such as "yes" and "yeah"; about a third are two phrases with a 300-700 ms 
 inside one turn), resampled to 8 kHz, band-limited to 300-3400 Hz, normalised to an active
 speech level of -23 +- 3 dBFS (one caller), embedded in 0.8-1.6 s of lead and 3 s of tail,
 mixed with white, pink, brown, hum+hiss, music-like or babble noise at 20/10/5/0 dB SNR
-(noise over the whole turn, SNR against the active speech level), µ-law coded and decoded,
+(noise over the whole turn, SNR against the turn's active speech level; the line's noise
+moves to the next turn's level gradually over the end of a tail and the next lead, see
+``--noise-level``), µ-law coded and decoded,
 then fed in 20 ms frames exactly as the media server does. Everything is seeded: the same
 run gives the same figures.
 
 Per detector and condition it prints: turns correct (one start within -150..+300 ms of the
 true onset, no cut, an end within the complete timeout + 500 ms of the true end), false starts
 (a start before the speech), misses (no start during the speech), cuts at pauses (an end
-inside a turn's natural pause), turns still open at the end of the tail ("stuck"), median
-start latency (START confirmation time - true onset) and median end latency (END time - true
-end; includes the complete timeout), and the CPU per 20 ms frame. ``--fresh`` makes a new
-detector for every turn (the server before this change); by default one detector is kept per
-conversation and ``reset_turn()`` is called between turns.
+inside a turn's natural pause; also how many pauses sound longer than the complete timeout,
+the speech around them being under the noise: ``--failures`` shows each one's length), turns
+still open at the end of the tail ("stuck"), median start latency (START confirmation time -
+true onset) and median end latency (END time - true end; includes the complete timeout), and
+the CPU per 20 ms frame. ``--fresh`` makes a new detector for every turn (the server before
+this change); by default one detector is kept per conversation and ``reset_turn()`` is called
+between turns.
 
 The last table feeds ``--calls`` conversations in lock-step (one 20 ms frame each per tick,
 as a server with that many live calls does) and prints CPU per call-second per detector.
@@ -280,28 +285,80 @@ class Trial:
     end_ms: float
     pause: tuple[float, float] | None  # the natural pause inside the turn, ms
     text: str = ""
+    # The pause as heard on the line: with the speech around it that is below the noise's RMS
+    # (in clean audio: 45 dB below the speech's active level), ms.
+    audible_pause_ms: float = 0.0
+
+
+def audible_pause_ms(utt: Utterance, noise_rms: float) -> float:
+    """How long the line sounds silent around ``utt``'s natural pause (10 ms steps)."""
+    x = utt.speech
+    n = len(x) // 80
+    quiet = np.sqrt((x[: n * 80].reshape(n, 80) ** 2).mean(axis=1)) < noise_rms
+    i = j = utt.pause_at // 80
+    while i > 0 and quiet[i - 1]:
+        i -= 1
+    while j < n and quiet[j]:
+        j += 1
+    return 10.0 * (j - i)
+
+
+NOISE_LEVELS = ("ramp", "steps", "fixed")
+RAMP_MS = 1500  # the end of a turn's tail over which the line's noise moves to the next level
 
 
 def build_trials(
-    utterances: list[Utterance], kind: str | None, snr: float | None, seed: int, babble: np.ndarray
+    utterances: list[Utterance],
+    kind: str | None,
+    snr: float | None,
+    seed: int,
+    babble: np.ndarray,
+    noise_level: str = "ramp",
 ) -> list[Trial]:
+    """The turns of one condition, fed as one conversation (one line).
+
+    Each turn's noise is at the condition's SNR against that turn's active speech level. With
+    ``noise_level="ramp"`` the line's noise is continuous: it moves from one turn's level to the
+    next over the last ``RAMP_MS`` of a tail and the next lead (in dB, linearly), never during
+    speech or the window in which the turn's end is scored. ``"steps"``: each turn's noise
+    starts at its own level (the corpus before: the line's noise jumped by up to 6 dB as a
+    turn began, which a detector kept across turns takes for speech). ``"fixed"``: one level
+    for the call, against the caller's mean level (a turn's own SNR is then within +-3 dB).
+    """
+    if noise_level not in NOISE_LEVELS:
+        raise ValueError(noise_level)
     rng = np.random.default_rng(seed)
+    caller_rms = float(np.mean([active_rms(u.speech) for u in utterances]))
+    snr_gain = 10 ** (-(snr or 0.0) / 20)
+    levels = [
+        20 * np.log10((caller_rms if noise_level == "fixed" else active_rms(u.speech)) * snr_gain)
+        for u in utterances
+    ]
     trials = []
-    for utt in utterances:
+    for i, utt in enumerate(utterances):
         lead = int(rng.integers(800, 1601)) * 8
         total = lead + len(utt.speech) + TAIL_MS * 8
         x = np.zeros(total)
         x[lead : lead + len(utt.speech)] = utt.speech
+        quiet = active_rms(utt.speech) * 10 ** (-45 / 20)  # what clean audio hides
         if kind is not None and snr is not None:
-            rms = active_rms(utt.speech) / 10 ** (snr / 20)
-            x += noise(kind, total, rng, babble) * rms
+            db = np.full(total, levels[i])
+            if noise_level == "ramp":
+                if i:  # from half-way between the levels to this turn's over the lead
+                    db[:lead] = np.linspace((levels[i - 1] + levels[i]) / 2, levels[i], lead)
+                if i + 1 < len(levels):
+                    ramp = RAMP_MS * 8
+                    db[-ramp:] = np.linspace(levels[i], (levels[i] + levels[i + 1]) / 2, ramp)
+            x += noise(kind, total, rng, babble) * 10 ** (db / 20)
+            quiet = 10 ** (levels[i] / 20)
         pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
         pcm = audio.ulaw_to_pcm16(audio.pcm16_to_ulaw(pcm))
-        pause = None
+        pause, audible = None, 0.0
         if utt.pause_ms:
             p0 = (lead + utt.pause_at) / 8
             pause = (p0, p0 + utt.pause_ms)
-        trials.append(Trial(pcm, lead / 8, (lead + len(utt.speech)) / 8, pause, utt.text))
+            audible = audible_pause_ms(utt, quiet)
+        trials.append(Trial(pcm, lead / 8, (lead + len(utt.speech)) / 8, pause, utt.text, audible))
     return trials
 
 
@@ -317,6 +374,7 @@ class Score:
     cuts: int = 0
     pause_turns: int = 0
     pause_cuts: int = 0
+    long_pauses: int = 0  # pause turns that sound silent longer than the complete timeout
     stuck: int = 0
     start_lat: list[float] = field(default_factory=list)
     end_lat: list[float] = field(default_factory=list)
@@ -332,6 +390,7 @@ class Score:
             "cuts",
             "pause_turns",
             "pause_cuts",
+            "long_pauses",
             "stuck",
             "frames",
             "cpu_s",
@@ -346,6 +405,7 @@ def score_turn(events: list[Any], trial: Trial, score: Score) -> str:
     score.turns += 1
     if trial.pause:
         score.pause_turns += 1
+        score.long_pauses += trial.audible_pause_ms > COMPLETE_TIMEOUT_MS
     starts = [e for e in events if isinstance(e, vad.SpeechStarted)]
     ends = [e for e in events if isinstance(e, vad.SpeechEnded)]
     if not starts or starts[0].at_ms > trial.end_ms + 100:
@@ -406,7 +466,12 @@ def run_condition(
             shown = " ".join(
                 f"{type(e).__name__[6:]}@{e.at_ms:.0f}(onset {e.onset_ms:.0f})" for e in events
             )
-            pause = f" pause {trial.pause[0]:.0f}-{trial.pause[1]:.0f}" if trial.pause else ""
+            pause = (
+                f" pause {trial.pause[0]:.0f}-{trial.pause[1]:.0f}"
+                f" (sounds {trial.audible_pause_ms:.0f} ms)"
+                if trial.pause
+                else ""
+            )
             failures.append(
                 f"{outcome:11s} #{trials.index(trial):2d} {trial.text!r}: speech "
                 f"{trial.onset_ms:.0f}-{trial.end_ms:.0f}{pause}; {shown}"
@@ -455,8 +520,9 @@ def print_tables(results: dict[str, dict[tuple[str, str], Score]], detail: bool)
             row += f"{pct(agg.correct, agg.turns):>10s}"
         print(row)
     print(
-        "\nper column: false starts / misses / cuts at pauses (of pause turns) / stuck / "
-        "median start latency ms / median end latency ms"
+        "\nper column: false starts / misses / cuts at pauses (of pause turns; >: how many of "
+        "them sound silent longer than the complete timeout, the speech around the pause being "
+        "under the noise) / stuck / median start latency ms / median end latency ms"
     )
     for name, res in results.items():
         print(f"  {name}")
@@ -464,7 +530,8 @@ def print_tables(results: dict[str, dict[tuple[str, str], Score]], detail: bool)
             a = aggregate(res, c)
             print(
                 f"    {c:10s} false {a.false_starts:3d}  miss {a.misses:3d}  "
-                f"pause cuts {a.pause_cuts:2d}/{a.pause_turns:<3d} all cuts {a.cuts:3d}  "
+                f"pause cuts {a.pause_cuts:2d}/{a.pause_turns:<3d}(>{a.long_pauses:2d}) "
+                f"all cuts {a.cuts:3d}  "
                 f"stuck {a.stuck:3d}  start {median(a.start_lat)}  end {median(a.end_lat)}"
             )
     print("\nCPU per 20 ms frame (µs, whole corpus)")
@@ -577,6 +644,13 @@ def main() -> int:
     ap.add_argument("--failures", action="store_true", help="list every turn not correct")
     ap.add_argument("--no-clean", action="store_true", help="skip the clean condition")
     ap.add_argument(
+        "--noise-level",
+        choices=NOISE_LEVELS,
+        default="ramp",
+        help="the line's noise between turns: ramp (continuous), steps (the old corpus: a jump "
+        "at each turn's start) or fixed (one level per call, SNR against the caller's mean)",
+    )
+    ap.add_argument(
         "--kw", action="append", default=[], help="detector argument, e.g. talker_margin_db=None"
     )
     args = ap.parse_args()
@@ -604,6 +678,7 @@ def main() -> int:
             float(cond[1]) if cond[1] else None,
             seed=every.index(cond) + (0 if args.seed == 16 else 1000 * args.seed),
             babble=babble,
+            noise_level=args.noise_level,
         )
         for cond in conditions
     }

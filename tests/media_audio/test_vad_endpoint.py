@@ -216,8 +216,31 @@ def test_energy_starts_and_ends_in_steady_noise_across_turns(snr_db: int) -> Non
         started, ended = events
         assert 1000 - 60 <= started.onset_ms <= 1000 + 200
         end_ms = 1000 + len(speech) / 8
-        assert end_ms - 300 <= ended.last_voice_ms <= end_ms + 100
+        hangover = vad.DEFAULT_ENERGY_HANGOVER_MS
+        assert end_ms - 300 <= ended.last_voice_ms <= end_ms + hangover + 60
         assert ended.at_ms == ended.last_voice_ms + TIMEOUT
+
+
+@pytest.mark.parametrize("snr_db", [20, 10])
+def test_energy_hangover_holds_a_pause_whose_end_the_noise_hides(snr_db: int) -> None:
+    # A phrase whose soft ending sinks under the noise: the line sounds silent for a little
+    # longer than the complete timeout. The hangover keeps the turn; without it the turn is cut.
+    gap_ms = TIMEOUT + vad.DEFAULT_ENERGY_HANGOVER_MS / 2
+    x = np.concatenate(
+        [
+            silence(1000),
+            words(3, level_dbfs=-24, seed=4),
+            silence(gap_ms),
+            words(4, level_dbfs=-24, seed=5),
+            silence(2000),
+        ]
+    )
+    x = with_noise(x, -24 - snr_db, seed=snr_db)
+    assert kinds(feed(EnergyVAD(), x)) == ["SpeechStarted", "SpeechEnded"]
+    cut = feed(EnergyVAD(hangover_ms=0), x)
+    assert kinds(cut) == ["SpeechStarted", "SpeechEnded", "SpeechStarted", "SpeechEnded"]
+    with pytest.raises(ValueError, match="hangover_ms"):
+        EnergyVAD(hangover_ms=-1)
 
 
 def test_energy_holds_a_natural_pause_in_noise() -> None:

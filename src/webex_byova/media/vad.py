@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_COMPLETE_TIMEOUT_MS",
+    "DEFAULT_ENERGY_HANGOVER_MS",
     "DEFAULT_FRAME_MS",
     "DEFAULT_MAX_SPEECH_MS",
     "DEFAULT_MIN_SPEECH_MS",
@@ -112,6 +113,9 @@ _PCM_SIGN: Final = bytes(0 if c & 0x80 else 1 for c in range(256))
 # The noise spread is an average of (level - floor) over noise frames, each capped here (dB).
 _SPREAD_CAP_DB: Final = 10.0
 _SPREAD_RATE: Final = 0.05  # per noise frame: a time constant of 20 frames
+#: EnergyClassifier: speech still counts this long after a frame clearly above the noise
+#: (the quiet end of a phrase the noise hides; see ``hangover_ms``).
+DEFAULT_ENERGY_HANGOVER_MS: Final = 160.0
 # A start frame in audible noise counts as voiced below this share of the noise's crossings.
 _NOISE_ZCR_DROP: Final = 0.85
 # Silero gate: below the gate the model still runs while its last probability is at least
@@ -221,12 +225,15 @@ class EnergyClassifier:
     utterances over ``noise_window_ms`` exceed, each entering 80 ms late so a run of speech
     does not raise its own bar, once a quarter of the window is known): the note attacks of
     music, far above its floor, do not start a turn. During an utterance a frame counts only
-    if it and the previous frame clear the bar (a lone noise peak cannot hold a
-    turn open). A frame that clears the start bar counts only if it or one of the previous
-    ``voicing_memory_ms`` did so with a zero-crossing rate of at most ``max_start_zcr``
-    crossings per sample (voiced speech is well under 0.3, white noise about 0.5) or of
-    clearly fewer crossings than the line's audible noise has: a burst of hiss cannot start an
-    utterance, while a short front-vowel word ("yes") whose fricative follows its vowel, or a
+    if it and the previous frame clear the bar (a lone noise peak cannot hold a turn open),
+    and for ``hangover_ms`` after a frame that clears the bar by ``start_margin_db``: the soft
+    end of a phrase sinks under the noise (10-20 dB SNR hides its last 100-400 ms), and without
+    the hangover the silence before a natural pause would seem longer than it is. A frame that
+    clears the start bar counts only if it or one of the previous ``voicing_memory_ms`` did so
+    with a zero-crossing rate of at most ``max_start_zcr`` crossings per sample (voiced speech
+    is well under 0.3, white noise about 0.5) or of clearly fewer crossings than the line's
+    audible noise has: a burst of hiss cannot start an utterance, while a short front-vowel
+    word ("yes") whose fricative follows its vowel, or a
     vowel in hiss, still does.
     """
 
@@ -242,6 +249,7 @@ class EnergyClassifier:
         max_start_zcr: float = 0.35,
         voicing_memory_ms: float = 100.0,
         noise_window_ms: float = 2000.0,
+        hangover_ms: float = DEFAULT_ENERGY_HANGOVER_MS,
     ) -> None:
         if continue_margin_db > start_margin_db:
             raise ValueError("continue_margin_db must not exceed start_margin_db (hysteresis)")
@@ -258,6 +266,10 @@ class EnergyClassifier:
         samples = sample_rate * frame_ms // 1000
         self._zcr_limit = int(max_start_zcr * (samples - 1))
         self._voicing_frames = max(0, int(voicing_memory_ms // frame_ms))
+        if hangover_ms < 0:
+            raise ValueError("hangover_ms must be >= 0")
+        self.hangover_ms = hangover_ms
+        self._hangover_frames = int(hangover_ms // frame_ms)
         self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms), frame_ms)
         self.score: float | None = None
         self.reset()
@@ -282,6 +294,7 @@ class EnergyClassifier:
         """Keep the learned noise; forget the voicing memory."""
         self._since_voiced = self._voicing_frames + 1
         self._above = True
+        self._hang = 0
 
     def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
         """Is this LINEAR16 frame speech?"""
@@ -306,7 +319,15 @@ class EnergyClassifier:
             )
             held = above and self._above
             self._above = above
-            return held
+            if held:
+                if level >= base + self.start_margin_db:
+                    self._hang = self._hangover_frames
+                return True
+            if self._hang:
+                self._hang -= 1
+                return True
+            return False
+        self._hang = 0
         self._above = True
         loud = noise.loud()
         noise.levels.add(level)
@@ -723,6 +744,7 @@ class EnergyVAD(EndPointer):
         max_start_zcr: float = 0.35,
         voicing_memory_ms: float = 100.0,
         noise_window_ms: float = 2000.0,
+        hangover_ms: float = DEFAULT_ENERGY_HANGOVER_MS,
     ) -> None:
         classifier = EnergyClassifier(
             sample_rate=sample_rate,
@@ -734,6 +756,7 @@ class EnergyVAD(EndPointer):
             max_start_zcr=max_start_zcr,
             voicing_memory_ms=voicing_memory_ms,
             noise_window_ms=noise_window_ms,
+            hangover_ms=hangover_ms,
         )
         super().__init__(
             classifier,
