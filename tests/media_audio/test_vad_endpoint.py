@@ -148,6 +148,19 @@ def test_one_set_of_defaults_shared_with_the_server_config() -> None:
         assert det.max_speech_ms == vad.DEFAULT_MAX_SPEECH_MS == config.max_speech_timeout_ms
         assert det.talker_margin_db == config.vad_talker_margin_db
         assert det.resume_grace_ms == config.vad_resume_grace_ms == 0
+    energy = EnergyVAD().classifier
+    assert energy.hangover_ms == vad.DEFAULT_ENERGY_HANGOVER_MS == config.vad_energy_hangover_ms
+
+
+def test_energy_hangover_comes_from_the_config_and_env() -> None:
+    config = MediaServerConfig.from_env({"WEBEX_MEDIA_VAD_ENERGY_HANGOVER_MS": "0"})
+    assert config.vad_energy_hangover_ms == 0
+    detector = vad.detector_from_config(
+        config.model_copy(update={"vad": "energy"}), sample_rate=8000
+    )
+    assert detector.classifier.hangover_ms == 0
+    default = vad.detector_from_config(MediaServerConfig(vad="energy"), sample_rate=8000)
+    assert default.classifier.hangover_ms == 160
 
 
 def test_public_names_exported_from_webex_byova_media() -> None:

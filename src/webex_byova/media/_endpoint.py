@@ -29,6 +29,7 @@ from webex_byova.media.audio import (
 
 __all__ = [
     "DEFAULT_COMPLETE_TIMEOUT_MS",
+    "DEFAULT_ENERGY_HANGOVER_MS",
     "DEFAULT_FRAME_MS",
     "DEFAULT_MAX_SPEECH_MS",
     "DEFAULT_MIN_SPEECH_MS",
@@ -64,6 +65,9 @@ DEFAULT_START_GAP_MS: Final = 40.0
 DEFAULT_RESUME_GRACE_MS: Final = 0.0
 #: Speech frames this far below the caller's own level do not keep a turn open (None = off).
 DEFAULT_TALKER_MARGIN_DB: Final = 12.0
+#: EnergyClassifier (``vad.py``): speech still counts this long after a frame clearly above the
+#: noise (the quiet end of a phrase the noise hides; see its ``hangover_ms``).
+DEFAULT_ENERGY_HANGOVER_MS: Final = 160.0
 
 EndReason = Literal["complete_timeout", "max_speech"]
 

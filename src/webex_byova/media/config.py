@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._endpoint import (
     DEFAULT_COMPLETE_TIMEOUT_MS,
+    DEFAULT_ENERGY_HANGOVER_MS,
     DEFAULT_MAX_SPEECH_MS,
     DEFAULT_MIN_SPEECH_MS,
     DEFAULT_RESUME_GRACE_MS,
@@ -182,6 +183,12 @@ class MediaServerConfig(BaseModel):
     vad_energy_start_margin_db: float = Field(5.0, ge=0, le=40)
     vad_energy_continue_margin_db: float = Field(1.0, ge=0, le=40)
     vad_energy_min_level_dbfs: float = Field(-50.0, ge=-100, le=0)
+    vad_energy_hangover_ms: int = Field(
+        int(DEFAULT_ENERGY_HANGOVER_MS),
+        ge=0,
+        le=2000,
+        description="Energy: speech still counts this long after a clearly loud frame.",
+    )
     vad_webrtc_aggressiveness: int = Field(2, ge=0, le=3)
     vad_webrtc_gate_db: float = Field(3.0, ge=0, le=40)
     vad_silero_threshold: float = Field(0.5, gt=0, lt=1)

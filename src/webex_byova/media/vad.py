@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkab
 from webex_byova._optional import optional_import, require
 from webex_byova.media._endpoint import (
     DEFAULT_COMPLETE_TIMEOUT_MS,
+    DEFAULT_ENERGY_HANGOVER_MS,
     DEFAULT_FRAME_MS,
     DEFAULT_MAX_SPEECH_MS,
     DEFAULT_MIN_SPEECH_MS,
@@ -113,9 +114,6 @@ _PCM_SIGN: Final = bytes(0 if c & 0x80 else 1 for c in range(256))
 # The noise spread is an average of (level - floor) over noise frames, each capped here (dB).
 _SPREAD_CAP_DB: Final = 10.0
 _SPREAD_RATE: Final = 0.05  # per noise frame: a time constant of 20 frames
-#: EnergyClassifier: speech still counts this long after a frame clearly above the noise
-#: (the quiet end of a phrase the noise hides; see ``hangover_ms``).
-DEFAULT_ENERGY_HANGOVER_MS: Final = 160.0
 # A start frame in audible noise counts as voiced below this share of the noise's crossings.
 _NOISE_ZCR_DROP: Final = 0.85
 # Silero gate: below the gate the model still runs while its last probability is at least
@@ -933,6 +931,7 @@ def detector_from_config(
             "start_margin_db": config.vad_energy_start_margin_db,
             "continue_margin_db": config.vad_energy_continue_margin_db,
             "min_level_dbfs": config.vad_energy_min_level_dbfs,
+            "hangover_ms": config.vad_energy_hangover_ms,
         }
     elif kind == "webrtc":
         kwargs |= {
