@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from webex_byova._http import (
+    _CLOSING,
     DEFAULT_RATE_LIMIT_WAIT,
     Done,
     Fail,
@@ -734,3 +735,78 @@ def test_a_closed_client_refuses_sync_requests(server: ScriptServer) -> None:
     client.close()
     with pytest.raises(RuntimeError, match="^HttpClient is closed$"):
         client.request(client.build("GET", "x"))
+
+
+async def test_close_inside_the_running_loop_closes_its_client_by_a_task(
+    server: ScriptServer,
+) -> None:
+    client = _client(server)
+    await client.arequest(client.build("GET", "x"))
+    inner = client._async[asyncio.get_running_loop()]
+    client.close()  # must not block this loop's thread waiting for its own loop
+    closing = list(_CLOSING)
+    assert len(closing) == 1
+    await asyncio.gather(*closing)
+    await asyncio.sleep(0)  # the done callback runs on the next loop turn
+    assert inner.is_closed
+    assert not _CLOSING  # the reference kept while closing is dropped once it is done
+
+
+def test_close_closes_a_client_of_a_loop_running_in_another_thread(server: ScriptServer) -> None:
+    client = _client(server)
+    other = asyncio.new_event_loop()
+    runner = threading.Thread(target=other.run_forever, daemon=True)
+    runner.start()
+    try:
+        used = asyncio.run_coroutine_threadsafe(client.arequest(client.build("GET", "x")), other)
+        assert used.result(10).status_code == 200
+        inner = client._async[other]
+        client.close()
+        assert inner.is_closed
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        runner.join(timeout=10)
+        other.close()
+
+
+def test_close_skips_a_closed_loop_and_closes_the_next(server: ScriptServer) -> None:
+    """The server closes each connection, so the client of the closed loop holds no socket."""
+    client = _client(server)
+    bye = Scripted(200, {}, headers={"Connection": "close"})
+    server.script("/v1/x", bye, bye)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        for loop in (first, second):
+            loop.run_until_complete(client.arequest(client.build("GET", "x")))
+        inner = client._async[second]
+        first.close()
+        client.close()
+        assert inner.is_closed
+    finally:
+        first.close()
+        second.close()
+
+
+async def test_aclose_tries_a_stopped_loops_client_and_then_closes_the_sync_one(
+    server: ScriptServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _client(server)
+    server.script("/v1/x", Scripted(200, {}, headers={"Connection": "close"}))
+
+    def use_on_own_loop() -> None:
+        loop = asyncio.new_event_loop()
+        holder.append(loop)
+        loop.run_until_complete(client.arequest(client.build("GET", "x")))
+
+    holder: list[asyncio.AbstractEventLoop] = []
+    await asyncio.to_thread(use_on_own_loop)
+    assert client.request(client.build("GET", "y")).status_code == 200
+    try:
+        with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
+            await client.aclose()  # this thread runs a loop: the stopped one cannot be run here
+        assert [r.getMessage() for r in caplog.records] == [
+            "could not close an async HTTP client of a stopped event loop"
+        ]
+        client.close()  # a second close after aclose finds nothing left to close
+    finally:
+        await asyncio.to_thread(holder[0].close)
