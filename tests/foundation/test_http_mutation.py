@@ -2,7 +2,9 @@
 
 Request building, error mapping (type, message, tracking id, descriptions, ``Retry-After``),
 the ``Link`` parser, next-page building and the retry decisions at their boundaries, each
-checked as values, without a server.
+checked as values, without a server; then the client shells against a real loopback server
+(exact log lines with an injected clock, errors, transports, redirects, closing on each kind of
+event loop).
 """
 
 from __future__ import annotations
