@@ -4,9 +4,12 @@ key validation and pass-throughs, and ``from_url``'s URL shapes."""
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet, InvalidToken
 
 from webex_byova._ids import to_hydra
 from webex_byova.errors import TokenStorageError
@@ -246,3 +249,44 @@ def test_from_url_refuses(url: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         from_url(url)
     assert str(info.value) == message
+
+
+def _key_that_decrypts_to_noise(key: str, ciphertext: bytes) -> str:
+    """A key with ``key``'s MAC half and another AES half under which ``ciphertext`` passes
+    Fernet's checks (its noise ends in valid padding: about one AES half in 256)."""
+    signing = base64.urlsafe_b64decode(key)[:16]
+    for _ in range(20_000):
+        other = base64.urlsafe_b64encode(signing + os.urandom(16)).decode()
+        try:
+            Fernet(other).decrypt(ciphertext)
+        except InvalidToken:
+            continue
+        return other
+    raise AssertionError("no such key found")  # (255/256) ** 20000: never in practice
+
+
+async def test_key_with_the_right_mac_half_decrypts_nothing() -> None:
+    """Found by the near-miss key test failing about once in a hundred runs: a key differing
+    only in its second (AES) half passes Fernet's MAC check, and its noise was reported as
+    "not UTF-8 text" (a corrupt entry) instead of a wrong key; rotate() re-encrypted it."""
+    inner = InMemoryTokenStorage()
+    key = generate_key()
+    await EncryptedTokenStorage(inner, key).set_integration_token(TOKEN)
+    stored = await inner.get_value("integration")
+    assert stored is not None
+    store = EncryptedTokenStorage(inner, _key_that_decrypts_to_noise(key, stored))
+    message = (
+        "token store memory (encrypted) entry 'integration': a stored token could not be "
+        "decrypted: wrong WEBEX_TOKEN_STORE_KEY or tampered data"
+    )
+    with pytest.raises(TokenDecryptionError) as info:
+        await store.get_integration_token()
+    assert str(info.value) == message
+    with pytest.raises(TokenDecryptionError) as info:
+        await store.check()
+    assert str(info.value) == message
+    with pytest.raises(TokenDecryptionError) as info:
+        await store.rotate()
+    assert str(info.value) == message
+    assert await inner.get_value("integration") == stored  # nothing rewritten
+    assert await EncryptedTokenStorage(inner, key).get_integration_token() == TOKEN

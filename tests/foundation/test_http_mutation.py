@@ -2,7 +2,9 @@
 
 Request building, error mapping (type, message, tracking id, descriptions, ``Retry-After``),
 the ``Link`` parser, next-page building and the retry decisions at their boundaries, each
-checked as values, without a server.
+checked as values, without a server; then the client shells against a real loopback server
+(exact log lines with an injected clock, errors, transports, redirects, closing on each kind of
+event loop).
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import socket
 import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from webex_byova._http import (
+    _CLOSING,
     DEFAULT_RATE_LIMIT_WAIT,
     Done,
     Fail,
@@ -557,3 +562,253 @@ async def test_aclose_closes_the_clients_of_every_loop(server: ScriptServer) -> 
         other.call_soon_threadsafe(other.stop)
         runner.join(timeout=10)
         other.close()
+
+
+# --------------------------------------------------------------------------- client shells, exact
+
+
+def _ticks() -> Any:
+    """A clock that moves one second per reading: every attempt takes exactly 1000.0 ms."""
+    counter = iter(range(1_000_000))
+    return lambda: float(next(counter))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens on it any more: connecting is refused
+
+
+class _CountingTransport(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.handled += 1
+        return super().handle_request(request)
+
+
+class _CountingAsyncTransport(httpx.AsyncHTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.handled += 1
+        return await super().handle_async_request(request)
+
+
+class _SilentFailure(httpx.BaseTransport):
+    """A transport whose every request fails with an exception that has no message."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("")
+
+
+def test_join_edges() -> None:
+    config = BYOVAConfig(base_url="https://api.example/v1X/")
+    assert build_request(config, "GET", "Xid").url == "https://api.example/v1X/Xid"
+    assert build_request(config, "GET", "/Xid").url == "https://api.example/v1X/Xid"
+    assert build_request(config, "GET", "http://other.example/a").url == "http://other.example/a"
+    assert build_request(config, "GET", "https://other.example/a").url == "https://other.example/a"
+
+
+async def test_each_attempt_is_logged_at_debug(
+    server: ScriptServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script("/v1/x", *[Scripted(200, {}, headers={"TrackingID": "T-1"})] * 2)
+    base = server.url + "/v1"
+    for clock_client in (True, False):
+        caplog.clear()
+        client = HttpClient(
+            BYOVAConfig(base_url=base), clock=_ticks(), retry_policy=RetryPolicy(max_retries=0)
+        )
+        with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
+            if clock_client:
+                client.request(client.build("GET", "x", params={"a": "1", "b": "2"}))
+                client.request(client.build("GET", "y"))
+            else:
+                await client.arequest(client.build("GET", "x", params={"a": "1", "b": "2"}))
+                await client.arequest(client.build("GET", "y"))
+        await client.aclose()
+        assert [r.getMessage() for r in caplog.records] == [
+            f"GET {base}/x?a=1&b=2 -> 200 in 1000.0 ms (trackingId=T-1)",
+            f"GET {base}/y -> 200 in 1000.0 ms (trackingId=None)",
+        ]
+
+
+async def test_a_refused_connection_is_an_exact_error(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1/x"
+    client = HttpClient(clock=_ticks(), retry_policy=RetryPolicy(max_retries=0))
+    errors: list[APIConnectionError] = []
+    with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
+        with pytest.raises(APIConnectionError) as info:
+            client.request(RequestSpec("GET", url + "?q=1"))
+        errors.append(info.value)
+        with pytest.raises(APIConnectionError) as ainfo:
+            await client.arequest(RequestSpec("POST", url, idempotent=False))
+        errors.append(ainfo.value)
+    await client.aclose()
+    for error, method in zip(errors, ("GET", "POST"), strict=True):
+        cause = error.__context__
+        assert isinstance(cause, httpx.ConnectError)
+        assert str(cause)
+        assert str(error) == f"{method} {url} failed: {cause}"
+        assert (error.method, error.url) == (method, url)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"GET {url} -> ConnectError in 1000.0 ms (trackingId=None)",  # a query in the url: cut
+        f"POST {url} -> ConnectError in 1000.0 ms (trackingId=None)",
+    ]
+
+
+def test_a_failure_without_a_message_is_named_by_its_type() -> None:
+    client = HttpClient(transport=_SilentFailure(), retry_policy=RetryPolicy(max_retries=0))
+    with pytest.raises(APIConnectionError) as info:
+        client.request(RequestSpec("GET", "http://127.0.0.1:9/x"))
+    assert str(info.value) == "GET http://127.0.0.1:9/x failed: ReadError"
+    client.close()
+
+
+async def test_the_given_transports_carry_the_requests(server: ScriptServer) -> None:
+    sync, other = _CountingTransport(), _CountingAsyncTransport()
+    client = HttpClient(BYOVAConfig(base_url=server.url), transport=sync, async_transport=other)
+    assert client.request(client.build("GET", "a")).status_code == 200
+    assert (await client.arequest(client.build("GET", "a"))).status_code == 200
+    assert (await client.arequest(client.build("GET", "a"))).status_code == 200
+    await client.aclose()
+    assert (sync.handled, other.handled) == (1, 2)
+
+
+@pytest.mark.parametrize("status", [300, 302])
+async def test_redirects_are_returned_not_followed(server: ScriptServer, status: int) -> None:
+    moved = Scripted(status, {}, headers={"Location": "/v1/elsewhere"})
+    server.script("/v1/r", moved, moved)
+    async with _client(server) as client:
+        assert client.request(client.build("GET", "r")).status_code == status
+        assert (await client.arequest(client.build("GET", "r"))).status_code == status
+    assert [s.path for s in server.requests()] == ["/v1/r", "/v1/r"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_an_http_date_retry_after_is_read_against_the_wall_clock(
+    server: ScriptServer, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    later = email.utils.formatdate(NOW + 30, usegmt=True)
+    busy = Scripted(status, {}, headers={"Retry-After": later})
+    server.script("/v1/r", busy, busy)
+    sleeps: list[float] = []
+    client = HttpClient(
+        BYOVAConfig(base_url=server.url + "/v1"),
+        sleep=sleeps.append,
+        clock=_ticks(),
+        wall_clock=lambda: NOW,
+        retry_policy=RetryPolicy(max_retries=1),
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="webex_byova.http"),
+        pytest.raises(WebexBYOVAError) as info,
+    ):
+        client.request(client.build("GET", "r", params={"q": "1"}))
+    client.close()
+    assert sleeps == [30.0]
+    assert [r.getMessage() for r in caplog.records] == [f"retrying GET {server.url}/v1/r in 30.00s"]
+    if status == 429:
+        assert isinstance(info.value, RateLimitError)
+        assert info.value.retry_after == 30
+
+
+async def test_an_error_response_names_the_request(server: ScriptServer) -> None:
+    server.script("/v1/gone", Scripted(404, None), Scripted(404, None))
+    async with _client(server) as client:
+        with pytest.raises(NotFoundError) as info:
+            client.request(client.build("GET", "gone"))
+        with pytest.raises(NotFoundError) as ainfo:
+            await client.arequest(client.build("DELETE", "gone"))
+    url = f"{server.url}/v1/gone"
+    assert str(info.value) == f"GET {url} failed: HTTP 404 | status=404"
+    assert str(ainfo.value) == f"DELETE {url} failed: HTTP 404 | status=404"
+    assert (info.value.method, ainfo.value.method) == ("GET", "DELETE")
+
+
+def test_a_closed_client_refuses_sync_requests(server: ScriptServer) -> None:
+    client = _client(server)
+    client.close()
+    with pytest.raises(RuntimeError, match="^HttpClient is closed$"):
+        client.request(client.build("GET", "x"))
+
+
+async def test_close_inside_the_running_loop_closes_its_client_by_a_task(
+    server: ScriptServer,
+) -> None:
+    client = _client(server)
+    await client.arequest(client.build("GET", "x"))
+    inner = client._async[asyncio.get_running_loop()]
+    client.close()  # must not block this loop's thread waiting for its own loop
+    closing = list(_CLOSING)
+    assert len(closing) == 1
+    await asyncio.gather(*closing)
+    await asyncio.sleep(0)  # the done callback runs on the next loop turn
+    assert inner.is_closed
+    assert not _CLOSING  # the reference kept while closing is dropped once it is done
+
+
+def test_close_closes_a_client_of_a_loop_running_in_another_thread(server: ScriptServer) -> None:
+    client = _client(server)
+    other = asyncio.new_event_loop()
+    runner = threading.Thread(target=other.run_forever, daemon=True)
+    runner.start()
+    try:
+        used = asyncio.run_coroutine_threadsafe(client.arequest(client.build("GET", "x")), other)
+        assert used.result(10).status_code == 200
+        inner = client._async[other]
+        client.close()
+        assert inner.is_closed
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        runner.join(timeout=10)
+        other.close()
+
+
+def test_close_skips_a_closed_loop_and_closes_the_next(server: ScriptServer) -> None:
+    """The server closes each connection, so the client of the closed loop holds no socket."""
+    client = _client(server)
+    bye = Scripted(200, {}, headers={"Connection": "close"})
+    server.script("/v1/x", bye, bye)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        for loop in (first, second):
+            loop.run_until_complete(client.arequest(client.build("GET", "x")))
+        inner = client._async[second]
+        first.close()
+        client.close()
+        assert inner.is_closed
+    finally:
+        first.close()
+        second.close()
+
+
+async def test_aclose_tries_a_stopped_loops_client_and_then_closes_the_sync_one(
+    server: ScriptServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _client(server)
+    server.script("/v1/x", Scripted(200, {}, headers={"Connection": "close"}))
+
+    def use_on_own_loop() -> None:
+        loop = asyncio.new_event_loop()
+        holder.append(loop)
+        loop.run_until_complete(client.arequest(client.build("GET", "x")))
+
+    holder: list[asyncio.AbstractEventLoop] = []
+    await asyncio.to_thread(use_on_own_loop)
+    assert client.request(client.build("GET", "y")).status_code == 200
+    try:
+        with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
+            await client.aclose()  # this thread runs a loop: the stopped one cannot be run here
+        assert [r.getMessage() for r in caplog.records] == [
+            "could not close an async HTTP client of a stopped event loop"
+        ]
+        client.close()  # a second close after aclose finds nothing left to close
+    finally:
+        await asyncio.to_thread(holder[0].close)

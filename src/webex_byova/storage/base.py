@@ -122,6 +122,8 @@ class TokenStorage(Protocol):
 class LockingTokenStorage(TokenStorage, Protocol):
     """A store that can also exclude other processes during a refresh."""
 
+    # pragma: no mutate block - a mutated method would leave mutmut's helper attributes in
+    # this runtime-checkable protocol, and then no store is an instance of it
     def lock(self, key: str, ttl: float = 30.0) -> AbstractAsyncContextManager[LockLease | None]:
         """Hold the store-wide lock ``key``; it expires ``ttl`` seconds after it was taken
         unless renewed through the yielded :class:`LockLease` (``None``: not renewable).

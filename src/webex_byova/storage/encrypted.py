@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -85,7 +86,12 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
             plain = self._fernet.decrypt(data)
         except InvalidToken as exc:
             raise self._undecryptable() from exc
-        return OAuthToken.from_json(plain)
+        try:
+            return OAuthToken.from_json(plain)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # Fernet checks the MAC with the key's first half only: a key whose second half
+            # differs "decrypts" to noise when that noise happens to end in valid padding
+            raise self._undecryptable() from exc
 
     def _read_token(self, key: str, data: bytes | None) -> OAuthToken | None:
         try:
@@ -116,6 +122,7 @@ class EncryptedTokenStorage(KeyValueTokenStorage):
         for key in keys:
             data = await self.inner.get_value(key)
             if data is not None:
+                self._read_token(key, data)  # a wrong key must not re-encrypt noise
                 try:
                     rotated = self._fernet.rotate(data)
                 except InvalidToken:
