@@ -140,6 +140,24 @@ def test_endpointer_runs_any_classifier_and_traces_frames() -> None:
     assert classifier.turns == 1
 
 
+def test_use_classifier_goes_on_mid_utterance_with_the_new_one() -> None:
+    """The Silero batch's fallback path: the utterance in progress is kept and the new
+    classifier decides its end."""
+    first, second = LoudFrames(), LoudFrames()
+    det = EndPointer(first)
+    started = feed(det, white(400, -20.0))
+    assert kinds(started) == ["SpeechStarted"]
+    det.use_classifier(second)
+    assert det.classifier is second
+    assert det.in_speech
+    ended = feed(det, silence(TIMEOUT + 200))
+    assert kinds(ended) == ["SpeechEnded"]
+    assert second.calls > 0
+    calls = first.calls
+    feed(det, white(200, -20.0))
+    assert first.calls == calls  # the old one is no longer asked
+
+
 def test_one_set_of_defaults_shared_with_the_server_config() -> None:
     config = MediaServerConfig()
     for det in (EnergyVAD(), WebRtcVAD(), EndPointer(LoudFrames())):

@@ -292,7 +292,6 @@ class EndPointer:
             raise ValueError("resume_grace_ms and start_gap_ms must be >= 0")
         if talker_margin_db is not None and talker_margin_db <= 0:
             raise ValueError("talker_margin_db must be > 0 (or None to disable the guard)")
-        self.classifier = classifier
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
         self.min_speech_ms = float(min_speech_ms)
@@ -309,16 +308,25 @@ class EndPointer:
         self.on_frame = on_frame
         self._caller_level: float | None = None
         self._frame_samples = sample_rate * frame_ms // 1000
-        ulaw = getattr(classifier, "classify_ulaw", None)
-        self._classify_ulaw: Callable[[bytes, float, bool], bool] | None = (
-            ulaw if callable(ulaw) else None
-        )
+        self._classify_ulaw: Callable[[bytes, float, bool], bool] | None = None
         self._pending = b""
         self._pending_ulaw = False
         self._known_levels: deque[float] = deque()
+        self.use_classifier(classifier)
         self._line = line_window(_LINE_WINDOW_MS, frame_ms, LINE_DELAY_MS)
         self._line_loud: float | None = None
         self._start_turn()
+
+    def use_classifier(self, classifier: FrameClassifier) -> None:
+        """Go on with ``classifier`` (same timeline, utterance state and line levels).
+
+        The media server's Silero batch falls back to the energy classifier this way when the
+        model fails mid-call.
+        """
+        self.classifier = classifier
+        ulaw = getattr(classifier, "classify_ulaw", None)
+        self._classify_ulaw = ulaw if callable(ulaw) else None
+        self._known_levels.clear()
 
     # -- public -----------------------------------------------------------------------
 

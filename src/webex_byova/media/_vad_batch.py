@@ -28,7 +28,7 @@ from .._logging import get_logger
 from .audio import BytesLike, ulaw_to_pcm16
 
 if TYPE_CHECKING:
-    from ._endpoint import EndPointer, FrameClassifier, VADEvent
+    from ._endpoint import FrameClassifier, VADEvent
     from .vad import SileroBatch, SileroVAD
 
 __all__ = ["BatchedDetector", "VadBatcher"]
@@ -146,11 +146,7 @@ class BatchedDetector:
     def _fail_over(self, pcm: bytes) -> list[VADEvent]:
         """Go on with the fallback classifier behind the same end-pointer (state kept)."""
         self.failed = True
-        endpointer: EndPointer = self.inner
-        classifier = endpointer.classifier = self._fallback()
-        ulaw = getattr(classifier, "classify_ulaw", None)
-        endpointer._classify_ulaw = ulaw if callable(ulaw) else None
-        endpointer._known_levels.clear()
+        self.inner.use_classifier(self._fallback())
         return self.inner.feed(pcm)
 
 
