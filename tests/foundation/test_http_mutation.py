@@ -495,6 +495,17 @@ def test_closing_after_the_loop_stopped_closes_its_client(server: ScriptServer) 
         loop.close()
 
 
+async def _used_on_a_thread_loop(client: HttpClient) -> asyncio.AbstractEventLoop:
+    """Make one async request on a new loop in another thread; return that (stopped) loop."""
+
+    def use_on_own_loop() -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(client.arequest(client.build("GET", "x")))
+        return loop
+
+    return await asyncio.to_thread(use_on_own_loop)
+
+
 async def test_closing_inside_another_loop_leaves_a_stopped_loops_client(
     server: ScriptServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -502,13 +513,7 @@ async def test_closing_inside_another_loop_leaves_a_stopped_loops_client(
     # The server closes the connection, so the client that cannot be closed holds no socket.
     server.script("/v1/x", Scripted(200, {}, headers={"Connection": "close"}))
 
-    def use_on_own_loop() -> None:
-        loop = asyncio.new_event_loop()
-        holder.append(loop)
-        loop.run_until_complete(client.arequest(client.build("GET", "x")))
-
-    holder: list[asyncio.AbstractEventLoop] = []
-    await asyncio.to_thread(use_on_own_loop)
+    holder = [await _used_on_a_thread_loop(client)]
     try:
         with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
             client.close()  # this thread runs a loop: the stopped one cannot be run here
@@ -795,13 +800,7 @@ async def test_aclose_tries_a_stopped_loops_client_and_then_closes_the_sync_one(
     client = _client(server)
     server.script("/v1/x", Scripted(200, {}, headers={"Connection": "close"}))
 
-    def use_on_own_loop() -> None:
-        loop = asyncio.new_event_loop()
-        holder.append(loop)
-        loop.run_until_complete(client.arequest(client.build("GET", "x")))
-
-    holder: list[asyncio.AbstractEventLoop] = []
-    await asyncio.to_thread(use_on_own_loop)
+    holder = [await _used_on_a_thread_loop(client)]
     assert client.request(client.build("GET", "y")).status_code == 200
     try:
         with caplog.at_level(logging.DEBUG, logger="webex_byova.http"):
