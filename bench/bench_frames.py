@@ -95,9 +95,11 @@ async def run(vad: str, calls: int) -> dict[str, float]:
         handle = await server.open_turn(decode_voice_va_request(wire[0]), transport="grpc")
         t0 = time.perf_counter()
         for item in items:
-            if handle.closed:
-                break
-            if handle.feed_input(item):
+            if not handle.feed_input(item):
+                if handle.closed:
+                    break
+                continue
+            if handle.backlogged:
                 await handle.drain()
         core_s += time.perf_counter() - t0
         frames += len(wire) - 1
@@ -113,9 +115,11 @@ async def run(vad: str, calls: int) -> dict[str, float]:
         t0 = time.perf_counter()
         for data in wire[1:]:
             item = decode_caller_input(data)
-            if handle.closed:
-                break
-            if handle.feed_input(item):
+            if not handle.feed_input(item):
+                if handle.closed:
+                    break
+                continue
+            if handle.backlogged:
                 await handle.drain()
         both_s += time.perf_counter() - t0
         handle.caller_done()
@@ -143,9 +147,11 @@ async def rpc_turn(server: Any, wire: list[bytes]) -> float:
     t0 = time.process_time()
     for data in wire[1:]:
         item = decode_caller_input(data)
-        if handle.closed:
-            break
-        if handle.feed_input(item):
+        if not handle.feed_input(item):
+            if handle.closed:
+                break
+            continue
+        if handle.backlogged:
             await handle.drain()
     frames_s = time.process_time() - t0
     handle.caller_done()

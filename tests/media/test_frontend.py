@@ -282,3 +282,52 @@ async def test_a_lost_websocket_ends_its_conversation_and_open_turns():
     assert reasons == ["connection_lost"]
     assert waiting == ["SessionEndedError"]
     assert "c8" not in server.sessions
+
+
+async def test_a_blocked_audio_input_handler_holds_the_reader_at_the_queue_bound():
+    """Backpressure: with ``audio_input`` handlers stuck, a reader stops taking frames once
+    ``response_queue_size`` events wait (``backlogged``), and goes on when they run again."""
+    from webex_byova.media._grpc_frontend import _read
+    from webex_byova.media._proto import voicevirtualagent_pb2 as vva
+
+    server = _server(response_queue_size=4)
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    @server.on("audio_input")
+    async def slow(event: Any) -> None:
+        await release.wait()
+        handled.append(len(event.audio))
+
+    frame = AudioIn(audio=b"\xff" * 160, encoding="mulaw", sample_rate_hz=8000)
+    handle = await server.open_turn(_req("bp", frame), transport="grpc")
+    assert not handle.backlogged
+    taken: list[int] = []
+    wire = vva.VoiceVARequest(
+        conversation_id="bp",
+        audio_input=vva.VoiceInput(caller_audio=b"\xff" * 160, encoding=1, sample_rate_hertz=8000),
+    ).SerializeToString()
+
+    async def requests() -> Any:
+        for i in range(20):
+            taken.append(i)
+            yield wire
+
+    reader = asyncio.get_running_loop().create_task(_read(handle, requests()))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not reader.done()
+    assert handle.backlogged
+    # The first frame came with open_turn; one event is with the (stuck) handler, four wait.
+    assert len(taken) < 10
+    stalled = len(taken)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(taken) == stalled  # held, not polling on
+    release.set()
+    assert await asyncio.wait_for(reader, 5) is None
+    assert len(taken) == 20
+    assert not handle.backlogged
+    handle.caller_gone()
+    await server.stop(grace=0.1)
+    assert handled  # the handlers ran once released

@@ -156,9 +156,16 @@ class TurnHandle:
         """Wait while the turn's queue of ``audio_input`` handler events is full.
 
         Call after :meth:`feed` (and after :meth:`open_turn`) before reading the next message:
-        this is the backpressure that keeps a slow ``audio_input`` handler bounded.
+        this is the backpressure that keeps a slow ``audio_input`` handler bounded. A front
+        end on the per-frame path may call it only when :attr:`backlogged` is true (the same
+        wait, without making two coroutines per 20 ms frame).
         """
         await self.turn._audio_backlog()
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether :meth:`drain` would wait now (the ``audio_input`` queue is full)."""
+        return self.turn._audio_backlogged
 
     def caller_done(self) -> None:
         """The caller finished sending this turn (gRPC half-close). Idempotent."""

@@ -248,20 +248,23 @@ async def _read(handle: TurnHandle, iterator: AsyncIterator[bytes]) -> CallRejec
     An undecodable request ends the caller's input (like a half-close: the reply that was due
     still goes out) and is returned, for the RPC to end with its status.
     """
+    feed_input = handle.feed_input
     try:
         async for data in iterator:
-            # Per 20 ms caller frame: only the input is decoded (the RPC is one turn).
+            # Per 20 ms caller frame: only the input is decoded (the RPC is one turn), and
+            # drain() is awaited only when it would wait.
             try:
                 item = decode_caller_input(data)
             except CallRejected as rejected:
                 handle.turn.log.info("undecodable request; ending the caller's input")
                 handle.caller_done()
                 return rejected
-            if handle.closed:
-                return None
-            if not handle.feed_input(item):
+            if not feed_input(item):
+                if handle.closed:
+                    return None
                 continue  # after the FINAL: an RPC carries one turn, nothing more is due
-            await handle.drain()
+            if handle.backlogged:
+                await handle.drain()
         handle.caller_done()
     except asyncio.CancelledError:
         raise

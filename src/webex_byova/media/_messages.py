@@ -78,9 +78,13 @@ class TextSpec:
                 raise TypeError(f"TextSpec {name} must be a str, got {type(value).__name__}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AudioIn:
-    """One piece of caller audio (``VoiceInput``)."""
+    """One piece of caller audio (``VoiceInput``).
+
+    Not frozen, unlike the other messages: one is built per 20 ms caller frame, and a frozen
+    dataclass's ``__init__`` costs about three times a plain one's. Treat it as read-only.
+    """
 
     audio: bytes = b""
     encoding: AudioEncoding = "unspecified"

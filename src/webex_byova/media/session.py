@@ -1330,13 +1330,17 @@ class Turn:
             self._audio_task = asyncio.get_running_loop().create_task(self._audio_consumer())
             self._track(self._audio_task)
 
+    @property
+    def _audio_backlogged(self) -> bool:
+        """Whether :meth:`_audio_backlog` would wait: the audio queue is full and consumed."""
+        if len(self._audio_events) < self._config.response_queue_size or self._closed:
+            return False
+        task = self._audio_task
+        return task is not None and not task.done()
+
     async def _audio_backlog(self) -> None:
         """Wait while ``response_queue_size`` audio events wait for their handlers."""
-        limit = self._config.response_queue_size
-        while len(self._audio_events) >= limit and not self._closed:
-            task = self._audio_task
-            if task is None or task.done():
-                return
+        while self._audio_backlogged:
             self._audio_room.clear()
             await self._audio_room.wait()
 
