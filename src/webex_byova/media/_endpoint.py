@@ -40,6 +40,7 @@ __all__ = [
     "LINE_MARGIN_DB",
     "LINE_QUANTILE",
     "TALKER_HOLD_MS",
+    "TALKER_LOOKBACK_MS",
     "EndPointer",
     "EndReason",
     "FrameClassifier",
@@ -90,6 +91,11 @@ LINE_QUANTILE: Final = 0.95
 #: this long before a start (the soft beginning of the speech is not the line's noise).
 LINE_DELAY_MS: Final = 200.0
 _LINE_WINDOW_MS: Final = 2000.0
+#: Talker guard: a speech frame's level is taken as the loudest of it and the frames of this
+#: long before it that did not count as speech (for a start: of the run and this long before
+#: it). A neural classifier's probability rises a few windows after the sound (Silero: 100-200
+#: ms), so in noise its speech frames can come after the loud part of a short word ("yes").
+TALKER_LOOKBACK_MS: Final = 200.0
 
 
 class LevelWindow:
@@ -264,7 +270,8 @@ class EndPointer:
       margin below it count only within ``TALKER_HOLD_MS`` of the caller's last frame, so
       quieter background talkers cannot hold the turn open. The peaks of finished utterances
       form the conversation's caller level (kept by :meth:`reset_turn`): a later start whose
-      loudest frame is more than the margin below it is not a start.
+      loudest frame (in its run and the ``TALKER_LOOKBACK_MS`` before it) is more than the
+      margin below it is not a start.
 
     ``on_frame`` (settable attribute) receives a :class:`FrameTrace` for every frame.
     """
@@ -312,6 +319,7 @@ class EndPointer:
         self._pending = b""
         self._pending_ulaw = False
         self._known_levels: deque[float] = deque()
+        self._recent: deque[float] = deque(maxlen=int(TALKER_LOOKBACK_MS // frame_ms) + 1)
         self.use_classifier(classifier)
         self._line = line_window(_LINE_WINDOW_MS, frame_ms, LINE_DELAY_MS)
         self._line_loud: float | None = None
@@ -409,6 +417,7 @@ class EndPointer:
         self._pending_ulaw = False
         self._known_levels.clear()
         self._line.drop_pending()
+        self._recent.clear()
         self._speaking = False
         self._run = 0
         self._run_start = 0.0
@@ -475,6 +484,8 @@ class EndPointer:
         margin = self.talker_margin_db
         if not speech or margin is None:
             return speech
+        if self._recent:  # sound the classifier did not count: it may be hearing it late
+            level = max(level, max(self._recent))
         ref = self._voice_ref
         line = self._line_loud
         if ref is None or level >= ref:
@@ -507,7 +518,9 @@ class EndPointer:
     def _transition(self, speech: bool, level: float, t: float) -> VADEvent | None:
         frame_ms = self.frame_ms
         self._counted = speech
+        recent = self._recent
         if not self._speaking:
+            recent.append(level)
             self._line.add(level)
             if not speech:
                 if self._run:
@@ -517,7 +530,8 @@ class EndPointer:
                 return None
             if not self._run:
                 self._run_start = t - frame_ms
-                self._run_peak = level
+                # the loud part the classifier may have heard late (see TALKER_LOOKBACK_MS)
+                self._run_peak = max(recent)
             self._run += 1
             self._gap_ms = 0.0
             self._run_peak = max(self._run_peak, level)
@@ -546,6 +560,7 @@ class EndPointer:
             self._onset = onset
             return SpeechStarted(at_ms=t, onset_ms=onset)
         self._counted = counted = self._counts(speech, level, t)
+        recent.append(SILENT_DBFS if counted else level)
         if counted:
             self._last_voice = t
             self._silence_ms = 0.0
