@@ -548,10 +548,12 @@ def test_silero_batch_without_onnxruntime_names_the_extra() -> None:
 
 class LateFrames:
     """A FrameClassifier that hears speech late, as a neural model does in noise: a frame is
-    speech when the frame ``delay`` frames before it was louder than -35 dBFS."""
+    speech when the frame ``delay`` frames before it was louder than -35 dBFS (and it says so:
+    ``delay_ms``)."""
 
     sample_rate = RATE
     frame_ms = 20
+    delay_ms = 200.0
 
     def __init__(self, delay: int = 8) -> None:
         self.delay = delay
@@ -568,18 +570,29 @@ class LateFrames:
         self.levels.clear()
 
 
-def test_talker_guard_judges_a_late_classifier_by_the_sound_it_heard() -> None:
-    # a short word (160 ms) the classifier confirms only after it is over: its speech frames
-    # are at the line's noise, 25 dB under the caller's level learned in the first turn
-    det = EndPointer(LateFrames())
+class PromptFrames(LateFrames):
+    """The same verdicts from a classifier that does not say it hears late."""
+
+    delay_ms = 0.0
+
+
+def late_turns(classifier: LateFrames) -> list[vad.VADEvent]:
+    """A first turn (the caller's level), then a turn of two short words (160 ms) 600 ms
+    apart, which the classifier confirms only after each is over: its speech frames are at
+    the line's noise, 25 dB under the caller's level."""
+    det = EndPointer(classifier)
     first = np.concatenate([silence(500), words(5, level_dbfs=-18), silence(1500)])
     assert kinds(feed(det, with_noise(first, -50))) == ["SpeechStarted", "SpeechEnded"]
-    caller = det.caller_level_dbfs
-    assert caller is not None
+    assert det.caller_level_dbfs is not None
     short = words(1, level_dbfs=-20)[: 160 * 8]
     det.reset_turn()
     x = with_noise(np.concatenate([silence(500), short, silence(600), short, silence(1500)]), -50)
-    events = feed(det, x)
+    return feed(det, x)
+
+
+def test_talker_guard_judges_a_late_classifier_by_the_sound_it_heard() -> None:
+    assert late_turns(PromptFrames()) == []  # taken for a quiet background talker
+    events = late_turns(LateFrames())
     # the start is judged by the word the run follows, not by the noise under the run
     assert kinds(events) == ["SpeechStarted", "SpeechEnded"], events
     started, ended = events
@@ -590,4 +603,3 @@ def test_talker_guard_judges_a_late_classifier_by_the_sound_it_heard() -> None:
     # frames of the classifier's speech are judged by the sound in the 200 ms before them
     assert ended.last_voice_ms >= 500 + 160 + 600 + 160
     assert ended.last_voice_ms <= 500 + 160 + 600 + 160 + 8 * 20
-    assert vad.TALKER_LOOKBACK_MS == 200.0

@@ -40,7 +40,6 @@ __all__ = [
     "LINE_MARGIN_DB",
     "LINE_QUANTILE",
     "TALKER_HOLD_MS",
-    "TALKER_LOOKBACK_MS",
     "EndPointer",
     "EndReason",
     "FrameClassifier",
@@ -91,11 +90,6 @@ LINE_QUANTILE: Final = 0.95
 #: this long before a start (the soft beginning of the speech is not the line's noise).
 LINE_DELAY_MS: Final = 200.0
 _LINE_WINDOW_MS: Final = 2000.0
-#: Talker guard: a speech frame's level is taken as the loudest of it and the frames of this
-#: long before it that did not count as speech (for a start: of the run and this long before
-#: it). A neural classifier's probability rises a few windows after the sound (Silero: 100-200
-#: ms), so in noise its speech frames can come after the loud part of a short word ("yes").
-TALKER_LOOKBACK_MS: Final = 200.0
 
 
 class LevelWindow:
@@ -224,7 +218,9 @@ class FrameClassifier(Protocol):
 
     Optional extras an :class:`EndPointer` uses when present: ``classify_ulaw(frame,
     level_dbfs, in_speech)`` for G.711 µ-law frames (one byte per sample) without decoding,
-    and a ``score`` attribute (``float | None``) reported in :class:`FrameTrace`.
+    a ``score`` attribute (``float | None``) reported in :class:`FrameTrace`, and
+    ``delay_ms`` (``float``): how late the classifier may call a sound speech (the talker
+    guard then also weighs the sound of that long before a speech frame).
     """
 
     sample_rate: int
@@ -270,8 +266,11 @@ class EndPointer:
       margin below it count only within ``TALKER_HOLD_MS`` of the caller's last frame, so
       quieter background talkers cannot hold the turn open. The peaks of finished utterances
       form the conversation's caller level (kept by :meth:`reset_turn`): a later start whose
-      loudest frame (in its run and the ``TALKER_LOOKBACK_MS`` before it) is more than the
-      margin below it is not a start.
+      loudest frame is more than the margin below it is not a start. For a classifier that
+      hears late (its ``delay_ms``), a frame's level for the guard is the loudest of it and
+      the frames of ``delay_ms`` before it that it did not count as speech (for a start: of
+      the run and ``delay_ms`` before it): in noise a neural model's speech frames can come
+      after the loud part of a short word ("yes").
 
     ``on_frame`` (settable attribute) receives a :class:`FrameTrace` for every frame.
     """
@@ -319,7 +318,7 @@ class EndPointer:
         self._pending = b""
         self._pending_ulaw = False
         self._known_levels: deque[float] = deque()
-        self._recent: deque[float] = deque(maxlen=int(TALKER_LOOKBACK_MS // frame_ms) + 1)
+        self._recent: deque[float] = deque()
         self.use_classifier(classifier)
         self._line = line_window(_LINE_WINDOW_MS, frame_ms, LINE_DELAY_MS)
         self._line_loud: float | None = None
@@ -335,6 +334,10 @@ class EndPointer:
         ulaw = getattr(classifier, "classify_ulaw", None)
         self._classify_ulaw = ulaw if callable(ulaw) else None
         self._known_levels.clear()
+        # the levels of the frames before this one the talker guard looks back on (delay_ms)
+        delay = float(getattr(classifier, "delay_ms", 0.0) or 0.0)
+        self._recent = deque(self._recent, maxlen=max(1, int(delay // self.frame_ms)))
+        self._look_back = delay >= self.frame_ms
 
     # -- public -----------------------------------------------------------------------
 
@@ -484,7 +487,7 @@ class EndPointer:
         margin = self.talker_margin_db
         if not speech or margin is None:
             return speech
-        if self._recent:  # sound the classifier did not count: it may be hearing it late
+        if self._look_back and self._recent:  # sound the classifier may be hearing late
             level = max(level, max(self._recent))
         ref = self._voice_ref
         line = self._line_loud
@@ -520,9 +523,9 @@ class EndPointer:
         self._counted = speech
         recent = self._recent
         if not self._speaking:
-            recent.append(level)
             self._line.add(level)
             if not speech:
+                recent.append(level)
                 if self._run:
                     self._gap_ms += frame_ms
                     if self._gap_ms > self.start_gap_ms:
@@ -530,8 +533,9 @@ class EndPointer:
                 return None
             if not self._run:
                 self._run_start = t - frame_ms
-                # the loud part the classifier may have heard late (see TALKER_LOOKBACK_MS)
-                self._run_peak = max(recent)
+                # the loud part a late classifier heard before its run (``delay_ms``)
+                self._run_peak = max(level, max(recent)) if self._look_back and recent else level
+            recent.append(level)
             self._run += 1
             self._gap_ms = 0.0
             self._run_peak = max(self._run_peak, level)
