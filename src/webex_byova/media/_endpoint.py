@@ -220,7 +220,9 @@ class FrameClassifier(Protocol):
     level_dbfs, in_speech)`` for G.711 µ-law frames (one byte per sample) without decoding,
     a ``score`` attribute (``float | None``) reported in :class:`FrameTrace`, and
     ``delay_ms`` (``float``): how late the classifier may call a sound speech (the talker
-    guard then also weighs the sound of that long before a speech frame).
+    guard then also weighs the sound of that long before a speech frame), and a ``line``
+    attribute, which the end-pointer sets to its window of the line's levels between
+    utterances (``line.quantile(LINE_QUANTILE)``: the line's loud noise, ``line_noise_dbfs``).
     """
 
     sample_rate: int
@@ -319,8 +321,8 @@ class EndPointer:
         self._pending_ulaw = False
         self._known_levels: deque[float] = deque()
         self._recent: deque[float] = deque()
-        self.use_classifier(classifier)
         self._line = line_window(_LINE_WINDOW_MS, frame_ms, LINE_DELAY_MS)
+        self.use_classifier(classifier)
         self._line_loud: float | None = None
         self._start_turn()
 
@@ -338,6 +340,8 @@ class EndPointer:
         delay = float(getattr(classifier, "delay_ms", 0.0) or 0.0)
         self._recent = deque(self._recent, maxlen=max(1, int(delay // self.frame_ms)))
         self._look_back = delay >= self.frame_ms
+        if hasattr(classifier, "line"):
+            classifier.line = self._line
 
     # -- public -----------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from webex_byova.media._endpoint import (
     EndReason,
     FrameClassifier,
     FrameTrace,
+    LevelWindow,
     SpeechEnded,
     SpeechResumed,
     SpeechStarted,
@@ -466,7 +467,8 @@ class SileroClassifier:
     200 ms after its last window at the bar (a vowel it doubts in strong noise), and once the
     frames have been within 4 dB of the noise floor (plus its spread) for 200 ms, the model's
     probability alone no longer counts until it drops under the bar and is sure (0.8) again
-    (so the end comes the complete timeout after the caller stops, not after the model). With
+    (so the end comes the complete timeout after the caller stops, not after the model). The
+    loud noise is the end-pointer's (it sets ``line``); without one the model decides alone. With
     ``batch`` (a :class:`SileroBatch`) the inferences of many conversations run as one ONNX
     call per tick; such a detector is fed through :meth:`SileroBatch.feed` (with several frames
     per tick, the gate sees the model's probability as of the start of the tick).
@@ -513,9 +515,11 @@ class SileroClassifier:
         self._window = np.zeros(self._win, dtype=np.float32)
         self._window_view = memoryview(self._window.data)
         self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms), frame_ms)
-        # frames prepared by a SileroBatch: (probability or None = unchanged, noise floor,
-        # the line's loud noise)
-        self._queued: deque[tuple[float | None, float, float | None]] = deque()
+        # frames prepared by a SileroBatch: (probability or None = unchanged, noise floor)
+        self._queued: deque[tuple[float | None, float]] = deque()
+        #: The end-pointer's window of the line's levels between utterances (it sets this,
+        #: see ``FrameClassifier``): the line's loud noise for the level witness.
+        self.line: LevelWindow | None = None
         #: Inferences run since construction (the gate skips the rest).
         self.inferences = 0
         #: Windows scored since construction.
@@ -548,8 +552,8 @@ class SileroClassifier:
     def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
         """Is this LINEAR16 frame speech?"""
         if self._queued:
-            queued, at_floor, loud = self._queued.popleft()
-            return self._decide(queued, at_floor, loud, level_dbfs, in_speech)
+            queued, at_floor = self._queued.popleft()
+            return self._decide(queued, at_floor, self._line_loud(), level_dbfs, in_speech)
         if self.batch is not None:
             raise RuntimeError("a batched Silero detector is fed through SileroBatch.feed()")
         windows, _ = self._prepare(frame, level_dbfs, in_speech)
@@ -565,7 +569,14 @@ class SileroClassifier:
                     prob = float(self._model.process(self._window_view))
         floor = self._noise.floor
         assert floor is not None
-        return self._decide(prob, floor, self._noise.loud(), level_dbfs, in_speech)
+        return self._decide(prob, floor, self._line_loud(), level_dbfs, in_speech)
+
+    def _line_loud(self) -> float | None:
+        """The line's loud noise, once a quarter of the window is known (else ``None``)."""
+        line = self.line
+        if line is None or 4 * len(line) < line.size:
+            return None
+        return line.quantile(LINE_QUANTILE)
 
     def _prepare(
         self, frame: bytes, level: float | None, in_speech: bool
@@ -580,8 +591,6 @@ class SileroClassifier:
             level = level_dbfs(int(np.dot(wide, wide)), n)
         noise = self._noise
         floor = noise.update(level)
-        if not in_speech:
-            noise.levels.add(level)
         buf = self._buf
         buf[self._filled : self._filled + n] = samples
         self._filled += n
@@ -712,12 +721,12 @@ class SileroBatch:
     def feed(self, items: Sequence[tuple[SileroVAD, BytesLike]]) -> list[list[VADEvent]]:
         """Feed LINEAR16 audio to each detector; return each one's events, in order."""
         rounds: list[list[tuple[SileroClassifier, Any, list[Any] | None, bool]]] = []
-        plans: list[list[tuple[list[Any] | None, float, float | None]]] = []
+        plans: list[list[tuple[list[Any] | None, float]]] = []
         for detector, pcm in items:
             classifier = detector.classifier
             if classifier.batch is not self:
                 raise ValueError("the detector was not made with this SileroBatch")
-            plan: list[tuple[list[Any] | None, float, float | None]] = []
+            plan: list[tuple[list[Any] | None, float]] = []
             levels = detector._known_levels
             levels.clear()
             scored = 0  # this detector's windows so far: its k-th window runs in round k
@@ -732,7 +741,7 @@ class SileroBatch:
                         rounds.append([])
                     rounds[scored].append((classifier, window, slot, k == len(windows or ()) - 1))
                     scored += 1
-                plan.append((slot, floor, classifier._noise.loud()))
+                plan.append((slot, floor))
             plans.append(plan)
         np = self._np
         for batch in rounds:
@@ -749,9 +758,7 @@ class SileroBatch:
         for (detector, pcm), plan in zip(items, plans, strict=True):
             queued = detector.classifier._queued
             queued.clear()
-            queued.extend(
-                (None if slot is None else slot[0], floor, loud) for slot, floor, loud in plan
-            )
+            queued.extend((None if slot is None else slot[0], floor) for slot, floor in plan)
             results.append(detector.feed(pcm))
         return results
 
