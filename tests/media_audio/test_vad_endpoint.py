@@ -544,3 +544,62 @@ def test_silero_batch_without_onnxruntime_names_the_extra() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "vadbatch"
+
+
+class LateFrames:
+    """A FrameClassifier that hears speech late, as a neural model does in noise: a frame is
+    speech when the frame ``delay`` frames before it was louder than -35 dBFS (and it says so:
+    ``delay_ms``)."""
+
+    sample_rate = RATE
+    frame_ms = 20
+    delay_ms = 200.0
+
+    def __init__(self, delay: int = 8) -> None:
+        self.delay = delay
+        self.levels: list[float] = []
+
+    def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
+        self.levels.append(level_dbfs)
+        return len(self.levels) > self.delay and self.levels[-1 - self.delay] > -35
+
+    def reset(self) -> None:
+        self.levels.clear()
+
+    def reset_turn(self) -> None:
+        self.levels.clear()
+
+
+class PromptFrames(LateFrames):
+    """The same verdicts from a classifier that does not say it hears late."""
+
+    delay_ms = 0.0
+
+
+def late_turns(classifier: LateFrames) -> list[vad.VADEvent]:
+    """A first turn (the caller's level), then a turn of two short words (160 ms) 600 ms
+    apart, which the classifier confirms only after each is over: its speech frames are at
+    the line's noise, 25 dB under the caller's level."""
+    det = EndPointer(classifier)
+    first = np.concatenate([silence(500), words(5, level_dbfs=-18), silence(1500)])
+    assert kinds(feed(det, with_noise(first, -50))) == ["SpeechStarted", "SpeechEnded"]
+    assert det.caller_level_dbfs is not None
+    short = words(1, level_dbfs=-20)[: 160 * 8]
+    det.reset_turn()
+    x = with_noise(np.concatenate([silence(500), short, silence(600), short, silence(1500)]), -50)
+    return feed(det, x)
+
+
+def test_talker_guard_judges_a_late_classifier_by_the_sound_it_heard() -> None:
+    assert late_turns(PromptFrames()) == []  # taken for a quiet background talker
+    events = late_turns(LateFrames())
+    # the start is judged by the word the run follows, not by the noise under the run
+    assert kinds(events) == ["SpeechStarted", "SpeechEnded"], events
+    started, ended = events
+    assert isinstance(started, SpeechStarted)
+    assert isinstance(ended, SpeechEnded)
+    assert started.onset_ms == 500 + 8 * 20
+    # the second word, heard 760 ms after the first one's run began, still counts: the
+    # frames of the classifier's speech are judged by the sound in the 200 ms before them
+    assert ended.last_voice_ms >= 500 + 160 + 600 + 160
+    assert ended.last_voice_ms <= 500 + 160 + 600 + 160 + 8 * 20

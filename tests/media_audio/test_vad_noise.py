@@ -194,7 +194,7 @@ def test_silero_lone_window_does_not_hold_a_turn_open() -> None:
     # the in-utterance decision over the model's window probabilities (one per call)
     def verdicts(probs: list[float]) -> list[bool]:
         classifier = vad.SileroClassifier()
-        return [classifier._decide(p, -60.0, -30.0, True) for p in probs]
+        return [classifier._decide(p, -60.0, None, -30.0, True) for p in probs]
 
     # a lone window just over the bar after a drop is a blip, not speech
     assert verdicts([0.9, 0.9, 0.1, 0.6, 0.1]) == [True, True, False, False, False]
@@ -204,11 +204,65 @@ def test_silero_lone_window_does_not_hold_a_turn_open() -> None:
     assert verdicts([0.9, 0.2, 0.85]) == [True, False, True]
     # frames between windows (no new probability) keep the verdict
     classifier = vad.SileroClassifier()
-    assert [classifier._decide(p, -60.0, -30.0, True) for p in (0.6, None, 0.6, None)] == [
+    assert [classifier._decide(p, -60.0, None, -30.0, True) for p in (0.6, None, 0.6, None)] == [
         False,
         False,
         True,
         True,
     ]
     # outside an utterance one window at the threshold is a candidate start frame
-    assert vad.SileroClassifier()._decide(0.6, -60.0, -30.0, False)
+    assert vad.SileroClassifier()._decide(0.6, -60.0, None, -30.0, False)
+
+
+# The decisions below take (probability, noise floor, the line's loud noise, level): a line
+# whose noise sits at -40 dBFS (floor) and reaches -38 dBFS (loud).
+FLOOR, LOUD = -40.0, -38.0
+
+
+def test_silero_model_state_outlasting_the_caller_stops_counting() -> None:
+    # in strong noise the model can stay sure of speech for 500 ms after the caller stopped:
+    # once the frames have been at the line's noise for 200 ms, that no longer counts
+    classifier = vad.SileroClassifier()
+    assert classifier._decide(0.95, FLOOR, LOUD, -20.0, True)
+    assert classifier._decide(0.95, FLOOR, LOUD, -20.0, True)
+    tail = [classifier._decide(0.95, FLOOR, LOUD, -39.0, True) for _ in range(14)]
+    assert tail == [True] * 10 + [False] * 4
+    # sound again (above the line's loud noise) counts at once
+    assert classifier._decide(0.95, FLOOR, LOUD, -30.0, True)
+    # a quiet stretch again, then the model drops under the bar and is sure again: speech
+    # resuming under the noise counts although the frames are at the noise's level
+    assert all(classifier._decide(0.95, FLOOR, LOUD, -39.0, True) for _ in range(10))
+    assert not classifier._decide(0.95, FLOOR, LOUD, -39.0, True)
+    assert not classifier._decide(0.2, FLOOR, LOUD, -39.0, True)
+    assert not classifier._decide(0.7, FLOOR, LOUD, -39.0, True)  # not sure yet
+    assert classifier._decide(0.9, FLOOR, LOUD, -39.0, True)
+    # without a known line noise the model decides alone
+    alone = vad.SileroClassifier()
+    assert all(alone._decide(0.95, FLOOR, None, -39.0, True) for _ in range(20))
+
+
+def test_silero_sound_above_the_line_bridges_a_doubted_stretch() -> None:
+    # a vowel the model doubts (0.2) in strong noise, 8 dB above anything the line makes,
+    # still counts for 200 ms after the model's last window at the bar
+    classifier = vad.SileroClassifier()
+    assert classifier._decide(0.9, FLOOR, LOUD, -25.0, True)
+    assert classifier._decide(0.9, FLOOR, LOUD, -25.0, True)
+    doubted = [classifier._decide(0.2, FLOOR, LOUD, -30.0, True) for _ in range(12)]
+    assert doubted == [True] * 10 + [False] * 2
+    # not when the model all but excludes speech, nor at the line's own loud noise
+    for prob, level in ((0.05, -30.0), (0.2, LOUD + 1.0)):
+        other = vad.SileroClassifier()
+        assert other._decide(0.9, FLOOR, LOUD, -25.0, True)
+        assert other._decide(0.9, FLOOR, LOUD, -25.0, True)
+        assert not other._decide(prob, FLOOR, LOUD, level, True)
+
+
+def test_silero_half_belief_and_a_loud_frame_make_a_start_frame() -> None:
+    def start(prob: float, loud: float | None, level: float) -> bool:
+        return vad.SileroClassifier()._decide(prob, FLOOR, loud, level, False)
+
+    assert start(0.35, LOUD, -30.0)  # half-believed, 8 dB above the line's loud noise
+    assert not start(0.35, LOUD, LOUD + 2.0)  # within 3 dB of it
+    assert not start(0.25, LOUD, -30.0)  # the model all but excludes speech
+    assert not start(0.35, None, -30.0)  # the line not known yet
+    assert start(0.5, None, -45.0)  # the model's own threshold needs nothing else

@@ -218,7 +218,11 @@ class FrameClassifier(Protocol):
 
     Optional extras an :class:`EndPointer` uses when present: ``classify_ulaw(frame,
     level_dbfs, in_speech)`` for G.711 µ-law frames (one byte per sample) without decoding,
-    and a ``score`` attribute (``float | None``) reported in :class:`FrameTrace`.
+    a ``score`` attribute (``float | None``) reported in :class:`FrameTrace`, and
+    ``delay_ms`` (``float``): how late the classifier may call a sound speech (the talker
+    guard then also weighs the sound of that long before a speech frame), and a ``line``
+    attribute, which the end-pointer sets to its window of the line's levels between
+    utterances (``line.quantile(LINE_QUANTILE)``: the line's loud noise, ``line_noise_dbfs``).
     """
 
     sample_rate: int
@@ -264,7 +268,11 @@ class EndPointer:
       margin below it count only within ``TALKER_HOLD_MS`` of the caller's last frame, so
       quieter background talkers cannot hold the turn open. The peaks of finished utterances
       form the conversation's caller level (kept by :meth:`reset_turn`): a later start whose
-      loudest frame is more than the margin below it is not a start.
+      loudest frame is more than the margin below it is not a start. For a classifier that
+      hears late (its ``delay_ms``), a frame's level for the guard is the loudest of it and
+      the frames of ``delay_ms`` before it that it did not count as speech (for a start: of
+      the run and ``delay_ms`` before it): in noise a neural model's speech frames can come
+      after the loud part of a short word ("yes").
 
     ``on_frame`` (settable attribute) receives a :class:`FrameTrace` for every frame.
     """
@@ -312,8 +320,9 @@ class EndPointer:
         self._pending = b""
         self._pending_ulaw = False
         self._known_levels: deque[float] = deque()
-        self.use_classifier(classifier)
+        self._recent: deque[float] = deque()
         self._line = line_window(_LINE_WINDOW_MS, frame_ms, LINE_DELAY_MS)
+        self.use_classifier(classifier)
         self._line_loud: float | None = None
         self._start_turn()
 
@@ -327,6 +336,12 @@ class EndPointer:
         ulaw = getattr(classifier, "classify_ulaw", None)
         self._classify_ulaw = ulaw if callable(ulaw) else None
         self._known_levels.clear()
+        # the levels of the frames before this one the talker guard looks back on (delay_ms)
+        delay = float(getattr(classifier, "delay_ms", 0.0) or 0.0)
+        self._recent = deque(self._recent, maxlen=max(1, int(delay // self.frame_ms)))
+        self._look_back = delay >= self.frame_ms
+        if hasattr(classifier, "line"):
+            classifier.line = self._line
 
     # -- public -----------------------------------------------------------------------
 
@@ -409,6 +424,7 @@ class EndPointer:
         self._pending_ulaw = False
         self._known_levels.clear()
         self._line.drop_pending()
+        self._recent.clear()
         self._speaking = False
         self._run = 0
         self._run_start = 0.0
@@ -475,6 +491,8 @@ class EndPointer:
         margin = self.talker_margin_db
         if not speech or margin is None:
             return speech
+        if self._look_back and self._recent:  # sound the classifier may be hearing late
+            level = max(level, max(self._recent))
         ref = self._voice_ref
         line = self._line_loud
         if ref is None or level >= ref:
@@ -507,9 +525,11 @@ class EndPointer:
     def _transition(self, speech: bool, level: float, t: float) -> VADEvent | None:
         frame_ms = self.frame_ms
         self._counted = speech
+        recent = self._recent
         if not self._speaking:
             self._line.add(level)
             if not speech:
+                recent.append(level)
                 if self._run:
                     self._gap_ms += frame_ms
                     if self._gap_ms > self.start_gap_ms:
@@ -517,7 +537,9 @@ class EndPointer:
                 return None
             if not self._run:
                 self._run_start = t - frame_ms
-                self._run_peak = level
+                # the loud part a late classifier heard before its run (``delay_ms``)
+                self._run_peak = max(level, max(recent)) if self._look_back and recent else level
+            recent.append(level)
             self._run += 1
             self._gap_ms = 0.0
             self._run_peak = max(self._run_peak, level)
@@ -546,6 +568,7 @@ class EndPointer:
             self._onset = onset
             return SpeechStarted(at_ms=t, onset_ms=onset)
         self._counted = counted = self._counts(speech, level, t)
+        recent.append(SILENT_DBFS if counted else level)
         if counted:
             self._last_voice = t
             self._silence_ms = 0.0

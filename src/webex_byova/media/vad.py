@@ -52,6 +52,7 @@ from webex_byova.media._endpoint import (
     EndReason,
     FrameClassifier,
     FrameTrace,
+    LevelWindow,
     SpeechEnded,
     SpeechResumed,
     SpeechStarted,
@@ -125,6 +126,27 @@ _SILERO_HOLD_PROB: Final = 0.15
 _SILERO_RESUME_WINDOWS: Final = 2
 # ... unless the model is this sure of the first one (speech resuming after a pause).
 _SILERO_SURE_PROB: Final = 0.8
+# How late the model calls a sound speech in strong noise (its 32 ms window, then a few
+# windows for its state to rise).
+_SILERO_DELAY_MS: Final = 200.0
+# Silero in an utterance: a frame under the bar still counts while the model gives at least
+# this and the frame is LINE_MARGIN_DB above the line's loud noise (a vowel the model doubts
+# in strong noise is still sound well above anything the line makes on its own) ...
+_SILERO_AUDIBLE_PROB: Final = 0.1
+# ... for at most this long after the model's last frame at the bar (music the model doubts
+# cannot hold a turn open on its level alone).
+_SILERO_AUDIBLE_MS: Final = 200.0
+# Silero in an utterance: once the frames have stayed under the line's loud noise (plus
+# LINE_MARGIN_DB) this long, the model's probability alone no longer counts (in strong noise
+# its state can hold speech 500 ms after the caller stopped), until it is sure again after a
+# drop under the bar (speech resuming under the noise).
+_SILERO_QUIET_MS: Final = 200.0
+_SILERO_QUIET_DB: Final = 4.0
+# Silero outside an utterance: a frame under the threshold is a start frame when the model
+# gives at least this and the frame is this far above the line's loud noise (a short word in
+# strong hum or music the model half-believes; both weak signs together).
+_SILERO_START_PROB: Final = 0.3
+_SILERO_START_DB: Final = 3.0
 
 
 @runtime_checkable
@@ -435,7 +457,18 @@ class SileroClassifier:
     gate is still scored, so the run that starts the turn is not broken. ``gate_db=None`` runs
     the model on every window. During an utterance, after a window under the bar, speech counts
     again from the second window in a row at or above it (or at once when the model gives 0.8):
-    one stray window of noise the model half-believes does not hold the turn open. With
+    one stray window of noise the model half-believes does not hold the turn open.
+
+    The frame's level against the line's noise is the second witness (the model hears a
+    word late and its state outlasts it, by 100-500 ms in strong noise): outside an
+    utterance a frame the model gives 0.3 is a start frame when it is 3 dB above the line's
+    loud noise (``LINE_QUANTILE`` of the levels between utterances); in an utterance a frame
+    ``LINE_MARGIN_DB`` above that loud noise counts while the model gives at least 0.1, for
+    200 ms after its last window at the bar (a vowel it doubts in strong noise), and once the
+    frames have been within 4 dB of the noise floor (plus its spread) for 200 ms, the model's
+    probability alone no longer counts until it drops under the bar and is sure (0.8) again
+    (so the end comes the complete timeout after the caller stops, not after the model). The
+    loud noise is the end-pointer's (it sets ``line``); without one the model decides alone. With
     ``batch`` (a :class:`SileroBatch`) the inferences of many conversations run as one ONNX
     call per tick; such a detector is fed through :meth:`SileroBatch.feed` (with several frames
     per tick, the gate sees the model's probability as of the start of the tick).
@@ -462,6 +495,9 @@ class SileroClassifier:
             raise ValueError(f"the batch runs at {batch.sample_rate} Hz, not {sample_rate} Hz")
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
+        #: How late the model may call a sound speech (its window and state): the talker
+        #: guard weighs the sound of this long before a speech frame (``FrameClassifier``).
+        self.delay_ms = _SILERO_DELAY_MS
         self.threshold = threshold
         self.release = release
         self.gate_db = gate_db
@@ -481,6 +517,9 @@ class SileroClassifier:
         self._noise = _LineNoise(_window_frames(noise_window_ms, frame_ms), frame_ms)
         # frames prepared by a SileroBatch: (probability or None = unchanged, noise floor)
         self._queued: deque[tuple[float | None, float]] = deque()
+        #: The end-pointer's window of the line's levels between utterances (it sets this,
+        #: see ``FrameClassifier``): the line's loud noise for the level witness.
+        self.line: LevelWindow | None = None
         #: Inferences run since construction (the gate skips the rest).
         self.inferences = 0
         #: Windows scored since construction.
@@ -505,13 +544,16 @@ class SileroClassifier:
         self._prob = 0.0
         self._skipped = False
         self._above_run = 0  # windows in a row at or above the in-speech bar
+        self._doubted_ms = 0.0  # in an utterance: since the model's last frame at the bar
+        self._quiet_ms = 0.0  # in an utterance: frames in a row under the line's loud noise
+        self._fell = False  # the model went under the in-speech bar since it was last sure
         self._window_levels: list[float] = []
 
     def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
         """Is this LINEAR16 frame speech?"""
         if self._queued:
             queued, at_floor = self._queued.popleft()
-            return self._decide(queued, at_floor, level_dbfs, in_speech)
+            return self._decide(queued, at_floor, self._line_loud(), level_dbfs, in_speech)
         if self.batch is not None:
             raise RuntimeError("a batched Silero detector is fed through SileroBatch.feed()")
         windows, _ = self._prepare(frame, level_dbfs, in_speech)
@@ -527,7 +569,14 @@ class SileroClassifier:
                     prob = float(self._model.process(self._window_view))
         floor = self._noise.floor
         assert floor is not None
-        return self._decide(prob, floor, level_dbfs, in_speech)
+        return self._decide(prob, floor, self._line_loud(), level_dbfs, in_speech)
+
+    def _line_loud(self) -> float | None:
+        """The line's loud noise, once a quarter of the window is known (else ``None``)."""
+        line = self.line
+        if line is None or 4 * len(line) < line.size:
+            return None
+        return line.quantile(LINE_QUANTILE)
 
     def _prepare(
         self, frame: bytes, level: float | None, in_speech: bool
@@ -574,16 +623,35 @@ class SileroClassifier:
         self._window_levels = [level] if rest else []
         return windows, level
 
-    def _decide(self, prob: float | None, floor: float, level: float, in_speech: bool) -> bool:
+    def _decide(
+        self, prob: float | None, floor: float, loud: float | None, level: float, in_speech: bool
+    ) -> bool:
         if prob is not None:
             self._prob = prob
             held = prob >= self.threshold - self.release
             self._above_run = self._above_run + 1 if held else 0
+            if not held:
+                self._fell = True
+            elif self._fell and prob >= _SILERO_SURE_PROB:
+                self._fell = False
+                self._quiet_ms = 0.0  # the model is sure again after a drop: new speech
         current = self.score = self._prob
         if in_speech:
             run = self._above_run
-            return run >= _SILERO_RESUME_WINDOWS or (run > 0 and current >= _SILERO_SURE_PROB)
-        speech = current >= self.threshold
+            held = run >= _SILERO_RESUME_WINDOWS or (run > 0 and current >= _SILERO_SURE_PROB)
+            self._doubted_ms = 0.0 if held else self._doubted_ms + self.frame_ms
+            if loud is None:
+                return held
+            audible = level >= loud + LINE_MARGIN_DB
+            quiet = level < floor + self._noise.spread + _SILERO_QUIET_DB
+            self._quiet_ms = self._quiet_ms + self.frame_ms if quiet else 0.0
+            if self._quiet_ms > _SILERO_QUIET_MS:
+                return False  # the model's state outlasting the caller
+            bridged = self._doubted_ms <= _SILERO_AUDIBLE_MS and current >= _SILERO_AUDIBLE_PROB
+            return held or (audible and bridged)
+        speech = current >= self.threshold or (
+            current >= _SILERO_START_PROB and loud is not None and level >= loud + _SILERO_START_DB
+        )
         if not speech:
             self._noise.learn(level, floor)
         return speech
