@@ -140,6 +140,29 @@ def test_endpointer_runs_any_classifier_and_traces_frames() -> None:
     assert classifier.turns == 1
 
 
+@pytest.mark.parametrize("make", [EnergyVAD, WebRtcVAD], ids=["energy", "webrtc"])
+def test_whole_frames_pieces_and_one_buffer_give_the_same_events_and_trace(make: type) -> None:
+    """One whole frame per feed (the server's case, a fast path) decides exactly like odd-sized
+    pieces and one big buffer (the general loop): same events, same per-frame trace."""
+    if make is WebRtcVAD:
+        pytest.importorskip("webrtcvad")
+    x = with_noise(np.concatenate([silence(400), words(3), silence(500), words(2)]), -45)
+    x = np.concatenate([x, silence(1500)])
+    runs = []
+    for piece in (320, 97, 4000, len(x) * 2):
+        trace: list[FrameTrace] = []
+        det = make()
+        det.on_frame = trace.append
+        events = feed(det, x, piece)
+        det.reset_turn()  # a second turn on the kept line: the fast path needs a timeline
+        events += feed(det, x, piece)
+        runs.append((events, trace))
+    assert kinds(runs[0][0]) == ["SpeechStarted", "SpeechEnded"] * 2
+    for events, trace in runs[1:]:
+        assert events == runs[0][0]
+        assert trace == runs[0][1]
+
+
 def test_use_classifier_goes_on_mid_utterance_with_the_new_one() -> None:
     """The Silero batch's fallback path: the utterance in progress is kept and the new
     classifier decides its end."""

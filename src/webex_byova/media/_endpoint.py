@@ -391,6 +391,12 @@ class EndPointer:
     def feed(self, pcm16: BytesLike, now_ms: float | None = None) -> list[VADEvent]:
         """Feed LINEAR16 little-endian audio at ``sample_rate``; return the events it caused."""
         data = bytes(pcm16)
+        if len(data) == 2 * self._frame_samples and not self._pending and self._timeline_started:
+            # One whole frame and nothing pending: the media server's 20 ms case, without the
+            # general loop's set-up (4.6k of ~42k instructions per frame).
+            self._pending_ulaw = False
+            event = self._pcm_frame(data)
+            return [] if event is None else [event]
         if self._pending_ulaw and self._pending:
             self._pending = ulaw_to_pcm16(self._pending)
         self._pending_ulaw = False
@@ -473,14 +479,22 @@ class EndPointer:
                     speech = fast_ulaw(frame, level, self._speaking)
                 else:
                     speech = classifier.classify(ulaw_to_pcm16(frame), level, self._speaking)
+                event = self._step(speech, level)
             else:
-                level = known.popleft() if known else level_dbfs(pcm16_frame_energy(frame), samples)
-                speech = classifier.classify(frame, level, self._speaking)
-            event = self._step(speech, level)
+                event = self._pcm_frame(frame)
             if event is not None:
                 events.append(event)
         self._pending = data[end:]
         return events
+
+    def _pcm_frame(self, frame: bytes) -> VADEvent | None:
+        """Classify one whole LINEAR16 frame (its level handed over by a batch engine, if any)
+        and apply the rules."""
+        known = self._known_levels
+        level = (
+            known.popleft() if known else level_dbfs(pcm16_frame_energy(frame), self._frame_samples)
+        )
+        return self._step(self.classifier.classify(frame, level, self._speaking), level)
 
     def _counts(self, speech: bool, level: float, t: float) -> bool:
         """The talker guard: is this speech frame the caller's own (not a quieter talker)?
