@@ -684,6 +684,7 @@ class Turn:
                     played = await self._collect_wav(op, op.slot)
                     if not op.done.done():
                         op.done.set_result(played)
+                    self._maybe_complete()  # the handlers may have returned meanwhile
                     continue
                 played = True
                 chunks = self._stream_chunks(op)
@@ -700,6 +701,9 @@ class Turn:
                     await chunks.aclose()
                 if not op.done.done():
                     op.done.set_result(played and not self._cut)
+                # The reply may be complete now: handlers that returned while this audio
+                # was queued found it pending, and nothing else asks again.
+                self._maybe_complete()
         finally:
             self._close()
 
