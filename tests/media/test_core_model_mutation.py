@@ -160,6 +160,9 @@ def test_plain_state_refuses_live_values_on_every_write() -> None:
         "session.state holds plain data only (str, int, float, bool, None, lists and "
         "str-keyed dicts): state['lock'] is a object, not plain data"
     )
+    with pytest.raises(TypeError) as caught:
+        state["k" * 50] = {1}
+    assert str(caught.value).endswith(f"state[{'k' * 40!r}] is a set, not plain data")
     with pytest.raises(TypeError, match=r"state\['u'\] is a set"):
         state.update(u={1})
     with pytest.raises(TypeError, match=r"state\['v'\]"):

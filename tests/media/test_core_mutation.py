@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from webex_byova.media import audio
+from webex_byova.media import _frontend, audio
 from webex_byova.media._frontend import TurnHandle
 from webex_byova.media._messages import (
     AgentResponse,
@@ -28,7 +28,7 @@ from webex_byova.media._messages import (
     PromptSpec,
     TextSpec,
 )
-from webex_byova.media._model import InputSettings
+from webex_byova.media._model import ConversationRecord, InputSettings
 from webex_byova.media.server import BYOVAMediaServer
 from webex_byova.media.session import (
     SessionEndedError,
@@ -37,6 +37,7 @@ from webex_byova.media.session import (
     log_context,
     turn_kind,
 )
+from webex_byova.media.store import InMemoryConversationStore
 from webex_byova.media.vad import SpeechEnded, SpeechStarted, VADEvent
 
 from .conftest import make_config
@@ -1450,3 +1451,309 @@ async def test_a_wav_reply_of_several_unawaited_streams_still_gets_its_final() -
             PromptSpec(audio=audio.make_wav(b"\x02" * 100)),
         )
     ]
+
+
+# ------------------------------------------------------------------------- TurnHandle details
+
+
+class _SlowStore(InMemoryConversationStore):
+    """A store whose writes wait for ``gate`` (a shared store writes in a task)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.puts = 0
+
+    async def put(self, record: ConversationRecord) -> None:
+        await self.gate.wait()
+        self.puts += 1
+        await super().put(record)
+
+
+async def test_saved_waits_for_the_record_write_but_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _SlowStore()
+    server = BYOVAMediaServer(make_config(), agents=["agent-1"], store=store)
+    handle = await server.open_turn(_req(START), transport="websocket")
+    assert await _all(handle) == [_final()]
+    waiting = asyncio.get_running_loop().create_task(handle.saved())
+    await _settle()
+    assert not waiting.done()  # the write of this turn's record is still running
+    store.gate.set()
+    await asyncio.wait_for(waiting, 5)
+    assert store.puts == 2  # the new conversation, then the turn's end
+    await handle.saved()  # done already: returns at once
+    store.gate.clear()
+    monkeypatch.setattr(_frontend, "SAVE_WAIT_S", 0.01)
+    stuck = await server.open_turn(_req(DtmfIn(digits="1")), transport="websocket")
+    await _all(stuck)
+    await asyncio.wait_for(stuck.saved(), 5)  # bounded although the write never finishes
+    store.gate.set()
+
+
+async def test_caller_gone_before_the_responses_reports_the_turn_at_once() -> None:
+    server, _, _ = _server()
+    ended: list[str] = []
+
+    @server.on("turn_ended")
+    def done(event: Any) -> None:
+        ended.append(event.outcome)
+
+    handle = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    handle.caller_gone()
+    await _settle()
+    assert ended == ["cancelled"]  # without anyone iterating responses()
+    assert server._open_rpcs == 0
+    assert await _all(handle) == []
+    await _settle()
+    assert ended == ["cancelled"]
+
+
+async def test_a_half_close_after_the_caller_went_away_changes_nothing() -> None:
+    server, _, _ = _server({0: [_started(0)]})
+    heard: list[str] = []
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:  # pragma: no cover - must not run
+        heard.append(event.reason)
+
+    handle = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    pump = asyncio.get_running_loop().create_task(_all(handle))
+    await _settle()
+    handle.caller_gone()
+    handle.caller_done()  # mid-speech, but the turn is over: no utterance
+    assert await pump == [
+        AgentResponse(
+            output_events=(OutputEventSpec("start_of_input"),),
+            settings=DEFAULT,
+            omit_input_mode=True,
+        )
+    ]
+    await _settle()
+    assert heard == []
+    assert not handle.turn._half_closed
+
+
+# ----------------------------------------------------------------- drain, barge-in, backlog
+
+
+@pytest.mark.parametrize(
+    ("action", "event"),
+    [("end_session", "session_end"), ("transfer_to_agent", "transfer_to_agent")],
+)
+async def test_drain_ends_live_conversations_on_the_open_turn_or_the_next(
+    action: str, event: str
+) -> None:
+    server, _, _ = _server(drain_action=action)
+    await server.start()
+    ending = AgentResponse(output_events=(OutputEventSpec(event, "server_draining"),))  # type: ignore[arg-type]
+    try:
+        open_turn = await server.open_turn(_req(_frames(1)[0], "a"), transport="websocket")
+        assert await _ws(server, START, "b") == [_final()]
+        assert await server.drain(drain_timeout_s=0) == 1
+        assert await _all(open_turn) == [ending]
+        hangup = await server.open_turn(
+            _req(EventIn(type="session_end"), "b"), transport="websocket"
+        )  # a hang-up is not turned into the drain's answer
+        assert await _all(hangup) == [
+            AgentResponse(
+                output_events=(OutputEventSpec("session_end", "session_ended_by_client"),)
+            )
+        ]
+        with pytest.raises(_frontend.CallRejected) as caught:
+            await server.open_turn(_req(START, "c"), transport="websocket")
+        assert caught.value.kind == "unavailable"
+    finally:
+        await server.stop(grace=0.1)
+
+
+async def test_drain_answers_the_next_turn_of_a_conversation_without_an_open_one() -> None:
+    server, _, _ = _server(drain_action="end_session")
+    await server.start()
+    try:
+        assert await _ws(server, START, "b") == [_final()]
+        assert await server.drain(drain_timeout_s=0) == 0
+        late = await server.open_turn(_req(DtmfIn(digits="1"), "b"), transport="websocket")
+        assert await _all(late) == [
+            AgentResponse(output_events=(OutputEventSpec("session_end", "server_draining"),))
+        ]
+    finally:
+        await server.stop(grace=0.1)
+
+
+async def test_speech_on_another_turn_cuts_a_barge_in_chunk_stream() -> None:
+    server, _, _ = _server({0: [_started(0)]}, audio_mode="chunk")
+    gate = asyncio.Event()
+    played: list[bool] = []
+    barged: list[Any] = []
+
+    async def source(code: int) -> AsyncIterator[bytes]:
+        yield bytes([code]) * 640
+        await gate.wait()
+        yield bytes([code]) * 640
+
+    @server.on("dtmf_input")
+    async def play(event: Any) -> None:
+        played.append(await event.turn.stream(source(int(event.digits)), barge_in=True))
+
+    @server.on("barge_in")
+    def cut(event: Any) -> None:
+        barged.append((event.source, event.interrupted.index, event.turn.index))
+
+    assert await _ws(server, START) == [_final()]
+    prompt = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    prompt.caller_done()
+    pump = asyncio.get_running_loop().create_task(_all(prompt))
+    await _settle()
+    speech = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    await _settle()
+    gate.set()
+    assert await pump == [
+        AgentResponse(response_type="chunk", prompts=(PromptSpec(audio=b"\x01" * 640),)),
+        _final(),
+    ]
+    assert played == [False]
+    assert barged == [("speech", 2, 3)]
+    speech.caller_gone()
+    await _all(speech)
+
+
+async def test_speech_does_not_cut_a_stream_without_barge_in() -> None:
+    server, _, _ = _server({0: [_started(0)]}, audio_mode="chunk")
+    gate = asyncio.Event()
+    played: list[bool] = []
+    barged: list[Any] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"\x01" * 640
+        await gate.wait()
+        yield b"\x02" * 640
+
+    @server.on("dtmf_input")
+    async def play(event: Any) -> None:
+        played.append(await event.turn.stream(source()))
+
+    @server.on("barge_in")
+    def cut(event: Any) -> None:  # pragma: no cover - must not run
+        barged.append(event)
+
+    prompt = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    prompt.caller_done()
+    pump = asyncio.get_running_loop().create_task(_all(prompt))
+    await _settle()
+    speech = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    await _settle()
+    gate.set()
+    assert [r.prompts[0].audio[:1] for r in (await pump)[:2]] == [b"\x01", b"\x02"]
+    assert played == [True]
+    assert barged == []
+    speech.caller_gone()
+    await _all(speech)
+
+
+async def test_audio_input_backlog_holds_the_reader_until_handlers_catch_up() -> None:
+    server, _, _ = _server(response_queue_size=4)
+    gate = asyncio.Event()
+    seen: list[float] = []
+
+    @server.on("audio_input")
+    async def slow(event: Any) -> None:
+        await gate.wait()
+        seen.append(event.offset_ms)
+
+    handle = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    for frame in _frames(4):
+        assert handle.feed_input(frame)
+    waiting = asyncio.get_running_loop().create_task(handle.drain())
+    await _settle()
+    assert not waiting.done()  # five events queued, one taken by the blocked handler
+    gate.set()
+    await asyncio.wait_for(waiting, 5)
+    handle.caller_done()
+    assert await _all(handle) == [_final()]
+    assert seen == [0.0, 20.0, 40.0, 60.0, 80.0]
+
+
+async def test_overlapping_audio_turns_get_a_private_detector() -> None:
+    server, _, made = _server()
+    first = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    second = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    assert len(made) == 2
+    for handle in (first, second):
+        handle.caller_gone()
+        await _all(handle)
+    third = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    assert (len(made), made[0].resets, made[1].resets) == (2, 1, 0)
+    third.caller_gone()
+    await _all(third)
+
+
+async def test_a_conversation_ending_on_one_turn_drops_its_other_open_turns() -> None:
+    server, _, _ = _server(audio_mode="chunk")
+    played: list[bool] = []
+
+    @server.on("dtmf_input")
+    def transfer(event: Any) -> None:
+        event.turn.transfer_to_agent()
+
+    listening = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    played_future = listening.turn.say(audio=b"\x01" * 640)
+    finished = listening.turn.finish()
+    ending = await server.open_turn(_req(DtmfIn(digits="0")), transport="grpc")
+    assert await _all(ending) == [
+        AgentResponse(output_events=(OutputEventSpec("transfer_to_agent", "transfer_requested"),))
+    ]
+    assert await _all(listening) == []  # completed without a FINAL
+    assert listening.turn.outcome == "terminal"
+    played.extend([played_future.result(), finished.result()])
+    assert played == [False, False]
+    assert not listening.feed_input(_frames(1)[0])
+
+
+async def test_the_reply_timer_rearms_until_the_hub_clock_says_overdue() -> None:
+    server, clock, _ = _server(handler_timeout_s=0.01)
+
+    @server.on("dtmf_input")
+    async def stuck(event: Any) -> None:
+        await asyncio.Event().wait()
+
+    handle = await server.open_turn(_req(DtmfIn(digits="1")), transport="websocket")
+    await asyncio.sleep(0.05)  # the timer fired on the loop's clock; the hub's did not move
+    assert not handle.turn.finished
+    clock.now += 0.01
+    assert await _all(handle) == [_final(PromptSpec(text=APOLOGY))]
+
+
+async def test_realtime_pacing_counts_each_chunk_sent_after_its_slot_once() -> None:
+    """With ``pacing_lead_ms=0`` a late chunk used to wait a float residue and count again."""
+    clock = StepClock(0.2)
+    server = BYOVAMediaServer(
+        make_config(audio_mode="chunk", realtime_pacing=True, pacing_lead_ms=0),
+        agents=["agent-1"],
+        clock=clock,
+    )
+
+    @server.on("session_start")
+    def speak(event: Any) -> None:
+        event.turn.play_audio(b"\x01" * 1920)
+
+    responses = await _ws(server, START)
+    assert [len(r.prompts[0].audio) for r in responses[:-1]] == [640, 640, 640]
+    await _settle()
+    assert _metrics(server, "webex_byova_frames_late", "webex_byova_frames_sent") == {
+        "webex_byova_frames_late_total{transport=websocket}": 2.0,
+        "webex_byova_frames_sent_total{transport=websocket}": 3.0,
+    }
+
+
+class StepClock(Clock):
+    """A clock that moves ``step`` seconds every time it is read."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now

@@ -758,16 +758,18 @@ class Turn:
         if self._config.realtime_pacing:
             while True:
                 now = clock()
-                if now - self._play_origin > self._play_sent_s:
+                elapsed = now - self._play_origin
+                if elapsed > self._play_sent_s:
                     # Playback ran dry (a pause between prompts, or a slow source): it cannot be
                     # ahead of what was sent, so pace from here instead of bursting the backlog.
                     if self._play_sent_s:
                         self._frames_late += 1  # this chunk leaves after its slot
                     self._play_origin = now - self._play_sent_s
+                    # On time from here, exactly: recomputing it from the new origin leaves a
+                    # float residue that made the chunk wait again and count as late twice.
+                    elapsed = self._play_sent_s
                 delay = _audio.pace_delay(
-                    self._play_sent_s,
-                    now - self._play_origin,
-                    lead_s=self._config.pacing_lead_ms / 1000,
+                    self._play_sent_s, elapsed, lead_s=self._config.pacing_lead_ms / 1000
                 )
                 while self._urgent:
                     yield self._urgent.popleft()
