@@ -133,6 +133,7 @@ MODULES: dict[str, Module] = {
             "tests/byods/test_keeper.py",
             "tests/byods/test_keeper_review.py",
             "tests/byods/test_keeper_schedule.py",
+            "tests/byods/test_keeper_mutation.py",
         ),
     ),
     "storage": Module(
