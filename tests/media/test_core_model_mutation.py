@@ -130,6 +130,16 @@ def test_plain_data_problem_names_the_first_problem_exactly() -> None:
     assert plain_data_problem(deep) is None  # 32 levels: still plain
     node.append([1])
     assert plain_data_problem(deep) == ("value" + "[0]" * 32 + " is nested deeper than 32 levels")
+    nested: dict[str, object] = {}
+    node_d = nested
+    for _ in range(31):
+        node_d["k"] = {}
+        node_d = node_d["k"]  # type: ignore[assignment]
+    assert plain_data_problem(nested) is None  # 32 levels of dicts: still plain
+    node_d["k"] = {"x": 1}
+    assert plain_data_problem(nested) == (
+        "value" + "['k']" * 32 + " is nested deeper than 32 levels"
+    )
     assert plain_data_problem([[]], _depth=31) is not None
     assert plain_data_problem("deep scalar", _depth=99) is None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -1476,7 +1477,11 @@ async def test_saved_waits_for_the_record_write_but_only_so_long(
     store = _SlowStore()
     server = BYOVAMediaServer(make_config(), agents=["agent-1"], store=store)
     handle = await server.open_turn(_req(START), transport="websocket")
+    await handle.saved()  # nothing written for this turn yet: returns at once
     assert await _all(handle) == [_final()]
+    with pytest.raises(RuntimeError) as caught:
+        await _all(handle)
+    assert str(caught.value) == "responses() of a turn may be iterated only once"
     waiting = asyncio.get_running_loop().create_task(handle.saved())
     await _settle()
     assert not waiting.done()  # the write of this turn's record is still running
@@ -1757,3 +1762,192 @@ class StepClock(Clock):
     def __call__(self) -> float:
         self.now += self.step
         return self.now
+
+
+# ------------------------------------------------------------------------------- edge paths
+
+
+async def test_finish_again_after_the_final_went_out_on_an_open_grpc_turn() -> None:
+    server, _, _ = _server()
+    results: list[bool] = []
+    sent = asyncio.Event()
+
+    @server.on("session_start")
+    async def twice(event: Any) -> None:
+        results.append(await event.turn.finish())
+        sent.set()
+        results.append(await event.turn.finish())  # FINAL out, RPC still open: True at once
+        assert not event.turn.closed
+
+    handle = await server.open_turn(_req(START), transport="grpc")
+    pump = asyncio.get_running_loop().create_task(_all(handle))
+    await asyncio.wait_for(sent.wait(), 5)
+    await _settle()
+    assert results == [True, True]
+    assert not pump.done()  # waiting for the half-close
+    handle.caller_done()
+    assert await pump == [_final()]
+
+
+async def test_terminal_calls_and_end_input_on_a_closed_or_other_turn_do_nothing() -> None:
+    server, _, _ = _server()
+    gate = asyncio.Event()
+    results: list[Any] = []
+
+    @server.on("dtmf_input")
+    async def late(event: Any) -> None:
+        event.turn.end_input()  # not an audio turn: no END_OF_INPUT
+        await gate.wait()
+        results.append(await event.turn.end_session("bye"))
+        results.append(await event.turn.transfer_to_agent())
+        event.turn.end_input()
+        event.turn.custom_event("ignored")
+        event.turn.set_input("dtmf")
+        results.append(event.session.settings.mode)
+
+    handle = await server.open_turn(_req(DtmfIn(digits="1")), transport="websocket")
+    await _settle()
+    handle.caller_gone()
+    gate.set()
+    await _settle()
+    assert await _all(handle) == []
+    assert results == [False, False, "dtmf"]
+    assert not handle.session.ended
+
+
+async def test_end_input_twice_sends_one_end_of_input() -> None:
+    server, _, _ = _server()
+    reasons: list[str] = []
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        reasons.append(event.reason)
+        event.turn.say("ok")
+
+    handle = await server.open_turn(_req(_frames(1)[0]), transport="websocket")
+    handle.turn.end_input()
+    handle.turn.end_input()
+    assert await _all(handle) == [
+        AgentResponse(
+            response_type="chunk",
+            output_events=(OutputEventSpec("end_of_input", "end_of_input"),),
+        ),
+        _final(PromptSpec(text="ok")),
+    ]
+    assert reasons == ["handler"]
+
+
+async def test_a_cut_turn_skips_its_later_barge_in_streams_but_plays_the_others() -> None:
+    """A prompt without barge-in played whole after a cut resolves True (it said False)."""
+    server, _, _ = _server({0: [_started(0)]}, audio_mode="chunk")
+    gate = asyncio.Event()
+    played: list[Any] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"\x01" * 640
+        await gate.wait()
+        yield b"\x01" * 640
+
+    @server.on("dtmf_input")
+    async def play(event: Any) -> None:
+        first = event.turn.stream(source(), barge_in=True)
+        second = event.turn.play_audio(b"\x02" * 640, barge_in=True)
+        third = event.turn.play_audio(b"\x03" * 640)  # no barge-in: still played
+        played.extend([await first, await second, await third])
+
+    prompt = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    prompt.caller_done()
+    pump = asyncio.get_running_loop().create_task(_all(prompt))
+    await _settle()
+    speech = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    await _settle()
+    gate.set()
+    assert [r.prompts[0].audio[:1] if r.prompts else b"" for r in await pump] == [
+        b"\x01",
+        b"\x03",
+        b"",
+    ]
+    assert played == [False, False, True]
+    speech.caller_gone()
+    await _all(speech)
+
+
+async def test_a_source_raising_its_own_timeout_is_a_plain_source_error() -> None:
+    server, _, _ = _server(audio_mode="chunk", handler_timeout_s=5.0)
+    errors: list[str] = []
+
+    async def broken() -> AsyncIterator[bytes]:
+        raise TimeoutError("tts read timed out")
+        yield b""  # pragma: no cover
+
+    @server.on("session_start")
+    def speak(event: Any) -> None:
+        event.turn.stream(broken())
+
+    @server.on("error")
+    def failed(event: Any) -> None:
+        errors.append(f"{type(event.exception).__name__}: {event.exception}")
+
+    assert await _ws(server, START) == [_final(PromptSpec(text=APOLOGY))]
+    assert errors == ["TimeoutError: tts read timed out"]
+
+
+async def test_turn_log_lines_carry_the_conversation_and_turn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, _, _ = _server()
+    assert await _ws(server, START, "c\n9") == [_final()]
+    with caplog.at_level(logging.INFO, logger="webex_byova.media"):
+        again = await server.open_turn(_req(START, "c\n9"), transport="websocket", tracking_id="t1")
+        assert await _all(again) == []
+    (record,) = [r for r in caplog.records if "duplicate" in r.getMessage()]
+    assert record.getMessage() == "[c\\n9 #2] duplicate SESSION_START ignored"
+    assert (record.conversation_id, record.trackingid, record.turn) == ("c\\n9", "t1", 2)  # type: ignore[attr-defined]
+
+
+async def test_session_and_turn_shortcuts_pass_every_argument_on() -> None:
+    server, _, _ = _server()
+
+    @server.on("session_start")
+    def via_session(event: Any) -> None:
+        event.session.say(audio_uri="https://x/a.wav", barge_in=True)
+        assert event.turn.set_input("dtmf", sensitive=True, dtmf_length=3) == InputSettings(
+            mode="dtmf", dtmf_input_length=3, sensitive=True
+        )
+        for name in (
+            "inter_digit_timeout_ms",
+            "complete_timeout_ms",
+            "incomplete_timeout_ms",
+            "max_speech_timeout_ms",
+        ):
+            with pytest.raises(TypeError) as caught:
+                event.session.set_input(**{name: "1"})
+            assert str(caught.value) == f"set_input({name}=) must be an int, got str"
+
+    @server.on("dtmf_input")
+    def bye(event: Any) -> None:
+        if event.digits == "1":
+            event.session.end_session("bye", name="done")
+        else:
+            event.session.transfer_to_agent("hold on", name="agent")
+
+    assert await _ws(server, START) == [
+        _final(
+            PromptSpec(audio_uri="https://x/a.wav", barge_in=True),
+            settings=InputSettings(mode="dtmf", dtmf_input_length=3, sensitive=True),
+            input_sensitive=True,
+        )
+    ]
+    assert await _ws(server, DtmfIn(digits="1")) == [
+        AgentResponse(
+            prompts=(PromptSpec(text="bye"),),
+            output_events=(OutputEventSpec("session_end", "done"),),
+        )
+    ]
+    assert len(await _ws(server, START, "c2")) == 1
+    assert await _ws(server, DtmfIn(digits="2"), "c2") == [
+        AgentResponse(
+            prompts=(PromptSpec(text="hold on"),),
+            output_events=(OutputEventSpec("transfer_to_agent", "agent"),),
+        )
+    ]

@@ -700,7 +700,8 @@ class Turn:
                 finally:
                     await chunks.aclose()
                 if not op.done.done():
-                    op.done.set_result(played and not self._cut)
+                    # A cut stops barge-in prompts only: one without barge-in played whole.
+                    op.done.set_result(played and not (self._cut and op.barge_in))
                 # The reply may be complete now: handlers that returned while this audio
                 # was queued found it pending, and nothing else asks again.
                 self._maybe_complete()
