@@ -575,3 +575,174 @@ async def test_a_task_cancelled_by_someone_else_counts_as_stopped(
     await keeper.astop()  # does not raise: the keeper task, not this one, was cancelled
     assert task.cancelled()
     assert not keeper.running
+
+
+class _Interrupt(BaseException):
+    """Stands for KeyboardInterrupt/SystemExit: not an ``Exception``, so no attempt failure."""
+
+
+def test_an_interrupted_run_once_gives_back_every_claim(sdk: BYOVA, emu: WebexEmulator) -> None:
+    client = _org_client(sdk, emu)
+    first, second = _create(client), _create(client)
+    now = [emu.clock.now()]
+    calls = [0]
+
+    def clock() -> float:
+        calls[0] += 1
+        if calls[0] == 4:  # inside the first lookup's flow (after register x2, take_due)
+            raise _Interrupt
+        return now[0]
+
+    keeper = DataSourceKeeper(lead_time=600, clock=clock)
+    keeper.register(client, first.id)
+    keeper.register(client, second.id)
+    with pytest.raises(_Interrupt):
+        keeper.run_once()
+    due = keeper.schedule.take_due(now[0])
+    assert sorted(d[0] for d in due) == sorted([first.id, second.id])  # both claimable again
+    assert {s.status for s in keeper.states().values()} == {"pending"}
+
+
+async def test_arun_once_renews_with_the_requested_lifetime(
+    asdk: BYOVA, emu: WebexEmulator
+) -> None:
+    await emu.aauthorize_service_app(emu.org.org_id)
+    await asdk.service_app.afetch_org_token(emu.org.org_id)
+    client = await asdk.aget_client_for_org(emu.org.org_id)
+    ds = await client.data_sources.acreate(
+        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
+    )
+    keeper = DataSourceKeeper(lead_time=600, clock=emu.clock.now, token_lifetime_minutes=42)
+    keeper.register(client, ds)  # inside the lead time: renewed at once
+    await keeper.arun_once()
+    assert emu.data_sources[0].token_lifetime_minutes == 42
+    assert keeper.state(ds.id).renewals == 1
+
+
+async def test_task_shell_sleeps_only_when_nothing_is_due_and_cancels_its_waits(
+    asdk: BYOVA, emu: WebexEmulator
+) -> None:
+    await emu.aauthorize_service_app(emu.org.org_id)
+    await asdk.service_app.afetch_org_token(emu.org.org_id)
+    client = await asdk.aget_client_for_org(emu.org.org_id)
+    ds = await client.data_sources.acreate(
+        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
+    )
+    now = emu.clock.now()
+    sleeps: list[Any] = []
+    cancelled: list[bool] = []
+    renewed = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    keeper = DataSourceKeeper(
+        lead_time=600,
+        clock=lambda: now,
+        sleep=sleep,
+        on_change=lambda s: renewed.set() if s.renewals else None,
+    )
+    keeper.register(client, ds.id)  # looked up, then (inside the lead time) renewed at once
+    async with keeper:
+        await asyncio.wait_for(renewed.wait(), 10)
+        for _ in range(20):
+            if sleeps:
+                break
+            await asyncio.sleep(0.01)
+        state = keeper.state(ds.id)
+        assert sleeps == [state.next_run_at - now]  # type: ignore[operator]
+        assert sleeps[0] == pytest.approx(150, abs=2)  # half the remaining 5 minutes
+    assert cancelled == [True]
+
+
+async def test_astop_cancelled_itself_raises_cancelled(asdk: BYOVA, emu: WebexEmulator) -> None:
+    async def never(_: float) -> None:
+        await asyncio.Event().wait()
+
+    keeper = DataSourceKeeper(clock=emu.clock.now, sleep=never)
+    keeper.start()
+    await asyncio.sleep(0)
+    stopping = asyncio.get_running_loop().create_task(keeper.astop())
+    await asyncio.sleep(0)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert stopping.cancelled()
+
+
+def test_thread_shell_retries_sleeps_and_renews(sdk: BYOVA, emu: WebexEmulator) -> None:
+    client = _org_client(sdk, emu)
+    ds = _create(client, 5)
+    now = [emu.clock.now()]
+    sleeps: list[float] = []
+    slept = threading.Event()
+
+    def thread_sleep(delay: float) -> None:
+        if len(sleeps) < 2:
+            sleeps.append(delay)
+            now[0] += delay
+            emu.clock.advance(delay)
+        else:
+            slept.set()
+            threading.Event().wait(0.001)
+
+    keeper = DataSourceKeeper(
+        lead_time=600, retry_initial=0.5, clock=lambda: now[0], thread_sleep=thread_sleep,
+        rng=lambda: 0.0,
+    )  # fmt: skip
+    keeper.register(client, ds.id)
+    emu.fail_next("/dataSources", status=400, times=1)  # the lookup fails once
+    with keeper:
+        assert slept.wait(10)
+    assert sleeps[0] == 0.5  # the retry: a short wait is still slept
+    assert sleeps[1] == pytest.approx(150, abs=2)  # looked up, renewed at once, then half-life
+    state = keeper.state(ds.id)
+    assert (state.renewals, state.consecutive_failures) == (2, 0)  # the second after 150 s
+
+
+def test_thread_shell_logs_a_failed_iteration_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = [0]
+    going = threading.Event()
+
+    def clock() -> float:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("clock broke")
+        if calls[0] >= 4:
+            going.set()
+        return NOW
+
+    keeper = DataSourceKeeper(clock=clock, max_idle=0.001)
+    with caplog.at_level(logging.ERROR, logger="webex_byova.keeper"), keeper:
+        assert going.wait(10)  # idle waits of max_idle: the loop goes on without sleep hooks
+    assert [r.getMessage() for r in caplog.records] == ["DataSourceKeeper iteration failed"]
+
+
+def test_stop_waits_for_the_thread_only_up_to_its_timeout() -> None:
+    release = threading.Event()
+    asleep = threading.Event()
+
+    def thread_sleep(delay: float) -> None:
+        asleep.set()
+        release.wait(10)
+
+    keeper = DataSourceKeeper(clock=lambda: NOW, thread_sleep=thread_sleep)
+    thread = keeper.start_thread()
+    assert asleep.wait(10)
+    stopper = threading.Thread(target=keeper.stop, args=(0.01,))
+    stopper.start()
+    stopper.join(5)
+    try:
+        assert not stopper.is_alive()  # returned although the keeper thread still sleeps
+        assert thread.is_alive()
+    finally:
+        release.set()
+        thread.join(10)
+        stopper.join(10)

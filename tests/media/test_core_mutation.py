@@ -1951,3 +1951,32 @@ async def test_session_and_turn_shortcuts_pass_every_argument_on() -> None:
             output_events=(OutputEventSpec("transfer_to_agent", "agent"),),
         )
     ]
+
+
+async def test_half_close_timeout_is_logged_and_terminal_wav_prompts_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, _, _ = _server(half_close_timeout_s=0.04)
+    wav = audio.make_wav(b"\x01" * 200)
+
+    @server.on("session_start")
+    def note(event: Any) -> None:
+        with pytest.raises(TypeError) as caught:
+            event.turn.set_transcript(3)
+        assert str(caught.value) == "transcript must be a str or TextSpec, got int"
+
+    @server.on("dtmf_input")
+    def transfer(event: Any) -> None:
+        event.turn.transfer_to_agent(wav=wav)
+
+    with caplog.at_level(logging.INFO, logger="webex_byova.media"):
+        handle = await server.open_turn(_req(START), transport="grpc")
+        assert await _all(handle) == [_final()]
+    messages = [r.getMessage() for r in caplog.records if "half-close" in r.getMessage()]
+    assert messages == ["[c1 #1] no half-close 0.0s after FINAL; completing"]
+    assert await _ws(server, DtmfIn(digits="1")) == [
+        AgentResponse(
+            prompts=(PromptSpec(audio=wav),),
+            output_events=(OutputEventSpec("transfer_to_agent", "transfer_requested"),),
+        )
+    ]
