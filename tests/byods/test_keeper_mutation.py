@@ -28,6 +28,11 @@ from .conftest import DS_URL
 from .test_keeper_schedule import ORG
 from .test_keeper_schedule import _client as offline_client
 
+#: A mutant that makes the keeper hang fails in seconds instead of the run's 60 s per test
+#: (each test takes milliseconds).
+pytestmark = pytest.mark.timeout(15)
+
+
 NOW = 1_800_000_000.0
 
 
@@ -512,7 +517,7 @@ def test_thread_shell_starts_stops_and_refuses_a_second_shell(
     assert keeper.running
     assert thread.name == "webex-byova-keeper"
     assert thread.daemon
-    assert renewed.wait(30)
+    assert renewed.wait(10)
     keeper.stop()
     assert not thread.is_alive()
     assert not keeper.running
@@ -545,7 +550,7 @@ async def test_task_shell_starts_stops_and_refuses_a_second_shell(
         keeper.start_thread()
     assert str(caught.value) == "the keeper already runs as an asyncio task"
     keeper.register(client, ds)  # wakes the idle task
-    await asyncio.wait_for(renewed.wait(), 30)
+    await asyncio.wait_for(renewed.wait(), 10)
     await keeper.astop()
     assert task.done()
     assert not keeper.running

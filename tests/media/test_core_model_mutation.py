@@ -31,6 +31,11 @@ from webex_byova.media._responses import (
     output_event,
 )
 
+#: A mutant that makes a turn hang fails in seconds instead of the run's 60 s per test
+#: (each test takes milliseconds).
+pytestmark = pytest.mark.timeout(5)
+
+
 # ------------------------------------------------------------------------------------ _model
 
 

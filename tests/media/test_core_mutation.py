@@ -43,6 +43,11 @@ from webex_byova.media.vad import SpeechEnded, SpeechStarted, VADEvent
 
 from .conftest import make_config
 
+#: A mutant that makes a turn hang fails in seconds instead of the run's 60 s per test
+#: (each test takes milliseconds).
+pytestmark = pytest.mark.timeout(5)
+
+
 DEFAULT = InputSettings()
 APOLOGY = "Sorry, something went wrong. Please try again."
 START = EventIn(type="session_start", name="call_start", parameters={"a": 1})
