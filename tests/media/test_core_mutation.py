@@ -1985,3 +1985,53 @@ async def test_half_close_timeout_is_logged_and_terminal_wav_prompts_kept(
             output_events=(OutputEventSpec("transfer_to_agent", "transfer_requested"),),
         )
     ]
+
+
+async def test_realtime_pacing_waits_while_ahead_of_playback() -> None:
+    clock = StepClock(0.025)  # never exactly on a slot: 0.025 s steps, 80 ms chunks
+    server = BYOVAMediaServer(
+        make_config(audio_mode="chunk", realtime_pacing=True, pacing_lead_ms=10),
+        agents=["agent-1"],
+        clock=clock,
+    )
+    played: list[Any] = []
+
+    @server.on("session_start")
+    def speak(event: Any) -> None:
+        played.append(event.turn.play_audio(b"\x01" * 1280))
+
+    responses = await _ws(server, START)
+    assert responses == [
+        AgentResponse(response_type="chunk", prompts=(PromptSpec(audio=b"\x01" * 640),)),
+        AgentResponse(response_type="chunk", prompts=(PromptSpec(audio=b"\x01" * 640),)),
+        _final(),
+    ]
+    assert played[0].result() is True
+    await _settle()
+    assert _metrics(server, "webex_byova_frames_late", "webex_byova_frames_sent") == {
+        "webex_byova_frames_sent_total{transport=websocket}": 2.0
+    }
+
+
+async def test_a_paced_barge_in_stream_waiting_for_its_slot_is_cut_at_once() -> None:
+    server, _, _ = _server(
+        {0: [_started(0)]}, audio_mode="chunk", realtime_pacing=True, pacing_lead_ms=0
+    )
+    played: list[bool] = []
+
+    @server.on("dtmf_input")
+    async def play(event: Any) -> None:
+        played.append(await event.turn.play_audio(b"\x01" * 1280, barge_in=True))
+
+    prompt = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    prompt.caller_done()
+    pump = asyncio.get_running_loop().create_task(_all(prompt))
+    await _settle()  # the first chunk is out; the second waits (the hub's clock is frozen)
+    speech = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    assert await asyncio.wait_for(pump, 5) == [
+        AgentResponse(response_type="chunk", prompts=(PromptSpec(audio=b"\x01" * 640),)),
+        _final(),
+    ]
+    assert played == [False]
+    speech.caller_gone()
+    await _all(speech)
