@@ -1601,7 +1601,7 @@ async def test_speech_on_another_turn_cuts_a_barge_in_chunk_stream() -> None:
     async def source(code: int) -> AsyncIterator[bytes]:
         yield bytes([code]) * 640
         await gate.wait()
-        yield bytes([code]) * 640
+        yield bytes([code]) * 50  # a short tail: cut as well
 
     @server.on("dtmf_input")
     async def play(event: Any) -> None:
@@ -1714,6 +1714,7 @@ async def test_a_conversation_ending_on_one_turn_drops_its_other_open_turns() ->
     assert await _all(ending) == [
         AgentResponse(output_events=(OutputEventSpec("transfer_to_agent", "transfer_requested"),))
     ]
+    assert listening.turn.finish().result() is False  # dropped, not yet closed
     assert await _all(listening) == []  # completed without a FINAL
     assert listening.turn.outcome == "terminal"
     played.extend([played_future.result(), finished.result()])
@@ -2035,3 +2036,143 @@ async def test_a_paced_barge_in_stream_waiting_for_its_slot_is_cut_at_once() -> 
     assert played == [False]
     speech.caller_gone()
     await _all(speech)
+
+
+async def test_prompt_shortcuts_and_wav_streams_keep_barge_in_and_the_rate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, _, _ = _server(barge_in=True, sample_rate=16000)
+    wav = audio.make_wav(
+        b"\x00\x00" * 160, sample_rate=16000, encoding=audio.AudioEncoding.LINEAR16
+    )
+
+    async def tts() -> AsyncIterator[bytes]:
+        yield b"\x02" * 300
+
+    async def broken() -> AsyncIterator[bytes]:
+        raise OSError("tts down")
+        yield b""  # pragma: no cover
+
+    @server.on("session_start")
+    def prompts(event: Any) -> None:
+        turn = event.turn
+        turn.play_ssml("<s/>", barge_in=False)
+        turn.play_wav(wav, barge_in=False)
+        turn.stream(b"\x01" * 200, barge_in=False)
+        turn.stream(tts())  # the server's barge_in default
+        turn.stream(broken(), barge_in=False)
+
+    with caplog.at_level(logging.ERROR, logger="webex_byova.media"):
+        responses = await _ws(server, START)
+    converted = audio.wav_to_webex(wav, target_rate=16000)
+    assert responses == [
+        _final(
+            PromptSpec(text="<s/>"),
+            PromptSpec(audio=audio.make_wav(converted, sample_rate=16000)),
+            PromptSpec(audio=audio.make_wav(b"\x01" * 200, sample_rate=16000)),
+            PromptSpec(audio=audio.make_wav(b"\x02" * 300, sample_rate=16000), barge_in=True),
+            PromptSpec(text=APOLOGY),
+        )
+    ]
+    messages = [r.getMessage() for r in caplog.records if "raised" in r.getMessage()]
+    assert messages == ["[c1] prompt audio source raised OSError: tts down"]
+
+
+async def test_a_handler_waiting_in_session_collect_input_lets_its_turn_answer() -> None:
+    server, _, _ = _server()
+    got: list[str] = []
+
+    @server.on("session_start")
+    async def ask(event: Any) -> None:
+        answer = await event.session.collect_input()  # no finish(): the wait alone frees it
+        got.append(answer.digits)
+        answer.turn.say("got it")
+
+    assert await asyncio.wait_for(_ws(server, START), 5) == [_final()]
+    assert await _ws(server, DtmfIn(digits="4")) == [_final(PromptSpec(text="got it"))]
+    assert got == ["4"]
+
+
+async def test_turn_collect_input_passes_its_timeout() -> None:
+    server, _, _ = _server()
+    outcomes: list[str] = []
+
+    @server.on("session_start")
+    async def ask(event: Any) -> None:
+        try:
+            await event.turn.collect_input(timeout=0.001)
+        except TimeoutError:
+            outcomes.append("timeout")
+
+    assert await _ws(server, START) == [_final()]
+    for _ in range(1000):
+        if outcomes:
+            break
+        await asyncio.sleep(0.001)
+    assert outcomes == ["timeout"]
+
+
+async def test_a_hangup_on_a_turn_with_events_puts_session_end_first() -> None:
+    server, _, _ = _server()
+    handle = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    handle.turn.custom_event("noted", {"n": 1})
+    assert handle.feed(_req(EventIn(type="session_end", name="bye")))
+    handle.caller_done()
+    assert await _all(handle) == [
+        AgentResponse(
+            output_events=(
+                OutputEventSpec("session_end", "session_ended_by_client"),
+                OutputEventSpec("custom_event", "noted", {"n": 1}),
+            )
+        )
+    ]
+
+
+async def test_speech_after_a_chunk_reply_still_starts_input() -> None:
+    server, _, _ = _server({0: [_started(0)]}, audio_mode="chunk")
+
+    @server.on("session_start")
+    def speak(event: Any) -> None:
+        event.turn.play_audio(b"\x01" * 640, barge_in=True)
+
+    handle = await server.open_turn(_req(START), transport="grpc")
+    stream = handle.responses()
+    assert [await anext(stream), await anext(stream)] == [
+        AgentResponse(response_type="chunk", prompts=(PromptSpec(audio=b"\x01" * 640),)),
+        _final(),
+    ]
+    speech = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    pump = asyncio.get_running_loop().create_task(_all(speech))
+    await _settle()
+    speech.caller_gone()
+    assert await pump == [
+        AgentResponse(
+            output_events=(OutputEventSpec("start_of_input"),),
+            settings=DEFAULT,
+            omit_input_mode=True,
+        )
+    ]
+    handle.caller_done()
+    assert [r async for r in stream] == []
+
+
+async def test_a_websocket_hangup_during_an_audio_turn_is_acknowledged() -> None:
+    """SESSION_END arriving on an open audio turn (the caller hung up mid-utterance) is that
+    turn's input: its terminal FINAL goes out at once (WebSocket has no half-close to wait
+    for; the turn used to hang with the conversation already ended)."""
+    server, _, _ = _server({0: [_started(0)]})
+    ended: list[str] = []
+
+    @server.on("session_end")
+    def gone(event: Any) -> None:
+        ended.append(event.reason)
+
+    handle = await server.open_turn(_req(_frames(1)[0]), transport="websocket")
+    assert handle.feed(_req(EventIn(type="session_end", name="hangup")))
+    assert await asyncio.wait_for(_all(handle), 5) == [
+        AgentResponse(response_type="chunk", output_events=(OutputEventSpec("start_of_input"),)),
+        AgentResponse(output_events=(OutputEventSpec("session_end", "session_ended_by_client"),)),
+    ]
+    assert handle.turn.outcome == "terminal"
+    assert ended == ["caller_ended"]
+    assert "c1" not in server.sessions

@@ -1666,6 +1666,9 @@ class Session:
         # one), as the reference gateway does; it also carries a transcript/summary if set.
         turn._events.insert(0, output_event("session_end", "session_ended_by_client", None))
         turn._terminal = True
+        # The hang-up is this turn's input, also on an audio turn that had no utterance yet
+        # (its FINAL must not wait for one, nor on WebSocket for a half-close that never comes).
+        turn._input_delivered = True
         self._hangup = True
         event = SessionEnd(
             session=self, turn=turn, reason="caller_ended", event_name=name, parameters=params
