@@ -633,13 +633,17 @@ async def test_task_shell_sleeps_only_when_nothing_is_due_and_cancels_its_waits(
     ds = await client.data_sources.acreate(
         schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
     )
-    now = emu.clock.now()
+    now = [emu.clock.now()]
     sleeps: list[Any] = []
     cancelled: list[bool] = []
     renewed = asyncio.Event()
 
     async def sleep(delay: float) -> None:
         sleeps.append(delay)
+        if len(sleeps) == 1:  # the retry wait passes; the next one lasts until the stop
+            now[0] += delay
+            emu.clock.advance(delay)
+            return
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -648,20 +652,23 @@ async def test_task_shell_sleeps_only_when_nothing_is_due_and_cancels_its_waits(
 
     keeper = DataSourceKeeper(
         lead_time=600,
-        clock=lambda: now,
+        retry_initial=0.5,
+        clock=lambda: now[0],
         sleep=sleep,
+        rng=lambda: 0.0,
         on_change=lambda s: renewed.set() if s.renewals else None,
     )
     keeper.register(client, ds.id)  # looked up, then (inside the lead time) renewed at once
+    emu.fail_next("/dataSources", status=400, times=1)  # the first lookup fails
     async with keeper:
         await asyncio.wait_for(renewed.wait(), 10)
         for _ in range(20):
-            if sleeps:
+            if len(sleeps) == 2:
                 break
             await asyncio.sleep(0.01)
         state = keeper.state(ds.id)
-        assert sleeps == [state.next_run_at - now]  # type: ignore[operator]
-        assert sleeps[0] == pytest.approx(150, abs=2)  # half the remaining 5 minutes
+        assert sleeps == [0.5, state.next_run_at - now[0]]  # type: ignore[operator]
+        assert sleeps[1] == pytest.approx(150, abs=2)  # half the remaining 5 minutes
     assert cancelled == [True]
 
 
