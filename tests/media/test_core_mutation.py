@@ -1584,7 +1584,9 @@ async def test_drain_answers_the_next_turn_of_a_conversation_without_an_open_one
     try:
         assert await _ws(server, START, "b") == [_final()]
         assert await server.drain(drain_timeout_s=0) == 0
-        late = await server.open_turn(_req(DtmfIn(digits="1"), "b"), transport="websocket")
+        marker = _req(EventIn(type="start_of_dtmf"), "b")
+        late = await server.open_turn(marker, transport="websocket")
+        assert not late.feed(_req(DtmfIn(digits="1"), "b"))  # its first message was handled
         assert await _all(late) == [
             AgentResponse(output_events=(OutputEventSpec("session_end", "server_draining"),))
         ]
@@ -1710,12 +1712,20 @@ async def test_a_conversation_ending_on_one_turn_drops_its_other_open_turns() ->
     listening = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
     played_future = listening.turn.say(audio=b"\x01" * 640)
     finished = listening.turn.finish()
+    idle = await server.open_turn(_req(_frames(1)[0]), transport="grpc")  # no finish()
     ending = await server.open_turn(_req(DtmfIn(digits="0")), transport="grpc")
     assert await _all(ending) == [
         AgentResponse(output_events=(OutputEventSpec("transfer_to_agent", "transfer_requested"),))
     ]
     assert listening.turn.finish().result() is False  # dropped, not yet closed
+    assert not listening.feed_input(_frames(1)[0])  # a dropped turn takes no more input
     assert await _all(listening) == []  # completed without a FINAL
+    assert await _all(idle) == []
+    await _settle()
+    assert _metrics(server, "webex_byova_turns") == {
+        "webex_byova_turns_total{outcome=transfer,transport=grpc}": 1.0,
+        "webex_byova_turns_total{outcome=cancelled,transport=grpc}": 2.0,
+    }
     assert listening.turn.outcome == "terminal"
     played.extend([played_future.result(), finished.result()])
     assert played == [False, False]
@@ -2176,3 +2186,61 @@ async def test_a_websocket_hangup_during_an_audio_turn_is_acknowledged() -> None
     assert handle.turn.outcome == "terminal"
     assert ended == ["caller_ended"]
     assert "c1" not in server.sessions
+
+
+async def test_terminal_responses_check_every_argument_and_go_first() -> None:
+    server, _, _ = _server(barge_in=True)
+    wav = audio.make_wav(b"\x01" * 200)
+
+    @server.on("session_start")
+    def bye(event: Any) -> None:
+        turn = event.turn
+        with pytest.raises(TypeError) as caught:
+            turn.end_session(summary=3)
+        assert str(caught.value) == "summary must be a str or TextSpec, got int"
+        with pytest.raises(TypeError) as caught:
+            turn.end_session(wav="x")
+        assert str(caught.value) == "session_end(wav=) must be bytes, got str"
+        turn.custom_event("before")
+        turn.end_session(wav=wav, summary="s")
+
+    assert await _ws(server, START) == [
+        AgentResponse(
+            prompts=(PromptSpec(audio=wav),),  # a last prompt never takes barge-in
+            output_events=(
+                OutputEventSpec("session_end", "session_ended"),
+                OutputEventSpec("custom_event", "before"),
+            ),
+            summary=TextSpec(text="s"),
+        )
+    ]
+
+
+async def test_a_cut_stream_closes_its_source() -> None:
+    server, _, _ = _server({0: [_started(0)]}, audio_mode="chunk")
+    closed: list[bool] = []
+    gate = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"\x01" * 640
+                await gate.wait()
+        finally:
+            closed.append(True)
+
+    @server.on("dtmf_input")
+    async def play(event: Any) -> None:
+        await event.turn.stream(endless(), barge_in=True)
+
+    prompt = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    prompt.caller_done()
+    pump = asyncio.get_running_loop().create_task(_all(prompt))
+    await _settle()
+    speech = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    await _settle()
+    gate.set()
+    assert len(await asyncio.wait_for(pump, 5)) == 2  # one chunk, then the FINAL
+    assert closed == [True]
+    speech.caller_gone()
+    await _all(speech)
