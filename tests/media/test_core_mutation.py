@@ -1389,7 +1389,7 @@ async def test_wav_prompt_is_not_interrupted_after_it_played() -> None:
         barged.append(event.source)
 
     await _ws(server, START)
-    clock.now += 1.1
+    clock.now += 1.0  # exactly when the one-second prompt has played
     dtmf = await server.open_turn(_req(EventIn(type="start_of_dtmf")), transport="websocket")
     await _all(dtmf)
     await _settle()
@@ -2244,3 +2244,113 @@ async def test_a_cut_stream_closes_its_source() -> None:
     assert closed == [True]
     speech.caller_gone()
     await _all(speech)
+
+
+async def test_speech_events_carry_their_turn_offset_and_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = {1: [_started(1)], 2: [_started(2)], 3: [_ended(80.0, 60.0)]}
+    server, _, _ = _server(events)
+    seen: list[Any] = []
+
+    @server.on("session_start")
+    def prompt(event: Any) -> None:
+        event.turn.play_audio(b"\x01" * 8000, barge_in=True)
+
+    @server.on("start_of_input")
+    def started(event: Any) -> None:
+        seen.append(("start_of_input", event.turn.index, event.offset_ms))
+
+    @server.on("audio_input")
+    def each(event: Any) -> None:
+        seen.append(("audio_input", event.turn.index))
+
+    @server.on("barge_in")
+    def cut(event: Any) -> None:
+        seen.append(("barge_in", event.source, event.interrupted.index, event.turn.index))
+
+    await _ws(server, START)
+    dtmf = await server.open_turn(_req(EventIn(type="start_of_dtmf")), transport="websocket")
+    await _all(dtmf)
+    await _settle()
+    assert seen == [("barge_in", "dtmf", 1, 2)]
+    seen.clear()
+    with caplog.at_level(logging.WARNING, logger="webex_byova.media"):
+        _, responses, _ = await _audio_turn(
+            server, [*_frames(2), AudioIn(audio=b"\xff" * 65537), *_frames(2)]
+        )
+    await _settle()
+    assert [e.type for r in responses for e in r.output_events] == [
+        "start_of_input",  # once: the second SpeechStarted changes nothing
+        "end_of_input",
+    ]
+    assert [e for e in seen if e[0] == "start_of_input"] == [("start_of_input", 3, -20.0)]
+    assert [e for e in seen if e[0] == "audio_input"] == [("audio_input", 3)] * 4
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped == ["[c1 #3] caller audio frame of 65537 bytes dropped (max 64 KiB)"]
+
+
+async def test_a_speech_end_without_a_start_sends_no_boundary() -> None:
+    server, _, _ = _server({2: [_ended(60.0, 40.0)]})
+    heard: list[str] = []
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:  # pragma: no cover - must not run
+        heard.append(event.reason)
+
+    handle, responses, _ = await _audio_turn(server, _frames(4), "grpc")
+    assert responses == [_final()]
+    assert heard == []
+
+
+async def test_preroll_is_the_shortest_run_of_frames_covering_300_ms() -> None:
+    # 109-byte frames (218 bytes of PCM): 23 cover 4800 bytes (300 ms at 8 kHz), 22 do not
+    server, _, _ = _server({30: [_started(30)], 31: [_ended(640.0, 600.0)]}, min_frame_bytes=0)
+    heard: list[bytes] = []
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        heard.append(event.pcm16)
+
+    frames = [AudioIn(audio=bytes([i + 1]) * 109) for i in range(40)]
+    await _audio_turn(server, frames)
+    assert heard == [_pcm(frames[8:32])]
+
+
+async def test_a_16_khz_utterance_and_a_detector_without_reset_turn() -> None:
+    made: list[Any] = []
+
+    class NoReset:
+        complete_timeout_ms = 800.0
+        max_speech_ms = 30000.0
+        in_speech = False
+
+        def __init__(self, rate: int) -> None:
+            self.sample_rate = rate
+            self.fed = 0
+
+        def feed(self, pcm16: Any, now_ms: float | None = None) -> list[VADEvent]:
+            self.fed += 1
+            return {1: [_started(1)], 2: [_ended(60.0, 40.0)]}.get(self.fed - 1, [])
+
+        def feed_ulaw(self, ulaw: Any, now_ms: float | None = None) -> list[VADEvent]:
+            return self.feed(ulaw)
+
+        def reset(self) -> None:
+            self.fed = 0
+
+    def factory(rate: int, settings: InputSettings) -> NoReset:
+        made.append(NoReset(rate))
+        return made[-1]
+
+    server = BYOVAMediaServer(make_config(), agents=["agent-1"], detector_factory=factory)
+    rates: list[int] = []
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        rates.append(event.sample_rate)
+
+    for _ in range(2):
+        await _audio_turn(server, _frames(4, sample_rate_hz=16000))
+    assert rates == [16000, 16000]
+    assert len(made) == 2  # no reset_turn(): a fresh detector per turn
