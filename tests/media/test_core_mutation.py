@@ -2186,6 +2186,10 @@ async def test_a_websocket_hangup_during_an_audio_turn_is_acknowledged() -> None
     assert handle.turn.outcome == "terminal"
     assert ended == ["caller_ended"]
     assert "c1" not in server.sessions
+    assert handle.session.end_reason == "caller_ended"
+    assert _metrics(server, "webex_byova_conversations_ended") == {
+        "webex_byova_conversations_ended_total{outcome=caller_hangup,transport=websocket}": 1.0
+    }
 
 
 async def test_terminal_responses_check_every_argument_and_go_first() -> None:
@@ -2354,3 +2358,58 @@ async def test_a_16_khz_utterance_and_a_detector_without_reset_turn() -> None:
         await _audio_turn(server, _frames(4, sample_rate_hz=16000))
     assert rates == [16000, 16000]
     assert len(made) == 2  # no reset_turn(): a fresh detector per turn
+
+
+async def test_ending_the_call_on_an_error_puts_session_end_before_earlier_events() -> None:
+    server, _, _ = _server(end_call_on_error=True, error_response="custom_event")
+
+    @server.on("session_start")
+    def fails(event: Any) -> None:
+        event.turn.custom_event("menu")
+        raise RuntimeError("boom")
+
+    assert await _ws(server, START) == [
+        AgentResponse(
+            output_events=(
+                OutputEventSpec("session_end", "error_occurred"),
+                OutputEventSpec("custom_event", "menu"),
+            )
+        )
+    ]
+
+
+class _Pieces:
+    """An async iterator that is not a generator: ``aclose`` only if asked, maybe failing."""
+
+    def __init__(self, pieces: list[bytes], *, closing: str = "") -> None:
+        self.pieces = list(pieces)
+        self.closing = closing
+        if closing:
+            self.aclose = self._aclose
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self.pieces:
+            raise StopAsyncIteration
+        return self.pieces.pop(0)
+
+    async def _aclose(self) -> None:
+        if self.closing == "fails":
+            raise OSError("close failed")
+
+
+async def test_async_sources_without_or_with_a_failing_aclose() -> None:
+    server, _, _ = _server(audio_mode="chunk")
+    played: list[Any] = []
+
+    @server.on("session_start")
+    def speak(event: Any) -> None:
+        played.append(event.turn.stream(_Pieces([b"\x01" * 640])))
+        played.append(event.turn.stream(_Pieces([b"\x02" * 640], closing="fails")))
+
+    responses = await _ws(server, START)
+    assert [r.prompts[0].audio[:1] for r in responses[:-1]] == [b"\x01", b"\x02"]
+    assert responses[-1] == _final()
+    assert [f.result() for f in played] == [True, True]
