@@ -2413,3 +2413,64 @@ async def test_async_sources_without_or_with_a_failing_aclose() -> None:
     assert [r.prompts[0].audio[:1] for r in responses[:-1]] == [b"\x01", b"\x02"]
     assert responses[-1] == _final()
     assert [f.result() for f in played] == [True, True]
+
+
+async def test_a_turn_keeps_the_kind_of_its_first_input_and_an_empty_one_still_answers() -> None:
+    server, _, _ = _server()
+    handle = await server.open_turn(_req(None), transport="grpc")
+    assert handle.feed_input(DtmfIn(digits="7"))  # no handler: the DTMF still needs a reply
+    assert handle.turn.kind == "dtmf"
+    audio_turn = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    assert audio_turn.feed_input(DtmfIn(digits="1"))
+    assert audio_turn.turn.kind == "audio"  # a later message does not change it
+    handle.caller_done()
+    assert await _all(handle) == [_final()]
+    audio_turn.caller_gone()
+    await _all(audio_turn)
+
+
+async def test_terminal_ends_report_their_reason() -> None:
+    server, _, _ = _server()
+    reasons: list[str] = []
+
+    @server.on("session_start")
+    def bye(event: Any) -> None:
+        event.turn.end_session()
+
+    @server.on("session_end")
+    def gone(event: Any) -> None:
+        reasons.append(event.reason)
+
+    await _ws(server, START)
+    await _settle()
+    assert reasons == ["session_end"]
+    assert _metrics(server, "webex_byova_conversations_ended") == {
+        "webex_byova_conversations_ended_total{outcome=ended,transport=websocket}": 1.0
+    }
+
+
+async def test_only_barge_in_wav_prompts_can_be_interrupted_until_their_last_sample() -> None:
+    server, clock, _ = _server()
+    barged: list[int] = []
+
+    @server.on("session_start")
+    def prompt(event: Any) -> None:
+        event.turn.play_audio(b"\x01" * 8000, barge_in=False)
+
+    @server.on("dtmf_input")
+    def again(event: Any) -> None:
+        event.turn.play_audio(b"\x01" * 8000, barge_in=True)
+
+    @server.on("barge_in")
+    def cut(event: Any) -> None:
+        barged.append(event.interrupted.index)
+
+    await _ws(server, START)
+    marker = await server.open_turn(_req(EventIn(type="start_of_dtmf")), transport="websocket")
+    await _all(marker)
+    await _ws(server, DtmfIn(digits="1"))
+    clock.now += 0.99995  # the one-second prompt's last sample is still playing
+    marker = await server.open_turn(_req(EventIn(type="start_of_dtmf")), transport="websocket")
+    await _all(marker)
+    await _settle()
+    assert barged == [3]
