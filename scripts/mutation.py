@@ -107,12 +107,33 @@ MODULES: dict[str, Module] = {
             "tests/security/test_oauth.py",
         ),
     ),
+    # The sans-IO call core: the plain data, the response builders, the turn/session state
+    # machine and the front ends' TurnHandle, driven in-process through open_turn() with an
+    # injected clock and a scripted end-pointer (no socket, no real-time wait).
+    "media_core": Module(
+        (
+            f"{PKG}/media/_model.py",
+            f"{PKG}/media/_messages.py",
+            f"{PKG}/media/_responses.py",
+            f"{PKG}/media/_frontend.py",
+            f"{PKG}/media/session.py",
+        ),
+        (
+            "tests/media/test_core_model_mutation.py",
+            "tests/media/test_core_mutation.py",
+            "tests/media/test_frontend.py",
+            "tests/media/test_units.py",
+            "tests/media/test_frame_path.py",
+            "tests/media/test_handler_timeout.py",
+        ),
+    ),
     "keeper": Module(
         (f"{PKG}/keeper.py",),
         (
             "tests/byods/test_keeper.py",
             "tests/byods/test_keeper_review.py",
             "tests/byods/test_keeper_schedule.py",
+            "tests/byods/test_keeper_mutation.py",
         ),
     ),
     "storage": Module(

@@ -684,6 +684,7 @@ class Turn:
                     played = await self._collect_wav(op, op.slot)
                     if not op.done.done():
                         op.done.set_result(played)
+                    self._maybe_complete()  # the handlers may have returned meanwhile
                     continue
                 played = True
                 chunks = self._stream_chunks(op)
@@ -699,7 +700,11 @@ class Turn:
                 finally:
                     await chunks.aclose()
                 if not op.done.done():
-                    op.done.set_result(played and not self._cut)
+                    # A cut stops barge-in prompts only: one without barge-in played whole.
+                    op.done.set_result(played and not (self._cut and op.barge_in))
+                # The reply may be complete now: handlers that returned while this audio
+                # was queued found it pending, and nothing else asks again.
+                self._maybe_complete()
         finally:
             self._close()
 
@@ -754,16 +759,18 @@ class Turn:
         if self._config.realtime_pacing:
             while True:
                 now = clock()
-                if now - self._play_origin > self._play_sent_s:
+                elapsed = now - self._play_origin
+                if elapsed > self._play_sent_s:
                     # Playback ran dry (a pause between prompts, or a slow source): it cannot be
                     # ahead of what was sent, so pace from here instead of bursting the backlog.
                     if self._play_sent_s:
                         self._frames_late += 1  # this chunk leaves after its slot
                     self._play_origin = now - self._play_sent_s
+                    # On time from here, exactly: recomputing it from the new origin leaves a
+                    # float residue that made the chunk wait again and count as late twice.
+                    elapsed = self._play_sent_s
                 delay = _audio.pace_delay(
-                    self._play_sent_s,
-                    now - self._play_origin,
-                    lead_s=self._config.pacing_lead_ms / 1000,
+                    self._play_sent_s, elapsed, lead_s=self._config.pacing_lead_ms / 1000
                 )
                 while self._urgent:
                     yield self._urgent.popleft()
@@ -1663,6 +1670,9 @@ class Session:
         # one), as the reference gateway does; it also carries a transcript/summary if set.
         turn._events.insert(0, output_event("session_end", "session_ended_by_client", None))
         turn._terminal = True
+        # The hang-up is this turn's input, also on an audio turn that had no utterance yet
+        # (its FINAL must not wait for one, nor on WebSocket for a half-close that never comes).
+        turn._input_delivered = True
         self._hangup = True
         event = SessionEnd(
             session=self, turn=turn, reason="caller_ended", event_name=name, parameters=params
