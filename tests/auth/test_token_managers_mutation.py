@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import webbrowser
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -167,8 +169,19 @@ async def test_sync_methods_run_the_store_on_the_managers_portal(rig: AuthRig) -
         assert service_app.list_orgs() == [org]
         service_app.revoke_org(org)
         assert service_app.has_org(org) is False
+        pair = emu.issue_service_app_token(org)
+        assert service_app.register_org_from_refresh_token(org, pair["refresh_token"])
         integration.clear_token()
         assert integration.has_token() is False
+        redirect = "http://127.0.0.1:9/cb"
+        async with httpx.AsyncClient(timeout=10) as client:
+            request = integration.create_authorization_request(redirect_uri=redirect)
+            location = (await client.get(request.url)).headers["location"]
+            assert integration.handle_callback(location) == integration.get_stored_token()
+            request = integration.create_authorization_request(redirect_uri=redirect)
+            location = (await client.get(request.url)).headers["location"]
+        code = parse_qs(urlsplit(location).query)["code"][0]
+        assert integration.exchange_code(code, state=request.state) == store.tokens["integration"]
         assert {loop for _, loop in store.calls} == {portal.loop}
     finally:
         portal.close()
@@ -592,3 +605,41 @@ async def test_what_the_managers_log(rig: AuthRig, caplog: pytest.LogCaptureFixt
     assert messages() == [
         f"Integration authorized; token stored (expires {authorized.expires_at_datetime})"
     ]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_authorize_defaults_open_the_browser_and_wait_300_s(
+    rig: AuthRig,
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pages: list[httpx.Response] = []
+    browsers: list[threading.Thread] = []
+
+    def browser(url: str) -> bool:  # the machine's browser: follows the URL to the listener
+        thread = threading.Thread(
+            target=lambda: pages.append(httpx.get(url, follow_redirects=True, timeout=10))
+        )
+        browsers.append(thread)
+        thread.start()
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", browser)
+    if mode == "sync":
+        token = rig.integration.authorize()
+    else:
+        token = await rig.integration.aauthorize()
+    for thread in browsers:
+        thread.join(10)
+    assert await rig.storage.get_integration_token() == token
+    (page,) = pages
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.headers["content-length"] == str(len(page.content))
+    assert page.headers["connection"] == "close"
+    printed = capsys.readouterr().err
+    assert printed.startswith(
+        "A browser was opened to authorize the Integration; if none appeared, open:\n"
+    )
+    assert "\nWaiting up to 300 s for the redirect to http://127.0.0.1:" in printed
