@@ -13,6 +13,8 @@ import asyncio
 import logging
 import threading
 import webbrowser
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -106,6 +108,19 @@ class StateStore(PlainStore):
 
     async def set_webhook_state(self, org_id: str, state: bytes) -> None:
         self.states[org_id] = state
+
+
+class LockingStore(PlainStore):
+    """A user-written store with a cross-process lock: records each lock taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.locks: list[tuple[str, float]] = []
+
+    @asynccontextmanager
+    async def lock(self, key: str, ttl: float = 30.0) -> AsyncIterator[None]:
+        self.locks.append((key, ttl))
+        yield None
 
 
 def _managers(
@@ -643,3 +658,33 @@ async def test_authorize_defaults_open_the_browser_and_wait_300_s(
         "A browser was opened to authorize the Integration; if none appeared, open:\n"
     )
     assert "\nWaiting up to 300 s for the redirect to http://127.0.0.1:" in printed
+
+
+async def test_refresh_margin_and_store_lock_defaults(rig: AuthRig) -> None:
+    """Refreshed from 300 s before expiry on, under the store's lock named after the token,
+    held with a 30 s TTL."""
+    emu = rig.emu
+    store = LockingStore()
+    store.tokens["integration"] = _seed(emu)
+    integration, service_app = _managers(emu, rig.http, store)
+    token = store.tokens["integration"]
+    emu.clock.advance(token.expires_at - emu.clock.now() - 300.5)
+    emu.clear_requests()
+    assert await integration.aget_access_token() == token.access_token
+    assert emu.requests == []
+    emu.clock.advance(1.0)
+    assert await integration.aget_access_token() != token.access_token
+    assert store.locks == [("integration", 30.0)]
+    store.locks.clear()
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    sa_token = await service_app.afetch_org_token(org)
+    assert store.locks == [(f"org:{org}", 30.0)]
+    store.locks.clear()
+    emu.clock.advance(sa_token.expires_at - emu.clock.now() - 300.5)
+    emu.clear_requests()
+    assert await service_app.aget_org_token(org) == sa_token.access_token
+    assert emu.requests == []
+    emu.clock.advance(1.0)
+    assert await service_app.aget_org_token(org) != sa_token.access_token
+    assert store.locks == [(f"org:{org}", 30.0)]
