@@ -103,7 +103,6 @@ MODULES: dict[str, Module] = {
             "tests/auth/test_integration.py",
             "tests/auth/test_service_app.py",
             "tests/auth/test_sansio.py",
-            "tests/auth/test_lock_renewal.py",
             "tests/auth/test_review.py",
             "tests/auth/test_webhook_order.py",
             "tests/security/test_oauth.py",

@@ -560,6 +560,42 @@ async def test_a_lock_held_past_the_busy_timeout_is_an_error(tmp_path: Path) -> 
     await store.aclose()
 
 
+async def test_opening_retries_while_another_connection_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """While another connection holds the write lock of a file still in rollback mode, SQLite
+    refuses the switch to WAL at once (the busy handler is not used for it): the store retries
+    until that lock is gone, within ``busy_timeout``, instead of failing."""
+    import asyncio
+
+    path = tmp_path / "t.db"
+    held, release = threading.Event(), threading.Event()
+
+    def _hold() -> None:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("CREATE TABLE held (a)")
+        holder.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(10.0)
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=_hold)
+    thread.start()
+    assert held.wait(10.0)
+    store = SQLiteTokenStorage(path)  # busy_timeout 10 s
+    try:
+        opening = asyncio.ensure_future(store.get_integration_token())
+        await asyncio.sleep(0.3)  # its first attempts are refused meanwhile
+        assert not opening.done()  # it cannot open while the lock is held, nor give up
+        release.set()
+        assert await opening is None
+    finally:
+        release.set()
+        thread.join()
+        await store.aclose()
+
+
 async def test_integrity_problems_are_cut_at_200_characters(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     store = SQLiteTokenStorage(path)
