@@ -180,6 +180,9 @@ async def test_sync_methods_run_the_store_on_the_managers_portal(rig: AuthRig) -
         forced = service_app.get_org_token_info(org, force_refresh=True)
         assert forced.access_token != again.access_token
         assert service_app.get_org_token(org) == forced.access_token
+        forced = service_app.get_org_token_info(org)
+        assert service_app.get_org_token(org, force_refresh=True) != forced.access_token
+        forced = service_app.get_org_token_info(org)
         assert service_app.has_org(org) is True
         assert service_app.list_orgs() == [org]
         service_app.revoke_org(org)
@@ -217,7 +220,9 @@ async def test_async_methods_pass_their_arguments(rig: AuthRig) -> None:
     refreshed = await sa.arefresh_org_token(emu.org.hydra_id)
     assert emu.count("POST", TOKEN_PATH) == 3
     assert await sa.aget_org_token(org) == refreshed.access_token
+    emu.clear_requests()
     token = await rig.integration.aget_token()
+    assert emu.requests == []  # not due: served as stored
     assert (await rig.integration.aget_token(force_refresh=True)).access_token != (
         token.access_token
     )
@@ -688,3 +693,78 @@ async def test_refresh_margin_and_store_lock_defaults(rig: AuthRig) -> None:
     emu.clock.advance(1.0)
     assert await service_app.aget_org_token(org) != sa_token.access_token
     assert store.locks == [(f"org:{org}", 30.0)]
+
+
+async def test_concurrent_callers_take_the_store_lock_once(rig: AuthRig) -> None:
+    """The second of two concurrent callers finds the first one's refresh in the hot cache
+    once it has the process lock, and returns it without the store's lock."""
+    emu = rig.emu
+    store = LockingStore()
+    store.tokens["integration"] = _seed(emu)
+    integration, service_app = _managers(emu, rig.http, store)
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    pair = emu.issue_service_app_token(org)
+    await service_app.aregister_org_from_refresh_token(org, pair["refresh_token"])
+    assert store.locks == [(f"org:{org}", 30.0)]
+    for force in (False, True):
+        store.locks.clear()
+        if not force:
+            emu.clock.advance(FIFTEEN_DAYS)  # both tokens due
+        first, second = await asyncio.gather(
+            service_app.aget_org_token(org, force_refresh=force),
+            service_app.aget_org_token(org, force_refresh=force),
+        )
+        assert first == second
+        assert store.locks == [(f"org:{org}", 30.0)]
+        store.locks.clear()
+        if force:
+            one, two = await asyncio.gather(integration.arefresh(), integration.arefresh())
+        else:
+            one, two = await asyncio.gather(integration.aget_token(), integration.aget_token())
+        assert one == two
+        assert store.locks == [("integration", 30.0)]
+
+
+async def test_an_org_deleted_elsewhere_is_forgotten(rig: AuthRig) -> None:
+    emu = rig.emu
+    store = LockingStore()
+    store.tokens["integration"] = _seed(emu)
+    _, service_app = _managers(emu, rig.http, store)
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    await service_app.afetch_org_token(org)
+    del store.tokens[org]  # another process revoked the org
+    store.locks.clear()
+    with pytest.raises(OrgNotRegisteredError) as info:
+        await service_app.aget_org_token(org, force_refresh=True)
+    assert info.value.org_id == org
+    assert store.locks == [(f"org:{org}", 30.0)]
+    emu.clock.advance(FIFTEEN_DAYS)
+    with pytest.raises(OrgNotRegisteredError) as info:
+        await service_app.aget_org_token(org)  # read unlocked: nothing to refresh
+    assert info.value.org_id == org
+    assert store.locks == [(f"org:{org}", 30.0)]
+
+
+async def test_an_expired_refresh_token_is_not_tried(rig: AuthRig) -> None:
+    emu = rig.emu
+    await rig.seed_integration()
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    fetched = await rig.service_app.afetch_org_token(org)
+    now = emu.clock.now()
+    stale = OAuthToken(
+        access_token=fetched.access_token,
+        expires_at=now + 10,
+        refresh_token=fetched.refresh_token,
+        refresh_token_expires_at=now - 1,
+        obtained_at=now - 100,
+    )
+    await rig.storage.set_org_token(org, stale)
+    _, service_app = _managers(emu, rig.http, rig.storage)
+    emu.clear_requests()
+    token = await service_app.aget_org_token_info(org)
+    assert token.access_token != stale.access_token
+    assert emu.count("POST", TOKEN_PATH) == 0
+    assert emu.count("POST", APPS_PATH) == 1
