@@ -768,3 +768,52 @@ async def test_an_expired_refresh_token_is_not_tried(rig: AuthRig) -> None:
     assert token.access_token != stale.access_token
     assert emu.count("POST", TOKEN_PATH) == 0
     assert emu.count("POST", APPS_PATH) == 1
+
+
+async def test_a_dead_sandbox_refresh_token_needs_reauthorization(rig: AuthRig) -> None:
+    org = rig.emu.org.org_id
+    with pytest.raises(ReauthorizationRequiredError) as info:
+        await rig.service_app.aregister_org_from_refresh_token(org, "not-a-live-refresh-token")
+    error, cause = info.value, info.value.__cause__
+    assert str(error).startswith(
+        f"Service App token of org {org}: the refresh token is expired or revoked; "
+        "re-authorization is needed (run authorize() or `byova auth login`)"
+    )
+    assert isinstance(cause, WebexBYOVAError)
+    assert (error.status_code, error.tracking_id) == (cause.status_code, cause.tracking_id)
+    assert error.status_code == 400
+    assert error.tracking_id
+
+
+async def test_a_failed_service_app_refresh_is_not_retried(rig: AuthRig) -> None:
+    from webex_byova.errors import ServerError
+
+    emu = rig.emu
+    await rig.seed_integration()
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    fetched = await rig.service_app.afetch_org_token(org)
+    emu.clear_requests()
+    emu.fail_next(TOKEN_PATH, status=502)  # retried for idempotent requests only
+    with pytest.raises(ServerError):
+        await rig.service_app.arefresh_org_token(org)
+    assert emu.count("POST", TOKEN_PATH) == 1  # a refresh is not idempotent: sent once
+    assert emu.count("POST", APPS_PATH) == 0  # and not a dead refresh token: no fetch
+    assert await rig.storage.get_org_token(org) == fetched
+    emu.fail_next(APPS_PATH, status=502)
+    with pytest.raises(ServerError):
+        await rig.service_app.afetch_org_token(org)
+    assert emu.count("POST", APPS_PATH) == 1
+    emu.clear_requests()
+    emu.fail_next(TOKEN_PATH, status=502)
+    with pytest.raises(ServerError):
+        await rig.integration.arefresh()
+    assert emu.count("POST", TOKEN_PATH) == 1
+    emu.clear_requests()
+    request = rig.integration.create_authorization_request(redirect_uri="http://127.0.0.1:9/cb")
+    async with httpx.AsyncClient(timeout=10) as client:
+        location = (await client.get(request.url)).headers["location"]
+    emu.fail_next(TOKEN_PATH, status=502)
+    with pytest.raises(ServerError):
+        await rig.integration.ahandle_callback(location)
+    assert emu.count("POST", TOKEN_PATH) == 1
