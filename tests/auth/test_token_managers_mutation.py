@@ -817,3 +817,60 @@ async def test_a_failed_service_app_refresh_is_not_retried(rig: AuthRig) -> None
     with pytest.raises(ServerError):
         await rig.integration.ahandle_callback(location)
     assert emu.count("POST", TOKEN_PATH) == 1
+
+
+async def test_org_tokens_are_kept_hot_after_each_way_in(rig: AuthRig) -> None:
+    """Read, fetched or refreshed: the next call is served without a store read (and the
+    flows, driven directly, do not refresh a fresh token)."""
+    emu = rig.emu
+    store = PlainStore()
+    store.tokens["integration"] = _seed(emu)
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    _, first = _managers(emu, rig.http, store)
+    fetched = await first.afetch_org_token(org)
+    store.calls.clear()
+    assert await first.aget_org_token(org) == fetched.access_token
+    assert store.names() == []
+    refreshed = await first.arefresh_org_token(org)
+    store.calls.clear()
+    assert await first.aget_org_token(org) == refreshed.access_token
+    assert store.names() == []
+    _, second = _managers(emu, rig.http, store)  # a new process: reads the store once
+    emu.clear_requests()
+    assert await run_async(second.org_token_info_flow(org), rig.http) == refreshed
+    assert await run_async(second.org_token_flow(org), rig.http) == refreshed.access_token
+    assert store.names() == ["get_org_token"]
+    assert emu.requests == []
+
+
+async def test_code_exchange_without_state(rig: AuthRig) -> None:
+    """Without ``state`` the newest pending request supplies the PKCE verifier and redirect
+    URI; with none pending, the explicit verifier and the credentials' redirect URI."""
+    integration = rig.integration
+    redirect = "http://127.0.0.1:9/cb"
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def code_for(url: str) -> str:
+            location = (await client.get(url)).headers["location"]
+            return parse_qs(urlsplit(location).query)["code"][0]
+
+        request = integration.create_authorization_request(redirect_uri=redirect)
+        token = await integration.aexchange_code(await code_for(request.url))
+        assert await rig.storage.get_integration_token() == token
+        # Nothing pending now: no verifier is sent, which this PKCE code needs.
+        request = integration.create_authorization_request(redirect_uri=redirect)
+        code = await code_for(request.url)
+        await integration.aexchange_code(await code_for(request.url))  # takes the pending one
+        with pytest.raises(AuthenticationError) as info:
+            await integration.aexchange_code(code, redirect_uri=redirect)
+        assert type(info.value) is AuthenticationError
+        assert info.value.status_code == 400
+        with pytest.raises(AuthenticationError) as info:  # the credentials' redirect URI
+            await integration.aexchange_code(code, code_verifier=request.code_verifier)
+        assert type(info.value) is AuthenticationError
+        # A request for the credentials' own redirect URI, finished by another manager.
+        own = integration.create_authorization_request()
+        other, _ = _managers(rig.emu, rig.http, rig.storage)
+        token = await other.aexchange_code(await code_for(own.url), code_verifier=own.code_verifier)
+        assert await rig.storage.get_integration_token() == token
