@@ -527,8 +527,10 @@ async def test_only_the_last_16_authorization_requests_stay_pending(rig: AuthRig
         rig.integration.handle_callback(kept)
 
 
-async def test_a_refused_code_exchange_keeps_the_error_details(rig: AuthRig) -> None:
-    rig.emu.fail_next(TOKEN_PATH, status=400, body={"message": "bad code", "trackingId": "T-1"})
+@pytest.mark.parametrize("status", [400, 401])
+async def test_a_refused_code_exchange_keeps_the_error_details(rig: AuthRig, status: int) -> None:
+    body = {"message": "bad code", "errors": [{"description": "the code expired"}]}
+    rig.emu.fail_next(TOKEN_PATH, status=status, body=body)
     request = rig.integration.create_authorization_request(redirect_uri="http://127.0.0.1:9/cb")
     with pytest.raises(AuthenticationError) as info:
         await rig.integration.aexchange_code("code", state=request.state)
@@ -537,13 +539,14 @@ async def test_a_refused_code_exchange_keeps_the_error_details(rig: AuthRig) -> 
     assert isinstance(cause, WebexBYOVAError)
     assert error.message == f"authorization code exchange failed: {cause.message}"
     assert (error.status_code, error.body, error.tracking_id, error.descriptions) == (
-        400,
+        status,
         cause.body,
         cause.tracking_id,
         cause.descriptions,
     )
     assert error.tracking_id
     assert error.body
+    assert error.descriptions
 
 
 async def test_announce_logs_and_prints(
