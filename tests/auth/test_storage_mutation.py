@@ -586,7 +586,7 @@ async def test_opening_retries_while_another_connection_holds_the_write_lock(
     store = SQLiteTokenStorage(path)  # busy_timeout 10 s
     try:
         opening = asyncio.ensure_future(store.get_integration_token())
-        await asyncio.sleep(0.3)  # its first attempts are refused meanwhile
+        await asyncio.sleep(0.5)  # its first attempts are refused meanwhile
         assert not opening.done()  # it cannot open while the lock is held, nor give up
         release.set()
         assert await opening is None
