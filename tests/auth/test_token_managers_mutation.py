@@ -877,3 +877,51 @@ async def test_code_exchange_without_state(rig: AuthRig) -> None:
         other, _ = _managers(rig.emu, rig.http, rig.storage)
         token = await other.aexchange_code(await code_for(own.url), code_verifier=own.code_verifier)
         assert await rig.storage.get_integration_token() == token
+
+
+def test_fetch_targets_the_org_in_the_configured_region_and_quotes_the_app_id() -> None:
+    from webex_byova._http import HttpClient
+
+    with WebexEmulator(region="eu") as emu:
+        http = HttpClient(emu.config())
+        try:
+            store = InMemoryTokenStorage()
+            integration, service_app = _managers(emu, http, store)
+            integration.set_token(_seed(emu))
+            org = emu.org.org_id
+            emu.authorize_service_app(org)
+            service_app.fetch_org_token(org)
+            fetch = next(r for r in emu.requests if r.path.startswith(APPS_PATH))
+            assert fetch.json is not None
+            assert fetch.json["targetOrgId"] == emu.org.hydra_id
+            assert emu.org.hydra_id == to_hydra("ORGANIZATION", org, region="eu")
+            slashed = ServiceAppTokenManager(
+                ServiceAppCredentials("cid", "secret", application_id="app/with/slash"),
+                integration,
+                http,
+            )
+            emu.clear_requests()
+            with pytest.raises(WebexBYOVAError):
+                slashed.fetch_org_token(org)
+            assert [r.path for r in emu.requests] == ["/v1/applications/app%2Fwith%2Fslash/token"]
+        finally:
+            http.close()
+
+
+async def test_an_authorization_and_an_event_keep_their_names(rig: AuthRig) -> None:
+    """The token an authorization stores is served without a store read; an event takes the
+    store lock of its org."""
+    emu = rig.emu
+    store = LockingStore()
+    integration, service_app = _managers(emu, rig.http, store)
+    request = integration.create_authorization_request(redirect_uri="http://127.0.0.1:9/cb")
+    async with httpx.AsyncClient(timeout=10) as client:
+        location = (await client.get(request.url)).headers["location"]
+    token = await integration.ahandle_callback(location)
+    store.calls.clear()
+    assert await integration.aget_access_token() == token.access_token
+    assert store.names() == []
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    await run_async(service_app.handle_event_flow(_event("authorized", org, "e1", None)), rig.http)
+    assert store.locks == [(f"org:{org}", 30.0)]
