@@ -925,3 +925,46 @@ async def test_an_authorization_and_an_event_keep_their_names(rig: AuthRig) -> N
     emu.authorize_service_app(org)
     await run_async(service_app.handle_event_flow(_event("authorized", org, "e1", None)), rig.http)
     assert store.locks == [(f"org:{org}", 30.0)]
+
+
+async def test_the_async_listener_answers_raw_requests(rig: AuthRig) -> None:
+    """A request line without a target or for another path gets the 404 page; a client that
+    hangs up mid-request is dropped; the real redirect still completes the authorization."""
+    from webex_byova.integration import _http_response
+
+    tasks: list[asyncio.Task[tuple[list[bytes], httpx.Response]]] = []
+
+    async def browser(url: str) -> tuple[list[bytes], httpx.Response]:
+        redirect = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0])
+        host, port = redirect.hostname, redirect.port
+        assert host is not None
+        assert port is not None
+
+        async def raw(data: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(data)
+            if not data.endswith(b"\r\n\r\n"):
+                writer.write_eof()
+            answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            return answer
+
+        answers = [
+            await raw(b"GET\r\n\r\n"),
+            await raw(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n"),
+            await raw(b"GET /callback?code=x"),
+        ]
+        async with httpx.AsyncClient(follow_redirects=True, timeout=10) as client:
+            return answers, await client.get(url)
+
+    def on_url(url: str) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(browser(url)))
+
+    token = await rig.integration.aauthorize(open_browser=False, on_url=on_url, timeout=30)
+    answers, page = await tasks[0]
+    not_found = _http_response(404, b"not found")
+    assert answers == [not_found, not_found, b""]
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert await rig.storage.get_integration_token() == token
