@@ -968,3 +968,29 @@ async def test_the_async_listener_answers_raw_requests(rig: AuthRig) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert await rig.storage.get_integration_token() == token
+
+
+async def test_the_sync_listener_ignores_other_paths_then_accepts_the_redirect(
+    rig: AuthRig,
+) -> None:
+    pages: list[httpx.Response] = []
+    browsers: list[threading.Thread] = []
+
+    def browse(url: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            redirect = client.get(url).headers["location"]
+            parts = urlsplit(redirect)
+            pages.append(client.get(f"{parts.scheme}://{parts.netloc}/favicon.ico"))
+            pages.append(client.get(redirect))
+
+    def on_url(url: str) -> None:
+        thread = threading.Thread(target=browse, args=(url,))
+        browsers.append(thread)
+        thread.start()
+
+    token = rig.integration.authorize(open_browser=False, on_url=on_url, timeout=30)
+    for thread in browsers:
+        thread.join(10)
+    assert [page.status_code for page in pages] == [404, 200]
+    assert pages[0].content == b"not found"
+    assert rig.integration.get_stored_token() == token
