@@ -168,6 +168,7 @@ async def test_sync_methods_run_the_store_on_the_managers_portal(rig: AuthRig) -
         emu.authorize_service_app(org)
         emu.clear_requests()
         first = integration.get_token()
+        assert integration.get_access_token() == first.access_token
         assert emu.requests == []  # valid: served as stored
         refreshed = integration.refresh()
         assert refreshed.access_token != first.access_token
@@ -321,6 +322,17 @@ async def test_sync_exchange_with_explicit_verifier_and_redirect(rig: AuthRig) -
     code = parse_qs(urlsplit(location).query)["code"][0]
     # No state: the newest pending request is taken, but the explicit values win.
     token = rig.integration.exchange_code(
+        code, code_verifier=first.code_verifier, redirect_uri=redirect
+    )
+    assert await rig.storage.get_integration_token() == token
+    first = rig.integration.create_authorization_request(redirect_uri=redirect, state="s-1")
+    assert first.state == "s-1"
+    rig.integration.create_authorization_request(redirect_uri="http://127.0.0.1:9/other")
+    async with httpx.AsyncClient(timeout=10) as client:
+        location = (await client.get(first.url)).headers["location"]
+    assert parse_qs(urlsplit(location).query)["state"] == ["s-1"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    token = await rig.integration.aexchange_code(
         code, code_verifier=first.code_verifier, redirect_uri=redirect
     )
     assert await rig.storage.get_integration_token() == token
@@ -994,3 +1006,50 @@ async def test_the_sync_listener_ignores_other_paths_then_accepts_the_redirect(
     assert [page.status_code for page in pages] == [404, 200]
     assert pages[0].content == b"not found"
     assert rig.integration.get_stored_token() == token
+
+
+async def test_integration_refresh_chain_edges(rig: AuthRig) -> None:
+    """A refresh token known to be expired is not sent; a token deleted elsewhere needs
+    authorization (and is forgotten); a refresh token rotated by a lock-less peer is
+    picked up instead of failing."""
+    emu = rig.emu
+    store = PlainStore()
+    seeded = _seed(emu)
+    now = emu.clock.now()
+    store.tokens["integration"] = OAuthToken(
+        access_token=seeded.access_token,
+        expires_at=now + 10,
+        refresh_token=seeded.refresh_token,
+        refresh_token_expires_at=now - 1,
+        obtained_at=now - 100,
+    )
+    integration, _ = _managers(emu, rig.http, store)
+    emu.clear_requests()
+    with pytest.raises(ReauthorizationRequiredError) as info:
+        await integration.aget_access_token()
+    assert str(info.value) == (
+        "Integration: the refresh token is expired or revoked; re-authorization is needed "
+        "(run authorize() or `byova auth login`)"
+    )
+    assert emu.requests == []
+    store.tokens["integration"] = _seed(emu)
+    integration, _ = _managers(emu, rig.http, store)
+    await integration.aget_access_token()
+    del store.tokens["integration"]  # logged out by another process
+    for _ in range(2):
+        with pytest.raises(ReauthorizationRequiredError) as info:
+            await integration.arefresh()
+        assert str(info.value).startswith(
+            "no Integration token is stored; run authorize() (or `byova auth login`) first"
+        )
+    # Two managers over two store objects sharing the data and no lock: both refresh the same
+    # token; Webex rotates it for the first, the second finds the rotated one stored.
+    store.tokens["integration"] = _seed(emu)
+    peer_store = PlainStore()
+    peer_store.tokens = store.tokens
+    one, _ = _managers(emu, rig.http, store)
+    two, _ = _managers(emu, rig.http, peer_store)
+    emu.clear_requests()
+    first, second = await asyncio.gather(one.arefresh(), two.arefresh())
+    assert emu.count("POST", TOKEN_PATH) == 2
+    assert first == second == store.tokens["integration"]
