@@ -493,13 +493,29 @@ def test_constructor_defaults_and_checks(emu: WebexEmulator) -> None:
 async def test_fetch_for_an_unauthorized_org_names_it(rig: AuthRig) -> None:
     await rig.seed_integration()
     org = rig.emu.org.org_id
+    rig.emu.clear_requests()
     with pytest.raises(AuthenticationError) as info:
         await rig.service_app.afetch_org_token(org)
-    assert info.value.status_code == 403
-    assert str(info.value).startswith(
+    error, cause = info.value, info.value.__cause__
+    assert isinstance(cause, WebexBYOVAError)
+    assert error.message == (
         f"the Service App is not authorized in org {org}, or the Integration "
-        "lacks spark:applications_token: "
+        f"lacks spark:applications_token: {cause.message}"
     )
+    assert (error.status_code, error.body, error.tracking_id) == (
+        403,
+        cause.body,
+        cause.tracking_id,
+    )
+    assert (error.descriptions, error.method, error.url) == (
+        cause.descriptions,
+        cause.method,
+        cause.url,
+    )
+    assert error.tracking_id
+    assert error.method == "POST"
+    assert rig.emu.count("POST", APPS_PATH) == 1  # a 403 is not retried
+    assert rig.emu.count("POST", TOKEN_PATH) == 0
 
 
 # ----------------------------------------------------------------------------- listener pieces
@@ -1053,3 +1069,19 @@ async def test_integration_refresh_chain_edges(rig: AuthRig) -> None:
     first, second = await asyncio.gather(one.arefresh(), two.arefresh())
     assert emu.count("POST", TOKEN_PATH) == 2
     assert first == second == store.tokens["integration"]
+
+
+async def test_a_revoked_integration_refresh_token_keeps_the_error_details(rig: AuthRig) -> None:
+    await rig.seed_integration()
+    token = await rig.storage.get_integration_token()
+    assert rig.emu.revoke_refresh_token(token.refresh_token)
+    with pytest.raises(ReauthorizationRequiredError) as info:
+        await rig.integration.arefresh()
+    error, cause = info.value, info.value.__cause__
+    assert isinstance(cause, WebexBYOVAError)
+    assert error.message == (
+        "Integration: the refresh token is expired or revoked; re-authorization is needed "
+        "(run authorize() or `byova auth login`)"
+    )
+    assert (error.status_code, error.tracking_id) == (cause.status_code, cause.tracking_id)
+    assert error.status_code == 400
