@@ -99,11 +99,12 @@ MODULES: dict[str, Module] = {
     "token_managers": Module(
         (f"{PKG}/integration.py", f"{PKG}/service_app.py"),
         (
+            "tests/auth/test_token_managers_mutation.py",
             "tests/auth/test_integration.py",
             "tests/auth/test_service_app.py",
             "tests/auth/test_sansio.py",
-            "tests/auth/test_lock_renewal.py",
             "tests/auth/test_review.py",
+            "tests/auth/test_webhook_order.py",
             "tests/security/test_oauth.py",
         ),
     ),
