@@ -157,3 +157,37 @@ async def test_client_cancels_mid_prompt(media_server, caller_factory):
     other = caller_factory(server)
     assert (await other.say(wav=YES)).texts == ["heard"]
     assert (await caller.say(wav=YES)).texts == ["heard"]
+
+
+async def test_a_caller_streaming_on_after_a_transfer_sees_the_servers_ok(
+    media_server, caller_factory
+):
+    """The server completes a terminal RPC at once (as Cisco's gateway does) while an unpaced
+    caller is still writing: grpc-python's late write fails locally and reports INTERNAL
+    "Internal error from Core"; the Webex-side caller reports the server's OK with the
+    terminal response, never a failed call."""
+    from webex_byova.media import audio
+
+    server = await media_server()
+
+    @server.on("session_start")
+    def welcome(event: Any) -> None:
+        event.turn.say("hello")
+
+    @server.on("utterance")
+    def transfer(event: Any) -> None:
+        event.turn.transfer_to_agent()
+
+    await server.start()
+    ulaw = audio.wav_to_webex(YES) + b"\xff" * 8000 * 4  # speech, then 4 s of silence
+    for _ in range(5):
+        caller = caller_factory(server)
+        assert (await caller.start_session()).ok
+        turn = caller.open("audio")
+        for i in range(0, len(ulaw), 160):  # as fast as gRPC takes them, no pacing
+            if not await turn.send(caller.audio_request(ulaw[i : i + 160])):
+                break
+        await turn.half_close()
+        result = await turn.wait(10)
+        assert result.has_event("TRANSFER_TO_AGENT")
+        assert result.ok, (result.code, result.details)
