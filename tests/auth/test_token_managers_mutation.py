@@ -123,6 +123,23 @@ class LockingStore(PlainStore):
         yield None
 
 
+class StaleReads(PlainStore):
+    """Shares ``tokens`` with another store; its first two reads (the manager's unlocked one
+    and the one under the store lock) return ``stale``: what it saw before a peer without a
+    lock rotated the token. Later reads see the shared data."""
+
+    def __init__(self, tokens: dict[str, OAuthToken], stale: OAuthToken) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self._stale = [stale, stale]
+
+    async def get_integration_token(self) -> OAuthToken | None:
+        if not self._stale:
+            return await super().get_integration_token()
+        self._note("get_integration_token")
+        return self._stale.pop()
+
+
 def _managers(
     emu: WebexEmulator, http: object, storage: object, portal: Portal | None = None
 ) -> tuple[IntegrationTokenManager, ServiceAppTokenManager]:
@@ -1058,15 +1075,18 @@ async def test_integration_refresh_chain_edges(rig: AuthRig) -> None:
         assert str(info.value).startswith(
             "no Integration token is stored; run authorize() (or `byova auth login`) first"
         )
-    # Two managers over two store objects sharing the data and no lock: both refresh the same
-    # token; Webex rotates it for the first, the second finds the rotated one stored.
-    store.tokens["integration"] = _seed(emu)
-    peer_store = PlainStore()
-    peer_store.tokens = store.tokens
+    # Two managers over two store objects sharing the data and no lock: the peer read the
+    # token, then the first refreshed it (Webex rotates the refresh token); the peer's refresh
+    # with the old one fails and it finds the rotated one stored. (Run in this order: with
+    # both refreshes concurrent, the peer may re-read before the first has stored.)
+    old = _seed(emu)
+    store.tokens["integration"] = old
     one, _ = _managers(emu, rig.http, store)
-    two, _ = _managers(emu, rig.http, peer_store)
+    two, _ = _managers(emu, rig.http, StaleReads(store.tokens, old))
     emu.clear_requests()
-    first, second = await asyncio.gather(one.arefresh(), two.arefresh())
+    first = await one.arefresh()
+    assert first.refresh_token != old.refresh_token
+    second = await two.arefresh()
     assert emu.count("POST", TOKEN_PATH) == 2
     assert first == second == store.tokens["integration"]
 
