@@ -5,9 +5,9 @@ Run: ``.venv/bin/python bench/bench_frames.py [--calls 200] [--vad energy,auto]`
 A real :class:`~webex_byova.media.BYOVAMediaServer` (the app of ``bench_ops.py``: a greeting
 and a reply) runs in this process's event loop. Each call is one audio turn of the wire bytes
 a gRPC client sends: 160-byte µ-law ``VoiceVARequest`` frames (``bench_media``'s tone call:
-1 s of a voiced tone between silences, 135 frames), decoded and fed exactly as the gRPC front
-end's reader does with the frames after an RPC's first (``decode_caller_input``,
-``TurnHandle.feed_input``, ``TurnHandle.drain``), including the frames after END_OF_INPUT.
+1 s of a voiced tone between silences, 135 frames), handed to the gRPC front end's own reader
+(``_grpc_frontend._read``: ``decode_caller_input``, ``TurnHandle.feed_input``, ``drain`` when
+backlogged) for the frames after an RPC's first, including the frames after END_OF_INPUT.
 Figures per frame, best of three runs of ``--calls`` calls:
 
 * ``codec``: protobuf parse + conversion of the frame's input (``AudioIn``);
@@ -31,6 +31,7 @@ import asyncio
 import gc
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +58,12 @@ def wire_call(ulaw: bytes) -> tuple[str, list[bytes]]:
     return cid, frames
 
 
+async def request_stream(frames: list[bytes]) -> AsyncIterator[bytes]:
+    """An RPC's further requests, as the gRPC front end's reader (``_read``) gets them."""
+    for data in frames:
+        yield data
+
+
 def make_server(vad: str) -> Any:
     from webex_byova.media import BYOVAMediaServer, MediaServerConfig
 
@@ -80,6 +87,7 @@ async def run(vad: str, calls: int) -> dict[str, float]:
     from bench_media import tone_call_audio
 
     from webex_byova.media._grpc_codec import decode_caller_input, decode_voice_va_request
+    from webex_byova.media._grpc_frontend import _read
 
     server = make_server(vad)
     ulaw = tone_call_audio()
@@ -94,7 +102,7 @@ async def run(vad: str, calls: int) -> dict[str, float]:
         codec_s += time.perf_counter() - t0
         handle = await server.open_turn(decode_voice_va_request(wire[0]), transport="grpc")
         t0 = time.perf_counter()
-        for item in items:
+        for item in items:  # _read's loop, minus the decode
             if not handle.feed_input(item):
                 if handle.closed:
                     break
@@ -113,14 +121,7 @@ async def run(vad: str, calls: int) -> dict[str, float]:
         cid = str(uuid.uuid4())  # a fresh conversation for the same bytes
         handle = await server.open_turn(replace(first, conversation_id=cid), transport="grpc")
         t0 = time.perf_counter()
-        for data in wire[1:]:
-            item = decode_caller_input(data)
-            if not handle.feed_input(item):
-                if handle.closed:
-                    break
-                continue
-            if handle.backlogged:
-                await handle.drain()
+        await _read(handle, request_stream(wire[1:]))  # the gRPC front end's own reader
         both_s += time.perf_counter() - t0
         handle.caller_done()
         handle.caller_gone()
@@ -135,7 +136,8 @@ async def run(vad: str, calls: int) -> dict[str, float]:
 
 async def rpc_turn(server: Any, wire: list[bytes]) -> float:
     """One RPC's turn as the gRPC front end runs it; returns the seconds its frames took."""
-    from webex_byova.media._grpc_codec import decode_caller_input, decode_voice_va_request
+    from webex_byova.media._grpc_codec import decode_voice_va_request
+    from webex_byova.media._grpc_frontend import _read
 
     handle = await server.open_turn(decode_voice_va_request(wire[0]), transport="grpc")
 
@@ -145,14 +147,7 @@ async def rpc_turn(server: Any, wire: list[bytes]) -> float:
 
     writer = asyncio.get_running_loop().create_task(write())
     t0 = time.process_time()
-    for data in wire[1:]:
-        item = decode_caller_input(data)
-        if not handle.feed_input(item):
-            if handle.closed:
-                break
-            continue
-        if handle.backlogged:
-            await handle.drain()
+    await _read(handle, request_stream(wire[1:]))
     frames_s = time.process_time() - t0
     handle.caller_done()
     await writer

@@ -53,7 +53,7 @@ async def reader_path(vad: str, calls: int, built: int) -> int:
 
     ``built`` calls' wire bytes are serialized first, whatever ``calls`` is, so both runs
     pay the same for them."""
-    from bench_frames import make_server, wire_call
+    from bench_frames import make_server, request_stream, wire_call
 
     from webex_byova.media._grpc_codec import decode_voice_va_request
     from webex_byova.media._grpc_frontend import _read
@@ -65,16 +65,12 @@ async def reader_path(vad: str, calls: int, built: int) -> int:
     for cid, wire in wires[:calls]:
         handle = await server.open_turn(decode_voice_va_request(wire[0]), transport="grpc")
 
-        async def requests(rest: list[bytes] = wire[1:]) -> Any:
-            for data in rest:
-                yield data
-
         async def write(turn: Any = handle) -> None:
             async for _ in turn.responses():
                 pass
 
         writer = asyncio.get_running_loop().create_task(write())
-        await _read(handle, requests())
+        await _read(handle, request_stream(wire[1:]))
         await writer
         server.end_conversation(cid, "bench")
         frames += len(wire) - 1
