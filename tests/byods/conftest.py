@@ -9,6 +9,7 @@ import pytest
 
 from webex_byova.client import BYOVA
 from webex_byova.credentials import IntegrationCredentials, ServiceAppCredentials
+from webex_byova.data_sources import BYOVA_SCHEMA_ID, DataSource, OrgClient
 from webex_byova.testing import WebexEmulator
 from webex_byova.tokens import OAuthToken
 
@@ -81,3 +82,21 @@ def _token(emu: WebexEmulator) -> OAuthToken:
         refresh_token=data["refresh_token"],
         refresh_token_expires_at=now + data["refresh_token_expires_in"],
     )
+
+
+async def org_data_source(
+    asdk: BYOVA, emu: WebexEmulator, *, token_lifetime_minutes: int = 5
+) -> tuple[OrgClient, DataSource]:
+    """The emulated org's client (its serviceApp authorized, its token fetched) and a BYOVA
+    data source registered in it."""
+    await emu.aauthorize_service_app(emu.org.org_id)
+    await asdk.service_app.afetch_org_token(emu.org.org_id)
+    client = await asdk.aget_client_for_org(emu.org.org_id)
+    ds = await client.data_sources.acreate(
+        schema_id=BYOVA_SCHEMA_ID,
+        url=DS_URL,
+        audience="A",
+        subject="S",
+        token_lifetime_minutes=token_lifetime_minutes,
+    )
+    return client, ds

@@ -12,7 +12,7 @@ from webex_byova.data_sources import BYOVA_SCHEMA_ID, OrgClient
 from webex_byova.keeper import DataSourceKeeper, DataSourceState
 from webex_byova.testing import WebexEmulator
 
-from .conftest import DS_URL
+from .conftest import DS_URL, org_data_source
 
 
 def _client(sdk: BYOVA, emu: WebexEmulator) -> OrgClient:
@@ -51,12 +51,7 @@ def test_thread_shell_renews_before_expiry(sdk: BYOVA, emu: WebexEmulator) -> No
 
 
 async def test_failures_retry_with_backoff_then_recover(asdk: BYOVA, emu: WebexEmulator) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=60
-    )
+    client, ds = await org_data_source(asdk, emu, token_lifetime_minutes=60)
     keeper = DataSourceKeeper(
         lead_time=600, retry_initial=10, retry_max=40, clock=emu.clock.now, rng=lambda: 0.0
     )
@@ -82,12 +77,7 @@ async def test_failures_retry_with_backoff_then_recover(asdk: BYOVA, emu: WebexE
 
 
 async def test_deleted_source_is_dropped(asdk: BYOVA, emu: WebexEmulator) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     changes: list[DataSourceState] = []
     keeper = DataSourceKeeper(lead_time=600, clock=emu.clock.now, on_change=changes.append)
     keeper.register(client, ds)
@@ -98,12 +88,7 @@ async def test_deleted_source_is_dropped(asdk: BYOVA, emu: WebexEmulator) -> Non
 
 
 async def test_task_wakes_on_registration(asdk: BYOVA, emu: WebexEmulator) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     renewed = asyncio.Event()
 
     async def never(_: float) -> None:  # only a registration can wake the idle keeper

@@ -24,7 +24,7 @@ from webex_byova.keeper import DataSourceKeeper, DataSourceState, KeeperSchedule
 from webex_byova.models import DataSource
 from webex_byova.testing import WebexEmulator
 
-from .conftest import DS_URL
+from .conftest import DS_URL, org_data_source
 from .test_keeper_schedule import ORG
 from .test_keeper_schedule import _client as offline_client
 
@@ -448,12 +448,7 @@ def test_run_once_looks_up_then_renews_with_the_lifetime(sdk: BYOVA, emu: WebexE
 async def test_arun_once_fails_retries_and_logs(
     asdk: BYOVA, emu: WebexEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     changes: list[DataSourceState] = []
     clock = [emu.clock.now()]
     keeper = DataSourceKeeper(
@@ -530,12 +525,7 @@ def test_thread_shell_starts_stops_and_refuses_a_second_shell(
 async def test_task_shell_starts_stops_and_refuses_a_second_shell(
     asdk: BYOVA, emu: WebexEmulator
 ) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     renewed = asyncio.Event()
     keeper = DataSourceKeeper(
         lead_time=600,
@@ -611,12 +601,7 @@ def test_an_interrupted_run_once_gives_back_every_claim(sdk: BYOVA, emu: WebexEm
 async def test_arun_once_renews_with_the_requested_lifetime(
     asdk: BYOVA, emu: WebexEmulator
 ) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     keeper = DataSourceKeeper(lead_time=600, clock=emu.clock.now, token_lifetime_minutes=42)
     keeper.register(client, ds)  # inside the lead time: renewed at once
     await keeper.arun_once()
@@ -627,12 +612,7 @@ async def test_arun_once_renews_with_the_requested_lifetime(
 async def test_task_shell_sleeps_only_when_nothing_is_due_and_cancels_its_waits(
     asdk: BYOVA, emu: WebexEmulator
 ) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     now = [emu.clock.now()]
     sleeps: list[Any] = []
     cancelled: list[bool] = []

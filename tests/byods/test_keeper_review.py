@@ -7,12 +7,11 @@ import asyncio
 import pytest
 
 from webex_byova.client import BYOVA
-from webex_byova.data_sources import BYOVA_SCHEMA_ID
 from webex_byova.errors import ValidationError
 from webex_byova.keeper import DataSourceKeeper
 from webex_byova.testing import WebexEmulator
 
-from .conftest import DS_URL
+from .conftest import org_data_source
 from .test_keeper_schedule import _client as offline_client
 
 
@@ -29,12 +28,7 @@ def test_register_rejects_a_lifetime_outside_1_to_1440(minutes: int) -> None:
 async def test_cancelled_task_mid_renewal_does_not_strand_the_source(
     asdk: BYOVA, emu: WebexEmulator
 ) -> None:
-    await emu.aauthorize_service_app(emu.org.org_id)
-    await asdk.service_app.afetch_org_token(emu.org.org_id)
-    client = await asdk.aget_client_for_org(emu.org.org_id)
-    ds = await client.data_sources.acreate(
-        schema_id=BYOVA_SCHEMA_ID, url=DS_URL, audience="A", subject="S", token_lifetime_minutes=5
-    )
+    client, ds = await org_data_source(asdk, emu)
     keeper = DataSourceKeeper(lead_time=600, clock=emu.clock.now)  # due at once
     keeper.register(client, ds)
     emu.add_latency(f"/v1/dataSources/{ds.id}", 1.0, method="GET", times=1)
