@@ -144,8 +144,6 @@ def test_endpointer_runs_any_classifier_and_traces_frames() -> None:
 def test_whole_frames_pieces_and_one_buffer_give_the_same_events_and_trace(make: type) -> None:
     """One whole frame per feed (the server's case, a fast path) decides exactly like odd-sized
     pieces and one big buffer (the general loop): same events, same per-frame trace."""
-    if make is WebRtcVAD:
-        pytest.importorskip("webrtcvad")
     x = with_noise(np.concatenate([silence(400), words(3), silence(500), words(2)]), -45)
     x = np.concatenate([x, silence(1500)])
     runs = []
