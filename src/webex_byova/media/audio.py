@@ -398,9 +398,7 @@ def pcm16_frame_energy(pcm: BytesLike, *, use_numpy: bool | None = None) -> int:
     the call overhead is most of the cost, so the numpy calls take positional arguments.
     """
     n = len(pcm) // 2
-    if (use_numpy is None and n >= 32 and _np is not None) or (
-        use_numpy is not None and _want_numpy(use_numpy, 0)
-    ):
+    if _want_numpy(use_numpy, _NUMPY_MIN_BYTES if n >= 32 else 0):
         x = _np.frombuffer(pcm, _I2, n).astype(_I8)
         return int(x.dot(x))
     samples = _pcm_samples(pcm)
