@@ -121,16 +121,17 @@ class LevelWindow:
 
     def add(self, level: float) -> None:
         """Take one frame's level (the oldest leaves a full window)."""
+        # Twice per 20 ms frame between utterances (the end-pointer's and the energy
+        # classifier's windows): locals instead of repeated attribute reads.
         pending = self._pending
         pending.append(level)
-        if len(pending) <= self.delay:
-            return
-        level = pending.popleft()
-        if len(self._order) == self.size:
-            old = self._order.popleft()
-            del self._sorted[bisect_left(self._sorted, old)]
-        self._order.append(level)
-        insort(self._sorted, level)
+        if len(pending) > self.delay:
+            order, ordered = self._order, self._sorted
+            if len(order) == self.size:
+                del ordered[bisect_left(ordered, order.popleft())]
+            level = pending.popleft()
+            order.append(level)
+            insort(ordered, level)
 
     def __len__(self) -> int:
         """How many levels are in the window (not counting those still waiting)."""
@@ -494,7 +495,11 @@ class EndPointer:
         level = (
             known.popleft() if known else level_dbfs(pcm16_frame_energy(frame), self._frame_samples)
         )
-        return self._step(self.classifier.classify(frame, level, self._speaking), level)
+        speech = self.classifier.classify(frame, level, self._speaking)
+        # per 20 ms frame: straight to the rules unless a trace is wanted
+        if self.on_frame is None:
+            return self._transition(speech, level)
+        return self._step(speech, level)
 
     def _counts(self, speech: bool, level: float, t: float) -> bool:
         """The talker guard: is this speech frame the caller's own (not a quieter talker)?
@@ -520,13 +525,12 @@ class EndPointer:
         return True
 
     def _step(self, speech: bool, level: float) -> VADEvent | None:
-        self._frames += 1
-        t = self._origin + self._frames * self.frame_ms
-        event = self._transition(speech, level, t)
+        """Apply the rules to one classified frame, and trace it for ``on_frame``."""
+        event = self._transition(speech, level)
         if self.on_frame is not None:
             self.on_frame(
                 FrameTrace(
-                    at_ms=t,
+                    at_ms=self._origin + self._frames * self.frame_ms,
                     level_dbfs=level,
                     speech=speech,
                     counted=self._counted,
@@ -536,8 +540,11 @@ class EndPointer:
             )
         return event
 
-    def _transition(self, speech: bool, level: float, t: float) -> VADEvent | None:
+    def _transition(self, speech: bool, level: float) -> VADEvent | None:
+        """The start/end rules for the next frame (``_step`` without the trace)."""
         frame_ms = self.frame_ms
+        self._frames = frames = self._frames + 1
+        t = self._origin + frames * frame_ms
         self._counted = speech
         recent = self._recent
         if not self._speaking:

@@ -33,6 +33,7 @@ import importlib.resources
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 from webex_byova._optional import optional_import, require
@@ -110,8 +111,31 @@ DetectorKind = Literal["auto", "silero", "energy", "webrtc"]
 _ULAW_SIGN: Final = ulaw_to_pcm16(bytes(range(256)))[1::2].translate(
     bytes(0 if c & 0x80 else 1 for c in range(256))
 )
-# Sign plane of the high byte of a little-endian PCM16 sample.
-_PCM_SIGN: Final = bytes(0 if c & 0x80 else 1 for c in range(256))
+
+
+@cache
+def _first_bits(samples: int, step: int) -> int:
+    """An integer with bit ``step * i`` set for each sample ``i`` but the last."""
+    return int.from_bytes(b"\x01".ljust(step // 8, b"\x00") * (samples - 1), "little")
+
+
+def _zero_crossings(frame: bytes, *, pcm: bool) -> int:
+    """How often the sign changes between adjacent samples of a LINEAR16 or µ-law frame.
+
+    Per 20 ms frame of a noisy line, so without a loop over samples: the frame as one
+    integer, each sample's sign bit lined up with the next one's by a shift, XOR, popcount.
+    """
+    if pcm:  # bit 15 of sample i (its sign) moves to bit 16 * i
+        samples, step = len(frame) // 2, 16
+        signs = int.from_bytes(frame, "little") >> 15
+    else:
+        samples, step = len(frame), 8
+        signs = int.from_bytes(frame.translate(_ULAW_SIGN), "little")
+    if samples < 2:
+        return 0
+    return ((signs ^ (signs >> step)) & _first_bits(samples, step)).bit_count()
+
+
 # The noise spread is an average of (level - floor) over noise frames, each capped here (dB).
 _SPREAD_CAP_DB: Final = 10.0
 _SPREAD_RATE: Final = 0.05  # per noise frame: a time constant of 20 frames
@@ -316,17 +340,15 @@ class EnergyClassifier:
         self._above = True
         self._hang = 0
 
-    def classify(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
-        """Is this LINEAR16 frame speech?"""
-        return self._decide(frame, level_dbfs, in_speech, _PCM_SIGN, pcm=True)
-
     def classify_ulaw(self, frame: bytes, level_dbfs: float, in_speech: bool) -> bool:
         """Is this µ-law frame speech (sign bits read from the codes, no decoding)?"""
-        return self._decide(frame, level_dbfs, in_speech, _ULAW_SIGN, pcm=False)
+        return self.classify(frame, level_dbfs, in_speech, ulaw=True)
 
-    def _decide(
-        self, frame: bytes, level: float, in_speech: bool, table: bytes, *, pcm: bool
+    def classify(
+        self, frame: bytes, level_dbfs: float, in_speech: bool, *, ulaw: bool = False
     ) -> bool:
+        """Is this LINEAR16 frame (µ-law codes with ``ulaw=True``) speech?"""
+        level = level_dbfs
         noise = self._noise
         floor = noise.update(level)
         base = floor + self.spread_factor * noise.spread
@@ -349,24 +371,23 @@ class EnergyClassifier:
             return False
         self._hang = 0
         self._above = True
-        loud = noise.loud()
+        # Below the start bar, or no louder than the line's loud noise (read before this
+        # frame's level joins the window; only for a frame that clears the bar: the quantile
+        # is not free, and most frames between utterances are far below it).
+        quiet = level < base + self.start_margin_db or level < self.min_level_dbfs
+        if not quiet:
+            loud = noise.loud()
+            quiet = loud is not None and level < loud + LINE_MARGIN_DB
         noise.levels.add(level)
-        signs = (frame[1::2] if pcm else frame).translate(table)
-        # Zero crossings: the sign planes shifted by one sample, XOR, popcount.
-        a = int.from_bytes(signs[:-1], "little")
-        b = int.from_bytes(signs[1:], "little")
-        crossings = (a ^ b).bit_count()
-        if (
-            level < base + self.start_margin_db
-            or level < self.min_level_dbfs
-            or (loud is not None and level < loud + LINE_MARGIN_DB)
-        ):
+        if quiet:
             noise.learn(level, floor)
             if level >= self.min_level_dbfs:  # the crossings of audible noise
+                crossings = _zero_crossings(frame, pcm=not ulaw)
                 self._noise_crossings += (crossings - self._noise_crossings) * _SPREAD_RATE
             self._since_voiced += 1
             return False
         # Voiced: few crossings, or clearly fewer than the line's own noise has.
+        crossings = _zero_crossings(frame, pcm=not ulaw)
         if crossings <= max(self._zcr_limit, _NOISE_ZCR_DROP * self._noise_crossings):
             self._since_voiced = 0
             return True
