@@ -104,7 +104,7 @@ def _ended(at: float, last: float, reason: str = "complete_timeout") -> SpeechEn
 
 
 def _server(
-    events: dict[int, list[VADEvent]] | None = None, **config: Any
+    events: dict[int, list[VADEvent]] | None = None, *, tracer_provider: Any = None, **config: Any
 ) -> tuple[BYOVAMediaServer, Clock, list[Script]]:
     clock = Clock()
     made: list[Script] = []
@@ -114,7 +114,11 @@ def _server(
         return made[-1]
 
     server = BYOVAMediaServer(
-        make_config(**config), agents=["agent-1"], clock=clock, detector_factory=factory
+        make_config(**config),
+        agents=["agent-1"],
+        clock=clock,
+        detector_factory=factory,
+        tracer_provider=tracer_provider,
     )
     return server, clock, made
 
