@@ -125,6 +125,7 @@ MODULES: dict[str, Module] = {
             "tests/media/test_core_pacing.py",
             "tests/media/test_core_logs.py",
             "tests/media/test_core_tracing.py",
+            "tests/media/test_core_guards.py",
             "tests/media/test_frontend.py",
             "tests/media/test_units.py",
             "tests/media/test_frame_path.py",

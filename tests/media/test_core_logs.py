@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from webex_byova.media._frontend import CallRejected
-from webex_byova.media._messages import AudioIn, DtmfIn, PromptSpec
+from webex_byova.media._messages import AudioIn, DtmfIn, EventIn, PromptSpec
 
 from .test_core_mutation import APOLOGY, START, _all, _final, _req, _server, _ws
 
@@ -128,12 +128,14 @@ async def test_dropped_frames_are_logged_by_reason_when_the_turn_closes(
     with caplog.at_level(logging.DEBUG, logger="webex_byova.media"):
         handle = await server.open_turn(_req(AudioIn(audio=b"\x01" * 10)), transport="grpc")
         assert handle.feed_input(AudioIn(audio=b"\x01" * 160, sample_rate_hz=11025))
-        assert handle.feed_input(None)
+        # empty messages: an event of no known type, no input at all, another unknown event
+        for item in (EventIn(type="unspecified"), None, EventIn(type="unspecified")):
+            assert handle.feed_input(item)
         handle.caller_gone()
         assert await _all(handle) == []
     messages = [m for _, m in _records(caplog, "webex_byova.media") if "dropped" in m]
     assert messages == [
-        "[c1 #1] dropped frames: {'small': 1, 'large': 0, 'empty': 1, 'bad': 1, 'after_close': 0}"
+        "[c1 #1] dropped frames: {'small': 1, 'large': 0, 'empty': 3, 'bad': 1, 'after_close': 0}"
     ]
 
 

@@ -550,8 +550,8 @@ class Turn:
         done: asyncio.Future[bool] | None = getattr(self, "_final_done", None)
         if self._final_requested and done is not None and not self._closed:
             if done.done():
-                return _completed(not done.cancelled() and done.result())
-            return asyncio.shield(done)  # a cancelled awaiter must not cancel the first one's
+                return _completed(done.result())
+            return asyncio.shield(done)  # a cancelled awaiter must not cancel the turn's own
         if self._final_requested or self._closed:
             return _completed(self._final_sent)
         return self._request_final()
@@ -566,7 +566,9 @@ class Turn:
         self._final_done = done
         self._ops.append("final")
         self._wakeup.set()
-        return done
+        # The caller gets a shield: giving up on it (a wait_for() that timed out) must not
+        # cancel the turn's own future, which later finish() calls report.
+        return asyncio.shield(done)
 
     def _terminal_response(
         self,
@@ -1406,8 +1408,6 @@ class Session:
         self._waiter: tuple[asyncio.Future[InputEvent], asyncio.Task[Any] | None] | None = None
         self._playing: Turn | None = None
         self._wav_playback: tuple[Turn, float] | None = None
-        self._idle_since = hub.clock()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._state_reported = False
         # One end-pointer per conversation (it learns the line's noise and the caller's level);
         # lent to one audio turn at a time and reset, not rebuilt, between turns.
