@@ -507,3 +507,105 @@ def test_log_context_bounds_both_ids_to_200_characters() -> None:
         "trackingid": "t" * 200,
     }
     assert log_context("c" * 200, "") == {"conversation_id": "c" * 200, "trackingid": ""}
+
+
+async def test_a_wait_started_as_another_ends_keeps_its_input() -> None:
+    """A handler that starts waiting in collect_input() right after another one's wait was
+    answered (before that one resumed) gets the next input; the first wait's clean-up must not
+    drop it."""
+    server, _, _ = _server()
+    assert await _ws(server, START) == [_final()]
+    session = server.sessions["c1"]
+    first = asyncio.get_running_loop().create_task(session.collect_input(timeout=2))
+    await _settle()
+    listening = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    second = asyncio.get_running_loop().create_task(session.collect_input(timeout=2))
+    assert listening.feed_input(DtmfIn(digits="1"))  # answers the first wait
+    digits = await first
+    assert (type(digits).__name__, digits.digits) == ("DtmfInput", "1")
+    digits.turn.finish()
+    listening.caller_done()
+    assert await _all(listening) == [_final()]
+    nxt = await server.open_turn(_req(DtmfIn(digits="2")), transport="websocket")
+    got = await second
+    assert (type(got).__name__, got.digits, got.turn is nxt.turn) == ("DtmfInput", "2", True)
+    got.turn.finish()
+    assert await _all(nxt) == [_final()]
+
+
+async def test_an_utterance_without_a_declared_language_has_none() -> None:
+    server, _, _ = _server({1: [_started(1)], 3: [_ended(80.0, 40.0)]})
+    heard: list[tuple[str, int]] = []
+
+    @server.on("utterance")
+    def reply(event: Any) -> None:
+        heard.append((event.language_code, event.sample_rate))
+
+    handle, _, _ = await _audio_turn(server, _frames(5), "grpc")
+    assert heard == [("", 8000)]
+    assert handle.turn.outcome == "completed"
+
+
+async def test_turn_state_flags_are_booleans_from_the_start() -> None:
+    server, _, _ = _server()
+    handle = await server.open_turn(_req(START), transport="grpc")
+    turn = handle.turn
+    assert (turn.closed, turn.finished, handle.closed) == (False, True, False)
+    handle.caller_done()
+    assert await _all(handle) == [_final()]
+    assert (turn.closed, turn.finished, handle.closed) == (True, True, True)
+    listening = await server.open_turn(_req(_frames(1)[0]), transport="grpc")
+    assert (listening.turn.closed, listening.turn.finished) == (False, False)
+    assert listening.turn.closed is False
+    assert listening.turn.finished is False
+    listening.caller_gone()
+    await _all(listening)
+
+
+async def _stuck_source(closed: list[str]) -> AsyncIterator[bytes]:
+    """One chunk, then a source that never yields again (a TTS connection that hangs)."""
+    try:
+        yield CHUNK
+        await asyncio.Event().wait()
+        yield CHUNK
+    finally:
+        closed.append("closed")
+
+
+@pytest.mark.parametrize("mode", ["chunk", "wav"])
+async def test_a_stream_stuck_in_its_source_ends_when_the_caller_goes(mode: str) -> None:
+    server, _, _ = _server(audio_mode=mode, handler_timeout_s=60.0)
+    closed: list[str] = []
+    played: list[bool] = []
+
+    @server.on("dtmf_input")
+    async def speak(event: Any) -> None:
+        played.append(await event.turn.stream(_stuck_source(closed)))
+
+    handle = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    pump = _pump(handle)
+    await _settle()  # the source is stuck after its first piece
+    handle.caller_gone()
+    assert await pump == ([_chunk()] if mode == "chunk" else [])
+    await _settle()
+    assert (played, closed, handle.turn.outcome) == ([False], ["closed"], "cancelled")
+
+
+async def test_a_stream_stuck_in_its_source_ends_when_the_call_ends_elsewhere() -> None:
+    server, _, _ = _server(audio_mode="chunk", handler_timeout_s=60.0)
+    closed: list[str] = []
+    played: list[bool] = []
+
+    @server.on("dtmf_input")
+    async def speak(event: Any) -> None:
+        played.append(await event.turn.stream(_stuck_source(closed)))
+
+    assert await _ws(server, START) == [_final()]
+    streaming = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    pump = _pump(streaming)
+    await _settle()
+    hangup = await server.open_turn(_req(HANGUP), transport="grpc")
+    assert len(await _all(hangup)) == 1
+    assert await pump == [_chunk()]
+    await _settle()
+    assert (played, closed, streaming.turn.outcome) == ([False], ["closed"], "terminal")
