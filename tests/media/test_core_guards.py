@@ -609,3 +609,39 @@ async def test_a_stream_stuck_in_its_source_ends_when_the_call_ends_elsewhere() 
     assert await pump == [_chunk()]
     await _settle()
     assert (played, closed, streaming.turn.outcome) == ([False], ["closed"], "terminal")
+
+
+@pytest.mark.parametrize("how", ["caller_gone", "hangup_elsewhere"])
+async def test_no_final_after_the_turn_ended_while_its_error_path_ran(how: str) -> None:
+    """The FINAL waits for a failed source's error path; if the turn is over by then (caller
+    gone, call ended on another RPC), nothing more is written."""
+    server, _, _ = _server(audio_mode="chunk")
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def broken() -> AsyncIterator[bytes]:
+        raise OSError("tts down")
+        yield b""
+
+    @server.on("dtmf_input")
+    def speak(event: Any) -> None:
+        event.turn.stream(broken())
+        event.turn.finish()
+
+    @server.on("error")
+    async def report(event: Any) -> None:
+        entered.set()
+        await gate.wait()
+
+    assert await _ws(server, START) == [_final()]
+    handle = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    pump = _pump(handle)
+    await entered.wait()  # the FINAL is next; it waits for the error path
+    if how == "caller_gone":
+        handle.caller_gone()
+    else:
+        hangup = await server.open_turn(_req(HANGUP), transport="grpc")
+        assert len(await _all(hangup)) == 1
+    gate.set()
+    assert await pump == []
+    assert handle.turn.outcome == ("cancelled" if how == "caller_gone" else "terminal")
