@@ -677,7 +677,7 @@ class Turn:
                     while self._error_tasks:
                         await asyncio.wait(set(self._error_tasks))
                     if self._closed or self._dropped_call:
-                        continue  # over meanwhile (caller gone, call ended elsewhere): no FINAL
+                        return  # over meanwhile (caller gone, call ended elsewhere): no FINAL
                     response = self._build_final()
                     if self._first_reply_at is None:
                         self._first_reply_at = self._hub.clock()
