@@ -653,3 +653,15 @@ async def test_no_final_after_the_turn_ended_while_its_error_path_ran(how: str) 
     gate.set()
     assert await pump == []
     assert handle.turn.outcome == ("cancelled" if how == "caller_gone" else "terminal")
+
+
+async def test_the_caller_going_away_right_after_the_final_was_handed_out() -> None:
+    """The front end got the FINAL, then lost the stream before asking for more: the turn
+    ends cleanly (cancelled), its responses with nothing further."""
+    server, _, _ = _server()
+    handle = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
+    responses = handle.responses()
+    assert await anext(responses) == _final()
+    handle.caller_gone()
+    assert [r async for r in responses] == []
+    assert (handle.turn.closed, handle.turn.outcome) == (True, "cancelled")
