@@ -122,6 +122,10 @@ MODULES: dict[str, Module] = {
         (
             "tests/media/test_core_model_mutation.py",
             "tests/media/test_core_mutation.py",
+            "tests/media/test_core_pacing.py",
+            "tests/media/test_core_logs.py",
+            "tests/media/test_core_tracing.py",
+            "tests/media/test_core_guards.py",
             "tests/media/test_frontend.py",
             "tests/media/test_units.py",
             "tests/media/test_frame_path.py",

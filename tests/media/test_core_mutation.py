@@ -104,7 +104,7 @@ def _ended(at: float, last: float, reason: str = "complete_timeout") -> SpeechEn
 
 
 def _server(
-    events: dict[int, list[VADEvent]] | None = None, **config: Any
+    events: dict[int, list[VADEvent]] | None = None, *, tracer_provider: Any = None, **config: Any
 ) -> tuple[BYOVAMediaServer, Clock, list[Script]]:
     clock = Clock()
     made: list[Script] = []
@@ -114,7 +114,11 @@ def _server(
         return made[-1]
 
     server = BYOVAMediaServer(
-        make_config(**config), agents=["agent-1"], clock=clock, detector_factory=factory
+        make_config(**config),
+        agents=["agent-1"],
+        clock=clock,
+        detector_factory=factory,
+        tracer_provider=tracer_provider,
     )
     return server, clock, made
 
@@ -1574,6 +1578,25 @@ async def test_drain_ends_live_conversations_on_the_open_turn_or_the_next(
         with pytest.raises(_frontend.CallRejected) as caught:
             await server.open_turn(_req(START, "c"), transport="websocket")
         assert caught.value.kind == "unavailable"
+    finally:
+        await server.stop(grace=0.1)
+
+
+async def test_drain_counts_each_conversation_it_ended_once() -> None:
+    """One conversation ended on its open turn, one on the turn it opened within ``grace``:
+    two. (The one ended on its open turn was counted again once its FINAL had ended it.)"""
+    server, _, _ = _server(drain_action="end_session")
+    await server.start()
+    ending = AgentResponse(output_events=(OutputEventSpec("session_end", "server_draining"),))
+    try:
+        open_turn = await server.open_turn(_req(_frames(1)[0], "a"), transport="websocket")
+        pump = asyncio.get_running_loop().create_task(_all(open_turn))
+        assert await _ws(server, START, "b") == [_final()]
+        drain = asyncio.get_running_loop().create_task(server.drain(0.01, grace=2.0))
+        assert await pump == [ending]  # ended on its open turn at the drain deadline
+        late = await server.open_turn(_req(DtmfIn(digits="1"), "b"), transport="websocket")
+        assert await _all(late) == [ending]
+        assert await drain == 2
     finally:
         await server.stop(grace=0.1)
 

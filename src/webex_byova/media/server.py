@@ -1042,6 +1042,7 @@ class BYOVAMediaServer:
             await self._forget_moved()  # shared store: calls the balancer moved elsewhere
         action = self.config.drain_action
         ended = 0
+        answered: set[str] = set()  # ended on their open turn (counted here, once)
         for session in list(self._live.values()):
             if session.ended or session._drain_action is not None:
                 continue
@@ -1049,11 +1050,13 @@ class BYOVAMediaServer:
             turn = session.current_turn
             if turn is not None and turn._end_for_drain(action):
                 ended += 1
+                answered.add(session.conversation_id)
         waiting = [s for s in self._live.values() if not s.ended]
-        if waiting:
+        next_turn = [s for s in waiting if s.conversation_id not in answered]
+        if next_turn:
             _log.warning(
                 "drain timed out: %d conversations get %s on their next turn",
-                len(waiting),
+                len(next_turn),
                 action,
                 extra={"event": "drain_timeout"},
             )
@@ -1061,7 +1064,7 @@ class BYOVAMediaServer:
         wait = max(0.0, grace) if limit else 0.0
         await self._until(lambda: all(s.ended for s in waiting), loop.time() + wait)
         reason = "session_end" if action == "end_session" else "transfer_to_agent"
-        ended += sum(1 for s in waiting if s.ended and s.end_reason == reason)
+        ended += sum(1 for s in next_turn if s.ended and s.end_reason == reason)
         return ended
 
     async def _until(self, done: Callable[[], bool], deadline: float) -> None:

@@ -288,6 +288,8 @@ class Turn:
         self._streaming_barge_in = False
         self._play_origin: float | None = None
         self._play_sent_s = 0.0
+        #: The bound of the async audio source read the writer is waiting in, if any.
+        self._source_wait: asyncio.Timeout | None = None
         # input
         self._half_closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -550,8 +552,8 @@ class Turn:
         done: asyncio.Future[bool] | None = getattr(self, "_final_done", None)
         if self._final_requested and done is not None and not self._closed:
             if done.done():
-                return _completed(not done.cancelled() and done.result())
-            return asyncio.shield(done)  # a cancelled awaiter must not cancel the first one's
+                return _completed(done.result())
+            return asyncio.shield(done)  # a cancelled awaiter must not cancel the turn's own
         if self._final_requested or self._closed:
             return _completed(self._final_sent)
         return self._request_final()
@@ -566,7 +568,9 @@ class Turn:
         self._final_done = done
         self._ops.append("final")
         self._wakeup.set()
-        return done
+        # The caller gets a shield: giving up on it (a wait_for() that timed out) must not
+        # cancel the turn's own future, which later finish() calls report.
+        return asyncio.shield(done)
 
     def _terminal_response(
         self,
@@ -672,6 +676,8 @@ class Turn:
                     # A failing audio source's error path (bounded) may still add the apology.
                     while self._error_tasks:
                         await asyncio.wait(set(self._error_tasks))
+                    if self._closed or self._dropped_call:
+                        return  # over meanwhile (caller gone, call ended elsewhere): no FINAL
                     response = self._build_final()
                     if self._first_reply_at is None:
                         self._first_reply_at = self._hub.clock()
@@ -822,12 +828,18 @@ class Turn:
             while True:
                 try:
                     async with asyncio.timeout(timeout) as scope:
-                        piece = await anext(pieces)
+                        self._source_wait = scope
+                        try:
+                            piece = await anext(pieces)
+                        finally:
+                            self._source_wait = None
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
                     if not scope.expired():
                         raise
+                    if self._closed or self._dropped_call:
+                        return  # abandoned (_abandon_output): nobody will hear the rest
                     raise HandlerTimeoutError(
                         f"the stream() audio source yielded nothing within "
                         f"handler_timeout_s={timeout:g}"
@@ -838,6 +850,21 @@ class Turn:
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
+
+    def _abandon_output(self) -> None:
+        """The turn is over (caller gone, call ended elsewhere): the streams playing or queued
+        and the FINAL resolve as not played/sent, and the writer stops waiting for the audio
+        source it reads now, rather than when that yields or times out."""
+        for op in (self._current_stream, *self._ops):
+            if isinstance(op, _Stream) and not op.done.done():
+                op.done.set_result(False)
+        self._ops.clear()
+        done = getattr(self, "_final_done", None)
+        if done is not None and not done.done():
+            done.set_result(False)
+        wait = self._source_wait
+        if wait is not None:
+            wait.reschedule(asyncio.get_running_loop().time())
 
     def _error_reply(self, text: str | None, *, end_call: bool, error: str) -> bool:
         """The error path's answer (apology or ``error_occurred`` event, or the end of the call)
@@ -935,13 +962,7 @@ class Turn:
         self._input_ended = True
         self._dropped_call = True
         self._outcome = "terminal"
-        for op in self._ops:
-            if isinstance(op, _Stream) and not op.done.done():
-                op.done.set_result(False)
-        self._ops.clear()
-        done = getattr(self, "_final_done", None)
-        if done is not None and not done.done():
-            done.set_result(False)
+        self._abandon_output()
         self._request_complete()
 
     def _cancel(self) -> None:
@@ -1029,13 +1050,7 @@ class Turn:
         if self._audio_task is not None:
             self._audio_task.cancel()
         self._audio_room.set()
-        for op in (self._current_stream, *self._ops):
-            if isinstance(op, _Stream) and not op.done.done():
-                op.done.set_result(False)
-        self._ops.clear()
-        done = getattr(self, "_final_done", None)
-        if done is not None and not done.done():
-            done.set_result(False)
+        self._abandon_output()
         if any(self._dropped.values()):
             self.log.debug("dropped frames: %s", self._dropped)
         self.session._release_detector(self)
@@ -1406,8 +1421,6 @@ class Session:
         self._waiter: tuple[asyncio.Future[InputEvent], asyncio.Task[Any] | None] | None = None
         self._playing: Turn | None = None
         self._wav_playback: tuple[Turn, float] | None = None
-        self._idle_since = hub.clock()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._state_reported = False
         # One end-pointer per conversation (it learns the line's noise and the caller's level);
         # lent to one audio turn at a time and reset, not rebuilt, between turns.
