@@ -177,6 +177,7 @@ class ScriptedDetector:
         self.sample_rate = sample_rate
         self.start, self.end = start, end
         self.fed: list[bytes] = []
+        self.fed_ulaw = []
 
     @property
     def in_speech(self) -> bool:
@@ -193,13 +194,23 @@ class ScriptedDetector:
         return []
 
     def feed_ulaw(self, ulaw: Any, now_ms: float | None = None) -> list[VADEvent]:
+        self.fed_ulaw.append(bytes(ulaw))
         return self.feed(audio.ulaw_to_pcm16(ulaw), now_ms)
+
+    fed_ulaw: list[bytes]
 
     def reset(self) -> None:
         self.fed.clear()
 
     def reset_turn(self) -> None:
         self.fed.clear()
+
+
+class ScriptedUlawDetector(ScriptedDetector):
+    """The same script, for a detector that reads µ-law itself: the turn then feeds µ-law
+    frames as they came (``feed_ulaw``) and keeps them undecoded until the utterance."""
+
+    reads_ulaw = True
 
 
 async def _audio_turn(
@@ -209,13 +220,15 @@ async def _audio_turn(
     end: int,
     rate: int = 8000,
     as_requests: bool = False,
+    reads_ulaw: bool = False,
     **config: Any,
 ) -> tuple[ScriptedDetector, list[Any], list[AgentResponse], BYOVAMediaServer]:
     """One gRPC-style audio turn of ``frames``; the detector, utterances and responses."""
     detectors: list[ScriptedDetector] = []
+    kind = ScriptedUlawDetector if reads_ulaw else ScriptedDetector
 
     def factory(sample_rate: int, settings: Any) -> ScriptedDetector:
-        detectors.append(ScriptedDetector(sample_rate, start, end))
+        detectors.append(kind(sample_rate, start, end))
         return detectors[-1]
 
     server = BYOVAMediaServer(
@@ -255,17 +268,23 @@ def _tone_ulaw(n: int, seed: int = 1) -> list[bytes]:
     return [rng.randbytes(160) for _ in range(n)]
 
 
+@pytest.mark.parametrize("reads_ulaw", [False, True])
 @pytest.mark.parametrize("rate", [8000, 16000])
-async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(rate: int) -> None:
+async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(
+    rate: int, reads_ulaw: bool
+) -> None:
     size = 160 if rate == 8000 else 320  # 20 ms of µ-law
     rng = random.Random(rate)
     codes = [rng.randbytes(size) for _ in range(60)]
     frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=rate) for c in codes[:1]]
     frames += [AudioIn(audio=c) for c in codes[1:]]  # later frames inherit what was declared
-    detector, utterances, responses, server = await _audio_turn(frames, start=30, end=45, rate=rate)
+    detector, utterances, responses, server = await _audio_turn(
+        frames, start=30, end=45, rate=rate, reads_ulaw=reads_ulaw
+    )
     pcm = [audio.ulaw_to_pcm16(c) for c in codes]
     assert detector.sample_rate == rate
     assert detector.fed == pcm[:46]  # nothing fed after the end of input
+    assert detector.fed_ulaw == (codes[:46] if reads_ulaw else [])
     # 300 ms before (and including) the frame that confirmed speech: 15 frames
     [utterance] = utterances
     assert utterance.pcm16 == b"".join(pcm[16:46])
@@ -281,17 +300,24 @@ async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(rate: int) -> 
     assert sample("webex_byova_frames_dropped_total", dropped) == 60 - 46
 
 
-async def test_the_utterance_stops_growing_at_max_utterance_ms() -> None:
+@pytest.mark.parametrize("reads_ulaw", [False, True])
+async def test_the_utterance_stops_growing_at_max_utterance_ms(reads_ulaw: bool) -> None:
     codes = _tone_ulaw(120)
     frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=8000) for c in codes]
-    _, [utterance], _, _ = await _audio_turn(frames, start=20, end=110, max_utterance_ms=1000)
+    _, [utterance], _, _ = await _audio_turn(
+        frames, start=20, end=110, max_utterance_ms=1000, reads_ulaw=reads_ulaw
+    )
     pcm = [audio.ulaw_to_pcm16(c) for c in codes]
     # preroll (15 frames) + speech until 1000 ms of audio are kept: 50 frames from frame 6
     assert utterance.pcm16 == b"".join(pcm[6:56])
 
 
-@pytest.mark.parametrize("as_requests", [False, True])
-async def test_an_encoding_declared_mid_turn_is_honoured(as_requests: bool) -> None:
+@pytest.mark.parametrize(
+    ("as_requests", "reads_ulaw"), [(False, False), (True, False), (False, True)]
+)
+async def test_an_encoding_declared_mid_turn_is_honoured(
+    as_requests: bool, reads_ulaw: bool
+) -> None:
     rng = random.Random(5)
     ulaw = [rng.randbytes(160) for _ in range(10)]
     alaw = [rng.randbytes(160) for _ in range(10)]
@@ -304,12 +330,14 @@ async def test_an_encoding_declared_mid_turn_is_honoured(as_requests: bool) -> N
     frames += [AudioIn(audio=linear[0], encoding="linear16")]
     frames += [AudioIn(audio=f, encoding="linear16") for f in linear[1:]]
     detector, [utterance], _, server = await _audio_turn(
-        frames, start=2, end=29, as_requests=as_requests
+        frames, start=2, end=29, as_requests=as_requests, reads_ulaw=reads_ulaw
     )
     expected = [audio.ulaw_to_pcm16(f) for f in ulaw]
     expected += [audio.alaw_to_pcm16(f) for f in alaw]
     expected += linear
     assert detector.fed == expected
+    # the µ-law frames kept undecoded until then are decoded when A-law arrives mid-utterance
+    assert detector.fed_ulaw == (ulaw if reads_ulaw else [])
     assert utterance.pcm16 == b"".join(expected)
     sample = server.metrics.registry.get_sample_value
     assert sample("webex_byova_frames_received_total", {"transport": "grpc"}) == 31

@@ -161,6 +161,36 @@ def test_whole_frames_pieces_and_one_buffer_give_the_same_events_and_trace(make:
         assert trace == runs[0][1]
 
 
+@pytest.mark.parametrize("make", [EnergyVAD, WebRtcVAD], ids=["energy", "webrtc"])
+@pytest.mark.parametrize("traced", [True, False])
+def test_ulaw_frames_decide_like_their_decoded_pcm(make: type, traced: bool) -> None:
+    """µ-law fed as it came (one 160-byte frame per feed: the media server's path, where the
+    energy classifier reads the codes without decoding) and in odd pieces decides exactly
+    like the decoded LINEAR16: same events, same per-frame trace (levels included)."""
+    x = with_noise(np.concatenate([silence(400), words(3), silence(500), words(2)]), -45)
+    codes = audio.pcm16_to_ulaw(pcm(np.concatenate([x, silence(1500)])))
+    decoded = audio.ulaw_to_pcm16(codes)
+    runs = []
+    for ulaw, piece in ((False, 320), (True, 160), (True, 97), (True, len(codes))):
+        trace: list[FrameTrace] = []
+        det = make()
+        if traced:
+            det.on_frame = trace.append
+        data = codes if ulaw else decoded
+        events: list[vad.VADEvent] = []
+        for _ in range(2):  # a second turn on the kept line
+            for pos in range(0, len(data), piece):
+                chunk = data[pos : pos + piece]
+                events += det.feed_ulaw(chunk) if ulaw else det.feed(chunk)
+            det.reset_turn()
+        runs.append((events, trace))
+    assert kinds(runs[0][0]) == ["SpeechStarted", "SpeechEnded"] * 2
+    assert bool(runs[0][1]) is traced
+    for events, trace in runs[1:]:
+        assert events == runs[0][0]
+        assert trace == runs[0][1]
+
+
 def test_use_classifier_goes_on_mid_utterance_with_the_new_one() -> None:
     """The Silero batch's fallback path: the utterance in progress is kept and the new
     classifier decides its end."""

@@ -406,6 +406,12 @@ class EndPointer:
     def feed_ulaw(self, ulaw: BytesLike, now_ms: float | None = None) -> list[VADEvent]:
         """Feed G.711 µ-law audio at ``sample_rate``; return the events it caused."""
         data = bytes(ulaw)
+        if len(data) == self._frame_samples and not self._pending and self._timeline_started:
+            # One whole frame, nothing pending: the media server's 20 ms µ-law case.
+            self._pending_ulaw = True
+            self._known_levels.clear()
+            event = self._ulaw_frame(data)
+            return [] if event is None else [event]
         if not self._pending_ulaw and self._pending:
             self._pending = pcm16_to_ulaw(self._pending)
         self._pending_ulaw = True
@@ -466,23 +472,11 @@ class EndPointer:
             data = self._pending + data
         events: list[VADEvent] = []
         end = len(data) - len(data) % size
-        samples = self._frame_samples
-        classifier = self.classifier
-        fast_ulaw = self._classify_ulaw
-        known = self._known_levels
         if ulaw:
-            known.clear()
+            self._known_levels.clear()
+        frame_of = self._ulaw_frame if ulaw else self._pcm_frame
         for pos in range(0, end, size):
-            frame = data[pos : pos + size]
-            if ulaw:
-                level = level_dbfs(ulaw_frame_energy(frame), samples)
-                if fast_ulaw is not None:
-                    speech = fast_ulaw(frame, level, self._speaking)
-                else:
-                    speech = classifier.classify(ulaw_to_pcm16(frame), level, self._speaking)
-                event = self._step(speech, level)
-            else:
-                event = self._pcm_frame(frame)
+            event = frame_of(data[pos : pos + size])
             if event is not None:
                 events.append(event)
         self._pending = data[end:]
@@ -500,6 +494,25 @@ class EndPointer:
         if self.on_frame is None:
             return self._transition(speech, level)
         return self._step(speech, level)
+
+    def _ulaw_frame(self, frame: bytes) -> VADEvent | None:
+        """Classify one whole µ-law frame (the classifier reads the codes if it can) and apply
+        the rules."""
+        level = level_dbfs(ulaw_frame_energy(frame), self._frame_samples)
+        fast = self._classify_ulaw
+        if fast is not None:
+            speech = fast(frame, level, self._speaking)
+        else:
+            speech = self.classifier.classify(ulaw_to_pcm16(frame), level, self._speaking)
+        if self.on_frame is None:
+            return self._transition(speech, level)
+        return self._step(speech, level)
+
+    @property
+    def reads_ulaw(self) -> bool:
+        """Whether the classifier reads µ-law codes itself (``classify_ulaw``): µ-law audio
+        is then classified without being decoded first."""
+        return self._classify_ulaw is not None
 
     def _counts(self, speech: bool, level: float, t: float) -> bool:
         """The talker guard: is this speech frame the caller's own (not a quieter talker)?

@@ -311,6 +311,8 @@ class Turn:
         self._preroll_bytes = 0
         self._utterance: list[bytes] = []
         self._utterance_bytes = 0
+        #: The pre-roll and utterance hold µ-law frames as they came (decoded on delivery).
+        self._buffer_ulaw = False
         # PCM byte bounds of the buffers, fixed with the rate when the detector is made.
         self._preroll_limit = 0
         self._utterance_limit = 0
@@ -1218,6 +1220,8 @@ class Turn:
                 return
             self._encoding, self._encoding_name = encoding, name
             self._decode = _audio.frame_decoder(encoding)
+            if encoding is not _audio.AudioEncoding.MULAW:
+                self._decode_buffered()
         declared = voice.sample_rate_hz
         if declared and declared != 8000 and declared != 16000:
             self._dropped["bad"] += 1
@@ -1242,29 +1246,47 @@ class Turn:
             self._preroll_limit = _PREROLL_MS * rate * 2 // 1000
             self._utterance_limit = self._config.max_utterance_ms * rate * 2 // 1000
             detector = self._detector = self.session._detector_for(self, rate)
+            # µ-law for a detector that reads it: no decoding per frame (see _buffer)
+            self._buffer_ulaw = self._encoding is _audio.AudioEncoding.MULAW and bool(
+                getattr(detector, "reads_ulaw", False)
+            )
         elif rate != self._rate:
             self._dropped["bad"] += 1
             return
-        pcm = self._decode(data)
         offset = self._offset_ms
+        if self._buffer_ulaw:
+            raw = data if type(data) is bytes else bytes(data)
+            self._offset_ms += size / rate * 1000
+            self._buffer(raw)
+            if self._hub.wants("audio_input", self.session.virtual_agent_id):
+                self._queue_audio_input(_DECODE_MULAW(raw), raw, rate, offset)
+            events = detector.feed_ulaw(raw)
+            if events:
+                self._on_vad_events(events)
+            return
+        pcm = self._decode(data)
         self._offset_ms += len(pcm) / 2 / rate * 1000
         self._buffer(pcm)
         if self._hub.wants("audio_input", self.session.virtual_agent_id):
-            self._queue_audio(
-                AudioInput(
-                    session=self.session,
-                    turn=self,
-                    pcm16=pcm,
-                    audio=bytes(data),
-                    encoding=self._encoding.name,
-                    sample_rate=rate,
-                    offset_ms=offset,
-                    language_code=self._language,
-                )
-            )
+            self._queue_audio_input(pcm, data, rate, offset)
         events = detector.feed(pcm)
         if events:
             self._on_vad_events(events)
+
+    def _queue_audio_input(self, pcm: bytes, data: bytes, rate: int, offset: float) -> None:
+        """An ``audio_input`` event for one frame (only when a handler listens)."""
+        self._queue_audio(
+            AudioInput(
+                session=self.session,
+                turn=self,
+                pcm16=pcm,
+                audio=bytes(data),
+                encoding=self._encoding.name,
+                sample_rate=rate,
+                offset_ms=offset,
+                language_code=self._language,
+            )
+        )
 
     def _on_vad_events(self, events: list[VADEvent]) -> None:
         """Apply the end-pointer's events (at once, or when the server's Silero batch ran)."""
@@ -1295,19 +1317,33 @@ class Turn:
             kind, response_type=response_type, name=name, settings=self.session.settings
         )
 
-    def _buffer(self, pcm: bytes) -> None:
+    def _buffer(self, chunk: bytes) -> None:
+        """Keep a frame for the utterance (or the pre-roll before it).
+
+        The frames are kept as they came when the detector reads µ-law itself
+        (``_buffer_ulaw``): only the utterance is decoded, once, when it is delivered. The
+        byte counts and bounds are of the decoded LINEAR16 either way.
+        """
+        shift = self._buffer_ulaw  # a µ-law byte is two LINEAR16 bytes
         if self._speaking:
             if self._utterance_bytes < self._utterance_limit:
-                self._utterance.append(pcm)
-                self._utterance_bytes += len(pcm)
+                self._utterance.append(chunk)
+                self._utterance_bytes += len(chunk) << shift
             return
         preroll = self._preroll
-        preroll.append(pcm)
-        total = self._preroll_bytes + len(pcm)
+        preroll.append(chunk)
+        total = self._preroll_bytes + (len(chunk) << shift)
         limit = self._preroll_limit
-        while total - len(preroll[0]) >= limit:
-            total -= len(preroll.popleft())
+        while total - (len(preroll[0]) << shift) >= limit:
+            total -= len(preroll.popleft()) << shift
         self._preroll_bytes = total
+
+    def _decode_buffered(self) -> None:
+        """The encoding changed mid-turn: keep the buffered µ-law frames as LINEAR16 from now."""
+        if self._buffer_ulaw:
+            self._buffer_ulaw = False
+            self._preroll = deque(map(_DECODE_MULAW, self._preroll))
+            self._utterance = list(map(_DECODE_MULAW, self._utterance))
 
     def _speech_started(self, onset_ms: float) -> None:
         self._speaking = True
@@ -1332,6 +1368,8 @@ class Turn:
             self._span.event("end_of_input", delay_s=delay_s)
         self._send_urgent(self._boundary("end_of_input", "end_of_input"))
         pcm = b"".join(self._utterance)
+        if self._buffer_ulaw:
+            pcm = _audio.ulaw_to_pcm16(pcm)
         self._utterance = []
         self.session._deliver(
             Utterance(
