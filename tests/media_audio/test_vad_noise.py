@@ -3,6 +3,8 @@ Silero gate's hold. Generated signals (seeded), real detectors, nothing mocked."
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,37 @@ def test_level_window_quantile_slides() -> None:
         LevelWindow(0)
     with pytest.raises(ValueError, match="delay"):
         LevelWindow(3, delay=-1)
+
+
+@pytest.mark.parametrize("read_every", [1, 3, 8, 9, 25, 1000])
+def test_level_window_quantile_matches_a_sorted_window_however_often_it_is_read(
+    read_every: int,
+) -> None:
+    """Read every frame (Silero), now and then (the energy detector: a frame that clears the
+    start bar) or almost never: the quantile is always that of the window's levels sorted,
+    whether the window kept its sorted copy or dropped it and sorts again."""
+    rng = random.Random(read_every)
+    window = LevelWindow(20, delay=3)
+    entered: list[float] = []
+    pending: list[float] = []
+    for step in range(3000):
+        level = round(rng.uniform(-90.0, -10.0), 1)
+        window.add(level)
+        pending.append(level)
+        if len(pending) > 3:
+            entered = [*entered, pending.pop(0)][-20:]
+        if step % 97 == 0:
+            window.drop_pending()
+            pending.clear()
+        if step % 1201 == 0:
+            window.clear()
+            entered, pending = [], []
+        if step % read_every == 0 or step % 211 == 0:
+            q = rng.choice([0.0, 0.5, 0.95, 1.0])
+            ordered = sorted(entered)
+            expected = ordered[int(q * (len(ordered) - 1))] if ordered else None
+            assert window.quantile(q) == expected
+            assert len(window) == len(entered)
 
 
 def test_background_at_the_lines_own_level_does_not_hold_the_turn() -> None:

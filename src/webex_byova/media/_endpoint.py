@@ -93,13 +93,19 @@ _LINE_WINDOW_MS: Final = 2000.0
 
 
 class LevelWindow:
-    """The frame levels of a sliding window, kept sorted for a quantile (pure Python).
+    """The frame levels of a sliding window, for a quantile (pure Python).
 
     A level enters the window ``delay`` frames after :meth:`add`; :meth:`drop_pending` forgets
     the ones still waiting (the soft beginning of speech that has just been confirmed).
+
+    The levels are kept sorted only while the quantile is read often (Silero reads the line's
+    every frame): after ``_SORTED_IDLE_ADDS`` adds without a read the sorted copy is dropped and
+    the next read sorts the window once. Between utterances both windows of the energy
+    detector take a level every 20 ms frame and are read only when a frame clears the start
+    bar, so most frames pay a deque append instead of a sorted insert and delete.
     """
 
-    __slots__ = ("_order", "_pending", "_sorted", "delay", "size")
+    __slots__ = ("_idle", "_order", "_pending", "_sorted", "delay", "size")
 
     def __init__(self, size: int, delay: int = 0) -> None:
         if size < 1 or delay < 0:
@@ -108,12 +114,13 @@ class LevelWindow:
         self.delay = delay
         self._pending: deque[float] = deque()
         self._order: deque[float] = deque()
-        self._sorted: list[float] = []
+        self._sorted: list[float] | None = None
+        self._idle = 0
 
     def clear(self) -> None:
         self._pending.clear()
         self._order.clear()
-        self._sorted.clear()
+        self._sorted = None
 
     def drop_pending(self) -> None:
         """Forget the levels that have not entered the window yet."""
@@ -121,17 +128,22 @@ class LevelWindow:
 
     def add(self, level: float) -> None:
         """Take one frame's level (the oldest leaves a full window)."""
-        # Twice per 20 ms frame between utterances (the end-pointer's and the energy
-        # classifier's windows): locals instead of repeated attribute reads.
         pending = self._pending
         pending.append(level)
         if len(pending) > self.delay:
             order, ordered = self._order, self._sorted
+            if ordered is not None:
+                self._idle = idle = self._idle + 1
+                if idle > _SORTED_IDLE_ADDS:
+                    self._sorted = ordered = None
             if len(order) == self.size:
-                del ordered[bisect_left(ordered, order.popleft())]
+                old = order.popleft()
+                if ordered is not None:
+                    del ordered[bisect_left(ordered, old)]
             level = pending.popleft()
             order.append(level)
-            insort(ordered, level)
+            if ordered is not None:
+                insort(ordered, level)
 
     def __len__(self) -> int:
         """How many levels are in the window (not counting those still waiting)."""
@@ -140,7 +152,14 @@ class LevelWindow:
     def quantile(self, q: float) -> float | None:
         """The level a share ``1 - q`` of the window's frames reach (``None`` when empty)."""
         levels = self._sorted
+        if levels is None:
+            levels = self._sorted = sorted(self._order)
+        self._idle = 0
         return levels[int(q * (len(levels) - 1))] if levels else None
+
+
+#: See :class:`LevelWindow`: a sorted copy is kept while reads come at least this often.
+_SORTED_IDLE_ADDS: Final = 8
 
 
 def line_window(noise_window_ms: float, frame_ms: int, delay_ms: float) -> LevelWindow:
