@@ -147,6 +147,32 @@ async def test_bad_message_after_a_valid_first_ends_the_rpc_with_the_reply_due(
     assert (await caller.say(wav=YES)).ok
 
 
+@pytest.mark.parametrize("case", ["random bytes", "bad utf-8"])
+async def test_after_the_final_frames_are_only_checked_and_a_bad_one_still_ends_the_rpc(
+    media_server, caller_factory, case
+):
+    """After a turn's FINAL the reader no longer decodes the input of the frames Webex goes
+    on sending (an RPC is one turn), but each is still parsed: garbage ends the RPC with
+    INVALID_ARGUMENT, as before the FINAL."""
+    server = await media_server()
+    _welcome_server(server)
+    await server.start()
+    caller = caller_factory(server)
+    async with aio.insecure_channel(server.address) as channel:
+        rpc = RawTurn(channel)
+        await rpc.queue.put(caller.event_request("SESSION_START").SerializeToString())
+        final = await anext(aiter(rpc.call))  # the FINAL is out: the turn takes no more input
+        assert [p.text for p in final.prompts] == ["hello"]
+        for _ in range(3):  # valid frames after it are refused quietly
+            await rpc.queue.put(caller.audio_request(b"\xff" * 160).SerializeToString())
+        await rpc.queue.put(UNDECODABLE[case])  # and never half-closes
+        responses, code, details = await rpc.result()
+    assert responses == []
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "request is not a valid VoiceVARequest"
+    assert (await caller.say(wav=YES)).ok
+
+
 async def test_bad_message_mid_audio_turn_sends_the_empty_final(media_server, caller_factory):
     server = await media_server()
     _welcome_server(server)

@@ -196,6 +196,16 @@ def decode_caller_input(data: bytes) -> CallerInput | None:
         raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
 
 
+def check_voice_va_request(data: bytes) -> None:
+    """Parse one ``VoiceVARequest`` only to check it (refused like
+    :func:`decode_voice_va_request`): for the messages after a turn's FINAL, whose input
+    nothing reads."""
+    try:
+        vva.VoiceVARequest.FromString(data)
+    except Exception:  # as above
+        raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
+
+
 def decode_list_va_request(data: bytes) -> str:
     """The ``customer_org_id`` of a ``ListVARequest`` from its wire bytes (see above)."""
     try:

@@ -38,6 +38,7 @@ from grpc import aio
 from ._auth import verified_org
 from ._frontend import CallRejected, RejectKind, TurnHandle
 from ._grpc_codec import (
+    check_voice_va_request,
     decode_caller_input,
     decode_list_va_request,
     decode_voice_va_request,
@@ -249,17 +250,22 @@ async def _read(handle: TurnHandle, iterator: AsyncIterator[bytes]) -> CallRejec
     still goes out) and is returned, for the RPC to end with its status.
     """
     feed_input = handle.feed_input
+    taking = True  # until the turn takes no more input (for good: its FINAL is out)
     try:
         async for data in iterator:
             # Per 20 ms caller frame: only the input is decoded (the RPC is one turn), and
             # drain() is awaited only when it would wait.
             try:
-                item = decode_caller_input(data)
+                if taking:
+                    item = decode_caller_input(data)
+                else:
+                    check_voice_va_request(data)
             except CallRejected as rejected:
                 handle.turn.log.info("undecodable request; ending the caller's input")
                 handle.caller_done()
                 return rejected
-            if not feed_input(item):
+            if not taking or not feed_input(item):
+                taking = False
                 if handle.closed:
                     return None
                 continue  # after the FINAL: an RPC carries one turn, nothing more is due
