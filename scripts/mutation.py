@@ -100,6 +100,8 @@ MODULES: dict[str, Module] = {
         (f"{PKG}/integration.py", f"{PKG}/service_app.py"),
         (
             "tests/auth/test_token_managers_mutation.py",
+            "tests/auth/test_token_managers_authorize.py",
+            "tests/auth/test_token_managers_refresh.py",
             "tests/auth/test_integration.py",
             "tests/auth/test_service_app.py",
             "tests/auth/test_sansio.py",
