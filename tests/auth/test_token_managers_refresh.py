@@ -75,9 +75,13 @@ class GatedStore(LockingStore):
         gate = self._gates[key] = asyncio.Event()
         return gate
 
-    async def waiting(self, key: str) -> None:
-        """Until someone waits for the gated lock of ``key``."""
-        await self._waiting[key].wait()
+    async def waiting(self, key: str, task: asyncio.Task[object]) -> None:
+        """Until ``task`` waits for the gated lock of ``key`` (fails if it ends instead)."""
+        arrived = asyncio.ensure_future(self._waiting[key].wait())
+        await asyncio.wait({arrived, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not arrived.done():
+            arrived.cancel()
+            pytest.fail(f"ended without waiting for the store lock {key!r}: {task!r}")
 
     def hold_release(self, key: str) -> None:
         self._held.add(key)
@@ -335,7 +339,7 @@ async def test_an_org_revoked_while_its_refresh_waits_for_the_store_lock(
     await service_app.afetch_org_token(org)
     gate = store.gate(f"org:{org}")
     refresh = asyncio.create_task(service_app.aget_org_token(org, force_refresh=True))
-    await store.waiting(f"org:{org}")
+    await store.waiting(f"org:{org}", refresh)
     if mode == "sync":
         service_app.revoke_org(org)
     else:
@@ -370,7 +374,7 @@ async def test_one_orgs_stuck_store_lock_does_not_hold_up_another_org(
         stuck = asyncio.create_task(service_app.aget_org_token_info(a, force_refresh=True))
     else:
         stuck = asyncio.create_task(service_app.afetch_org_token(a))
-    await store.waiting(f"org:{a}")
+    await store.waiting(f"org:{a}", stuck)
 
     async def other_org() -> list[OAuthToken]:
         fetched = await service_app.afetch_org_token(b)
@@ -402,10 +406,30 @@ async def test_a_refresh_stuck_on_one_stores_lock_does_not_hold_up_another_store
     await first.afetch_org_token(org)
     gate = gated.gate(f"org:{org}")
     stuck = asyncio.create_task(first.aget_org_token_info(org, force_refresh=True))
-    await gated.waiting(f"org:{org}")
+    await gated.waiting(f"org:{org}", stuck)
     meanwhile = asyncio.create_task(second.afetch_org_token(org))
     meanwhile.add_done_callback(lambda _: gate.set())
     fetched, refreshed = await asyncio.gather(meanwhile, stuck)
     assert other.tokens[org] == fetched
     assert gated.tokens[org] == refreshed
     assert other.locks == [(f"org:{org}", 30.0)]
+
+
+async def test_one_stores_stuck_integration_refresh_does_not_hold_up_another_store(
+    rig: AuthRig,
+) -> None:
+    emu = rig.emu
+    gated, other = GatedStore(), LockingStore()
+    gated.tokens["integration"] = _seed(emu)
+    other.tokens["integration"] = _seed(emu)
+    first, _ = _managers(emu, rig.http, gated)
+    second, _ = _managers(emu, rig.http, other)
+    gate = gated.gate("integration")
+    stuck = asyncio.create_task(first.arefresh())
+    await gated.waiting("integration", stuck)
+    meanwhile = asyncio.create_task(second.arefresh())
+    meanwhile.add_done_callback(lambda _: gate.set())
+    renewed_other, renewed_first = await asyncio.gather(meanwhile, stuck)
+    assert other.tokens["integration"] == renewed_other
+    assert gated.tokens["integration"] == renewed_first
+    assert other.locks == [("integration", 30.0)]
