@@ -96,6 +96,11 @@ MODULES: dict[str, Module] = {
             "tests/auth/test_corrupt_store.py",
         ),
     ),
+    # The browser-authorization tests wait for a redirect: a mutant that breaks the local
+    # listener makes them wait until mutmut's per-mutant wall timeout ((tests' time + 10 s)
+    # x 5, about a minute each; detected as a timeout), and the listener mutants sort after
+    # the cheap ones, so a run cut short leaves them "not checked". A full run takes about an
+    # hour with --max-children 2 (the hangs are idle waits, not CPU).
     "token_managers": Module(
         (f"{PKG}/integration.py", f"{PKG}/service_app.py"),
         (
