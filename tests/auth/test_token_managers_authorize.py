@@ -10,6 +10,7 @@ client following the authorize URL to the listener.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import webbrowser
@@ -22,6 +23,7 @@ import pytest
 
 from webex_byova._flow import Portal
 from webex_byova._http import HttpClient
+from webex_byova._oauth import authorize_instructions
 from webex_byova.credentials import IntegrationCredentials
 from webex_byova.errors import AuthenticationError
 from webex_byova.integration import IntegrationTokenManager
@@ -309,3 +311,29 @@ async def test_async_listener_with_port_zero_listens_on_loopback_only(rig: AuthR
     _, page = await _aauthorize(rig.integration, browse, timeout=30)
     assert listening == [{"127.0.0.1"}]
     assert page.status_code == 200
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_without_a_browser_or_on_url_the_instructions_say_open_the_url(
+    rig: AuthRig,
+    mode: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No browser was asked for: the printed instructions say to open the URL (not that
+    opening a browser failed), and nothing is logged as a warning."""
+    caplog.set_level(logging.INFO, logger="webex_byova.auth")
+    if mode == "sync":
+        with pytest.raises(AuthenticationError):
+            rig.integration.authorize(open_browser=False, timeout=0.2)
+    else:
+        with pytest.raises(AuthenticationError):
+            await rig.integration.aauthorize(open_browser=False, timeout=0.2)
+    (record,) = [r for r in caplog.records if r.name == "webex_byova.auth"]
+    assert record.levelname == "INFO"
+    url, _, redirect = record.args  # type: ignore[misc]
+    printed = capsys.readouterr().err
+    assert printed == (
+        authorize_instructions(url, redirect_uri=redirect, timeout=0.2, browser_opened=None) + "\n"
+    )
+    assert printed.startswith("Open this URL in a browser to authorize the Integration:\n")
