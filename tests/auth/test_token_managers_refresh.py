@@ -24,6 +24,9 @@ from webex_byova.errors import (
     ServerError,
     WebexBYOVAError,
 )
+from webex_byova.integration import IntegrationTokenManager
+from webex_byova.service_app import ServiceAppTokenManager
+from webex_byova.storage import InMemoryTokenStorage
 from webex_byova.testing import WebexEmulator
 from webex_byova.tokens import OAuthToken
 
@@ -433,3 +436,29 @@ async def test_one_stores_stuck_integration_refresh_does_not_hold_up_another_sto
     assert other.tokens["integration"] == renewed_other
     assert gated.tokens["integration"] == renewed_first
     assert other.locks == [("integration", 30.0)]
+
+
+# ----------------------------------------------------------------------------- stores
+
+
+async def test_managers_keep_their_own_stores(rig: AuthRig) -> None:
+    """Without a store the Integration manager keeps tokens in memory of its own; a Service
+    App manager given a store of its own keeps the org tokens there, not in the
+    Integration's."""
+    emu = rig.emu
+    integration = IntegrationTokenManager(
+        rig.integration.credentials, rig.http, clock=emu.clock.now
+    )
+    assert isinstance(integration.storage, InMemoryTokenStorage)
+    assert integration.storage is not rig.storage
+    await integration.aset_token(_seed(emu))
+    assert await integration.ahas_token() is True
+    assert await rig.integration.ahas_token() is False
+    own = PlainStore()
+    service_app = ServiceAppTokenManager(rig.service_app.credentials, integration, rig.http, own)
+    assert service_app.storage is own
+    org = emu.org.org_id
+    emu.authorize_service_app(org)
+    token = await service_app.afetch_org_token(org)
+    assert own.tokens[org] == token
+    assert await integration.storage.get_org_token(org) is None
