@@ -1,7 +1,8 @@
 """The browser authorization of the Integration manager, sync and async, pinned by the mutation
 run (issue 17): what the timeout says, which scopes and which pending request are used, that
 no browser is opened when told so, which loop the sync path stores on, where the redirect
-listener listens and what it answers before the authorization request exists.
+listener listens, what it answers before the authorization request exists and to a request
+line without a target when the redirect path is ``/``.
 
 Real listeners on 127.0.0.1 and the in-process Webex emulator; the "browser" is an HTTP
 client following the authorize URL to the listener.
@@ -337,3 +338,109 @@ async def test_without_a_browser_or_on_url_the_instructions_say_open_the_url(
         authorize_instructions(url, redirect_uri=redirect, timeout=0.2, browser_opened=None) + "\n"
     )
     assert printed.startswith("Open this URL in a browser to authorize the Integration:\n")
+
+
+# ----------------------------------------------------------------------------- a redirect to "/"
+
+_NO_TARGET = b"GET\r\n\r\n"
+_EMPTY_TARGET = b"GET  HTTP/1.1\r\n\r\n"
+
+
+def _root_redirect_manager(emu: WebexEmulator, http: HttpClient) -> IntegrationTokenManager:
+    creds = IntegrationCredentials(
+        emu.integration.client_id,
+        emu.integration.client_secret,
+        redirect_uri="http://127.0.0.1:0/",
+    )
+    return IntegrationTokenManager(creds, http, InMemoryTokenStorage(), clock=emu.clock.now)
+
+
+def _raw(url: str, data: bytes) -> bytes:
+    """Send ``data`` to the listener of the authorize ``url`` and read its whole answer (the
+    listener closes the connection after one answer)."""
+    redirect = urlsplit(_redirect_of(url))
+    assert redirect.hostname is not None
+    assert redirect.port is not None
+    with socket.create_connection((redirect.hostname, redirect.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        return answer
+
+
+async def _araw(url: str, data: bytes) -> bytes:
+    redirect = urlsplit(_redirect_of(url))
+    reader, writer = await asyncio.open_connection(redirect.hostname, redirect.port)
+    try:
+        writer.write(data)
+        return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def test_sync_listener_on_the_root_path_ignores_a_request_line_without_target(
+    emu: WebexEmulator,
+) -> None:
+    """The redirect path is ``/``: a request line without a target is not the redirect (the
+    stdlib server refuses it with its own 400 page before our handler runs; with an empty
+    target it takes ``HTTP/1.1`` for the target, which gets the 404 page), and the real
+    redirect still completes the authorization."""
+    http = HttpClient(emu.config())
+    try:
+        integration = _root_redirect_manager(emu, http)
+        answers: list[bytes] = []
+        pages: list[httpx.Response] = []
+        browsers: list[threading.Thread] = []
+
+        def browse(url: str) -> None:
+            answers.append(_raw(url, _NO_TARGET))
+            answers.append(_raw(url, _EMPTY_TARGET))
+            pages.append(_browse(url))
+
+        def on_url(url: str) -> None:
+            thread = threading.Thread(target=browse, args=(url,))
+            browsers.append(thread)
+            thread.start()
+
+        token = integration.authorize(open_browser=False, timeout=30, on_url=on_url)
+        for thread in browsers:
+            thread.join(10)
+        no_target, empty_target = answers
+        # Both are HTTP/0.9 requests: the answer is a body alone, without a status line.
+        assert b"<p>Error code: 400</p>" in no_target  # the stdlib's page, not ours
+        assert empty_target == b"not found"
+        assert [page.status_code for page in pages] == [200]
+        assert urlsplit(str(pages[0].url)).path == "/"
+        assert integration.get_stored_token() == token
+    finally:
+        http.close()
+
+
+async def test_async_listener_on_the_root_path_answers_a_request_line_without_target_not_found(
+    emu: WebexEmulator,
+) -> None:
+    """The redirect path is ``/``: a request line without a target (or with an empty one)
+    gets the 404 page, not the 400 page of a state mismatch, and the authorization keeps
+    waiting for the real redirect, which completes it."""
+    from webex_byova.integration import _http_response
+
+    http = HttpClient(emu.config())
+    try:
+        integration = _root_redirect_manager(emu, http)
+        answers: list[bytes] = []
+
+        async def browse(url: str) -> httpx.Response:
+            answers.append(await _araw(url, _NO_TARGET))
+            answers.append(await _araw(url, _EMPTY_TARGET))
+            return await _abrowse(url)
+
+        token, page = await _aauthorize(integration, browse, timeout=30)
+        not_found = _http_response(404, b"not found")
+        assert answers == [not_found, not_found]
+        assert page.status_code == 200
+        assert urlsplit(str(page.url)).path == "/"
+        assert await integration.aget_stored_token() == token
+    finally:
+        await http.aclose()
