@@ -19,9 +19,13 @@ Shared mutmut settings (timeouts per mutant, process isolation, pytest flags) ar
 run was interrupted) last time, plus every mutant of a function whose source changed since;
 the others keep their verdict. That is sound while tests are only added (a mutant killed by
 the old tests is still killed by them), and it turns a rerun of the slow modules from most of
-an hour into minutes. It is also how to confirm survivors: one full mutmut 3.8 run here
-(two workers, a loaded machine) reported mutants as survived that a rerun of just those
-mutants kills; the cause was not found, so take the score after a retest.
+an hour into minutes. When functions were added or renamed it also has mutmut map tests to
+functions again (mutmut extends its map only for new tests, so a new function's mutants would
+come out as "no tests"). It is also how to confirm survivors: one full
+mutmut 3.8 run here (two workers, a loaded machine) reported mutants as survived that a rerun
+of just those mutants kills; the cause was not found, so take the score after a retest. The
+last verdicts are written to ``.mutmut/<module>/results.json`` before mutmut starts, so an
+interrupted run (even one that had mutmut reset its cache) keeps them.
 
 The score printed per module is ``(killed + timeout + crashed) / total``: a mutant that makes a
 test fail, hang past the per-mutant timeout, or crash the worker was detected. ``survived`` and
@@ -96,10 +100,17 @@ MODULES: dict[str, Module] = {
             "tests/auth/test_corrupt_store.py",
         ),
     ),
+    # The browser-authorization tests wait for a redirect: a mutant that breaks the local
+    # listener makes them wait until mutmut's per-mutant wall timeout ((tests' time + 10 s)
+    # x 5, about a minute each; detected as a timeout), and the listener mutants sort after
+    # the cheap ones, so a run cut short leaves them "not checked". A full run takes about an
+    # hour with --max-children 2 (the hangs are idle waits, not CPU).
     "token_managers": Module(
         (f"{PKG}/integration.py", f"{PKG}/service_app.py"),
         (
             "tests/auth/test_token_managers_mutation.py",
+            "tests/auth/test_token_managers_authorize.py",
+            "tests/auth/test_token_managers_refresh.py",
             "tests/auth/test_integration.py",
             "tests/auth/test_service_app.py",
             "tests/auth/test_sansio.py",
@@ -265,11 +276,31 @@ def _load_results(work: Path) -> dict[str, dict[str, Any]] | None:
 def _save_results(
     work: Path, statuses: dict[str, str], hashes: dict[str, str], timing: dict[str, float]
 ) -> None:
-    (work / "results.json").write_text(
+    # Written aside and renamed: a run killed while writing keeps the last complete file.
+    path = work / "results.json"
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(
         json.dumps(
             {"statuses": statuses, "hashes": hashes, "timing": timing}, indent=1, sort_keys=True
         )
     )
+    partial.replace(path)
+
+
+def _drop_stale_test_map(work: Path, previous: dict[str, str], current: dict[str, str]) -> bool:
+    """Delete mutmut's test map (``mutants/mutmut-stats.json``) when functions were added,
+    removed or renamed since the last run (the keys of ``previous`` vs ``current``).
+
+    mutmut 3.8 reuses that map and only collects it again for new *tests*: a new function
+    has no entry, so its mutants come out as "no tests" (false survivors) although the tests
+    reach it. Without the file mutmut runs one full stats pass; its verdicts (kept in the
+    ``.meta`` files) are untouched.
+    """
+    stats = work / "mutants" / "mutmut-stats.json"
+    if set(previous) == set(current) or not stats.exists():
+        return False
+    stats.unlink()
+    return True
 
 
 def _merge(previous: dict[str, str], fresh: dict[str, str], selected: list[str]) -> dict[str, str]:
@@ -363,6 +394,22 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(work / "mutants")
             hashes = _function_hashes(MODULES[name].files, ROOT)
             previous = _load_results(work)
+            if previous is not None:
+                # The verdicts so far are on disk before mutmut starts: a run interrupted
+                # after mutmut reset its cache (e.g. the test list changed) keeps them.
+                _save_results(
+                    work, previous["statuses"], previous["hashes"], previous.get("timing", {})
+                )
+                # Only on a retest: without the file mutmut also forgets the test selection it
+                # last ran with, so a changed selection no longer resets its verdicts. A retest
+                # keeps verdicts anyway (sound while tests are only added); a full run after
+                # adding functions wants --fresh.
+                if args.retest_survivors and _drop_stale_test_map(work, previous["hashes"], hashes):
+                    print(f"== {name}: functions added or renamed, collecting the test map again")
+                # Mutants of functions that are gone (removed or renamed) no longer exist.
+                previous["statuses"] = {
+                    m: s for m, s in previous["statuses"].items() if _function_of(m) in hashes
+                }
             selected: list[str] = []
             if args.retest_survivors and previous is not None:
                 changed = {f for f, h in hashes.items() if previous["hashes"].get(f) != h}

@@ -497,7 +497,9 @@ class IntegrationTokenManager:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
                 parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-                target = parts[1] if len(parts) >= 2 else "/"
+                # No target: "" never equals the redirect path (a "/" fallback would take a
+                # bare "GET" for the redirect when its path is "/" and fail the authorization).
+                target = parts[1] if len(parts) >= 2 else ""
                 status, body, result = self._answer(target, path, holder[0] if holder else None)
                 writer.write(_http_response(status, body))
                 await writer.drain()

@@ -973,8 +973,9 @@ async def test_an_authorization_and_an_event_keep_their_names(rig: AuthRig) -> N
 
 
 async def test_the_async_listener_answers_raw_requests(rig: AuthRig) -> None:
-    """A request line without a target or for another path gets the 404 page; a client that
-    hangs up mid-request is dropped; the real redirect still completes the authorization."""
+    """A request line without a target (even with the redirect in a header line) or for
+    another path gets the 404 page; a client that hangs up mid-request is dropped; the real
+    redirect still completes the authorization."""
     from webex_byova.integration import _http_response
 
     tasks: list[asyncio.Task[tuple[list[bytes], httpx.Response]]] = []
@@ -995,9 +996,14 @@ async def test_the_async_listener_answers_raw_requests(rig: AuthRig) -> None:
             await writer.wait_closed()
             return answer
 
+        state = parse_qs(urlsplit(url).query)["state"][0].encode()
         answers = [
             await raw(b"GET\r\n\r\n"),
             await raw(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n"),
+            # Only the request line names the target, never a header line after it.
+            await raw(b"GET\r\nX: /callback?code=x&state=" + state + b" HTTP/1.1\r\n\r\n"),
+            # Fields are separated by single spaces: a tab leaves no target.
+            await raw(b"GET\t/callback?code=x&state=" + state + b" HTTP/1.1\r\n\r\n"),
             await raw(b"GET /callback?code=x"),
         ]
         async with httpx.AsyncClient(follow_redirects=True, timeout=10) as client:
@@ -1009,7 +1015,7 @@ async def test_the_async_listener_answers_raw_requests(rig: AuthRig) -> None:
     token = await rig.integration.aauthorize(open_browser=False, on_url=on_url, timeout=30)
     answers, page = await tasks[0]
     not_found = _http_response(404, b"not found")
-    assert answers == [not_found, not_found, b""]
+    assert answers == [not_found, not_found, not_found, not_found, b""]
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert await rig.storage.get_integration_token() == token
