@@ -199,13 +199,22 @@ def test_numpy_and_pure_agree_on_odd_lengths_and_buffers() -> None:
     assert audio.pcm16_to_ulaw(b"\x01") == b""
 
 
-def test_frame_energy_from_codes_matches_decoded() -> None:
-    frame = bytes(range(0, 256, 3))
-    pcm = audio.ulaw_to_pcm16(frame)
-    expected = sum(v * v for v in s16(pcm))
-    assert audio.ulaw_frame_energy(frame) == expected
-    assert audio.pcm16_frame_energy(pcm, use_numpy=False) == expected
-    assert audio.pcm16_frame_energy(pcm, use_numpy=True) == expected
+@pytest.mark.parametrize("numpy", [True, False])
+def test_frame_energy_from_codes_matches_decoded(
+    numpy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not numpy:
+        monkeypatch.setattr(audio, "_ULAW_F8", None)
+    # every code (the numpy lookup from 32 codes on), short frames (pure Python), bytes-likes
+    for frame in (bytes(range(0, 256, 3)), bytes(range(256)), bytes(range(7)), b"\x00" * 31):
+        pcm = audio.ulaw_to_pcm16(frame)
+        expected = sum(v * v for v in s16(pcm))
+        assert audio.ulaw_frame_energy(frame) == expected
+        assert audio.ulaw_frame_energy(bytearray(frame)) == expected
+        assert audio.ulaw_frame_energy(memoryview(frame)) == expected
+        assert audio.pcm16_frame_energy(pcm, use_numpy=False) == expected
+        assert audio.pcm16_frame_energy(pcm, use_numpy=True) == expected
+    assert audio.ulaw_frame_energy(b"") == 0
 
 
 def test_rms_dbfs() -> None:

@@ -240,6 +240,8 @@ _ALAW_LO, _ALAW_HI = _planes(_alaw_decode_code)
 #: Squared decoded value per µ-law code: frame energy straight from the codes.
 #: (Lists, not tuples or bytes: ``list.__getitem__`` is the fastest ``map`` callable.)
 _ULAW_SQUARES: Final = [v * v for v in _ULAW_VALUES]
+#: The decoded µ-law values as float64, for ulaw_frame_energy's numpy path.
+_ULAW_F8: Final = _np.array(_ULAW_VALUES, dtype="<f8") if _np is not None else None
 
 
 @cache
@@ -391,20 +393,15 @@ def encode(
 # --------------------------------------------------------------------------- levels
 
 
-@cache
-def _np_ulaw_values() -> Any:
-    return _np.array(_ULAW_VALUES, dtype=_F8)
-
-
 def ulaw_frame_energy(ulaw: BytesLike) -> int:
     """Sum of squared decoded samples of µ-law bytes, computed from the codes without decoding.
 
     With numpy (even for one 20 ms frame: the media server's µ-law path per frame) the
     decoded values are looked up as float64, exact for up to 2**22 samples.
     """
-    raw = _as_bytes(ulaw)
-    if _np is not None and 32 <= len(raw) <= _EXACT_F8_SAMPLES:
-        x = _np_ulaw_values().take(_np.frombuffer(raw, _U1))
+    raw = ulaw if type(ulaw) is bytes else bytes(ulaw)
+    if _ULAW_F8 is not None and 32 <= len(raw) <= _EXACT_F8_SAMPLES:
+        x = _ULAW_F8.take(_np.frombuffer(raw, _U1))
         return int(x.dot(x))
     return sum(map(_ULAW_SQUARES.__getitem__, raw))
 

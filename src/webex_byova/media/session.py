@@ -1150,6 +1150,10 @@ class Turn:
             self._requires_reply = self.kind in _REPLY_KINDS
         if isinstance(item, AudioIn):
             self._on_audio(item)
+            if self._first_handled and not self._input_ended:
+                # A 20 ms frame while the caller's input goes on: nothing the reply waits
+                # for changed (the input ends, and is delivered, only with _input_ended).
+                return
         elif isinstance(item, DtmfIn):
             self._input_end_at = self._hub.clock()
             self.session._deliver(
