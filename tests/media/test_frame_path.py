@@ -301,6 +301,20 @@ async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(
 
 
 @pytest.mark.parametrize("reads_ulaw", [False, True])
+async def test_the_preroll_keeps_the_fewest_frames_that_reach_300_ms(reads_ulaw: bool) -> None:
+    """With frames of 170 µ-law bytes (21.25 ms) no whole number of them is 300 ms: the
+    pre-roll keeps the newest 15 (318.75 ms), dropping a frame only while the rest still
+    reach 300 ms, whether it holds the frames decoded or as they came (bytearrays too)."""
+    rng = random.Random(7)
+    codes = [rng.randbytes(170) for _ in range(40)]
+    frames = [AudioIn(audio=codes[0], encoding="mulaw", sample_rate_hz=8000)]
+    frames += [AudioIn(audio=cast(Any, bytearray(c))) for c in codes[1:]]
+    _, [utterance], _, _ = await _audio_turn(frames, start=30, end=35, reads_ulaw=reads_ulaw)
+    pcm = [audio.ulaw_to_pcm16(c) for c in codes]
+    assert utterance.pcm16 == b"".join(pcm[16:36])
+
+
+@pytest.mark.parametrize("reads_ulaw", [False, True])
 async def test_the_utterance_stops_growing_at_max_utterance_ms(reads_ulaw: bool) -> None:
     codes = _tone_ulaw(120)
     frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=8000) for c in codes]
@@ -347,11 +361,11 @@ async def test_an_encoding_declared_mid_turn_is_honoured(
 
 async def test_audio_input_events_carry_each_frame_in_its_declared_encoding() -> None:
     server = BYOVAMediaServer(make_config(vad="energy"))
-    seen: list[tuple[bytes, bytes, str, float]] = []
+    seen: list[tuple[bytes, bytes, str, float, int]] = []
 
     @server.on("audio_input")
     def frame(event: Any) -> None:
-        seen.append((event.audio, event.pcm16, event.encoding, event.offset_ms))
+        seen.append((event.audio, event.pcm16, event.encoding, event.offset_ms, event.sample_rate))
 
     ulaw, alaw = b"\x10" * 160, b"\x20" * 160
     first = AudioIn(audio=ulaw, encoding="mulaw", sample_rate_hz=8000)
@@ -367,8 +381,8 @@ async def test_audio_input_events_carry_each_frame_in_its_declared_encoding() ->
     await server.stop(grace=0.1)
     upcm, apcm = audio.ulaw_to_pcm16(ulaw), audio.alaw_to_pcm16(alaw)
     assert seen == [
-        (ulaw, upcm, "MULAW", 0.0),
-        (ulaw, upcm, "MULAW", 20.0),
-        (alaw, apcm, "ALAW", 40.0),
-        (alaw, apcm, "ALAW", 60.0),
+        (ulaw, upcm, "MULAW", 0.0, 8000),
+        (ulaw, upcm, "MULAW", 20.0, 8000),
+        (alaw, apcm, "ALAW", 40.0, 8000),
+        (alaw, apcm, "ALAW", 60.0, 8000),
     ]
