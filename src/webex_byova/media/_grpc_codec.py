@@ -171,6 +171,11 @@ def caller_request(request: vva.VoiceVARequest) -> CallerRequest:
 UNDECODABLE = "request is not a valid {}"
 
 
+def _undecodable(message: str) -> CallRejected:
+    """The refusal of wire bytes that are not a valid ``message`` (one text for every case)."""
+    return CallRejected("invalid_argument", UNDECODABLE.format(message))
+
+
 def decode_voice_va_request(data: bytes) -> CallerRequest:
     """Parse and decode one ``VoiceVARequest`` from its wire bytes.
 
@@ -181,7 +186,7 @@ def decode_voice_va_request(data: bytes) -> CallerRequest:
     try:
         return caller_request(vva.VoiceVARequest.FromString(data))
     except Exception:  # DecodeError, RecursionError, a Struct value json_format refuses
-        raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
+        raise _undecodable("VoiceVARequest") from None
 
 
 def decode_caller_input(data: bytes) -> CallerInput | None:
@@ -193,7 +198,7 @@ def decode_caller_input(data: bytes) -> CallerInput | None:
     try:
         return _caller_input(vva.VoiceVARequest.FromString(data))
     except Exception:  # as above
-        raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
+        raise _undecodable("VoiceVARequest") from None
 
 
 def check_voice_va_request(data: bytes) -> None:
@@ -203,7 +208,7 @@ def check_voice_va_request(data: bytes) -> None:
     try:
         vva.VoiceVARequest.FromString(data)
     except Exception:  # as above
-        raise CallRejected("invalid_argument", UNDECODABLE.format("VoiceVARequest")) from None
+        raise _undecodable("VoiceVARequest") from None
 
 
 def decode_list_va_request(data: bytes) -> str:
@@ -211,7 +216,7 @@ def decode_list_va_request(data: bytes) -> str:
     try:
         return common.ListVARequest.FromString(data).customer_org_id
     except Exception:
-        raise CallRejected("invalid_argument", UNDECODABLE.format("ListVARequest")) from None
+        raise _undecodable("ListVARequest") from None
 
 
 # --------------------------------------------------------------------------------- responses
