@@ -572,9 +572,10 @@ async def _stuck_source(closed: list[str]) -> AsyncIterator[bytes]:
         closed.append("closed")
 
 
-@pytest.mark.parametrize("mode", ["chunk", "wav"])
-async def test_a_stream_stuck_in_its_source_ends_when_the_caller_goes(mode: str) -> None:
-    server, _, _ = _server(audio_mode=mode, handler_timeout_s=60.0)
+def _stream_stuck_source_on_dtmf(server: Any) -> tuple[list[str], list[bool]]:
+    """A DTMF handler streaming a source that gets stuck after its first piece; returns the
+    source's closing (and any error event, which an abandoned source must not raise) and
+    what ``stream()`` resolved to."""
     closed: list[str] = []
     played: list[bool] = []
 
@@ -586,6 +587,13 @@ async def test_a_stream_stuck_in_its_source_ends_when_the_caller_goes(mode: str)
     def failed(event: Any) -> None:  # an abandoned source is no handler failure
         closed.append(type(event.exception).__name__)
 
+    return closed, played
+
+
+@pytest.mark.parametrize("mode", ["chunk", "wav"])
+async def test_a_stream_stuck_in_its_source_ends_when_the_caller_goes(mode: str) -> None:
+    server, _, _ = _server(audio_mode=mode, handler_timeout_s=60.0)
+    closed, played = _stream_stuck_source_on_dtmf(server)
     handle = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
     pump = _pump(handle)
     await _settle()  # the source is stuck after its first piece
@@ -597,17 +605,7 @@ async def test_a_stream_stuck_in_its_source_ends_when_the_caller_goes(mode: str)
 
 async def test_a_stream_stuck_in_its_source_ends_when_the_call_ends_elsewhere() -> None:
     server, _, _ = _server(audio_mode="chunk", handler_timeout_s=60.0)
-    closed: list[str] = []
-    played: list[bool] = []
-
-    @server.on("dtmf_input")
-    async def speak(event: Any) -> None:
-        played.append(await event.turn.stream(_stuck_source(closed)))
-
-    @server.on("error")
-    def failed(event: Any) -> None:  # an abandoned source is no handler failure
-        closed.append(type(event.exception).__name__)
-
+    closed, played = _stream_stuck_source_on_dtmf(server)
     assert await _ws(server, START) == [_final()]
     streaming = await server.open_turn(_req(DtmfIn(digits="1")), transport="grpc")
     pump = _pump(streaming)

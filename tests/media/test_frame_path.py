@@ -177,7 +177,7 @@ class ScriptedDetector:
         self.sample_rate = sample_rate
         self.start, self.end = start, end
         self.fed: list[bytes] = []
-        self.fed_ulaw = []
+        self.fed_ulaw: list[bytes] = []  # what came through feed_ulaw (also decoded in fed)
 
     @property
     def in_speech(self) -> bool:
@@ -196,8 +196,6 @@ class ScriptedDetector:
     def feed_ulaw(self, ulaw: Any, now_ms: float | None = None) -> list[VADEvent]:
         self.fed_ulaw.append(bytes(ulaw))
         return self.feed(audio.ulaw_to_pcm16(ulaw), now_ms)
-
-    fed_ulaw: list[bytes]
 
     def reset(self) -> None:
         self.fed.clear()
