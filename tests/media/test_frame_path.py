@@ -17,7 +17,11 @@ import pytest
 
 from webex_byova.media import audio
 from webex_byova.media._frontend import CallRejected, TurnHandle
-from webex_byova.media._grpc_codec import decode_caller_input, decode_voice_va_request
+from webex_byova.media._grpc_codec import (
+    CallerInputDecoder,
+    decode_caller_input,
+    decode_voice_va_request,
+)
 from webex_byova.media._messages import AgentResponse, AudioIn, CallerRequest
 from webex_byova.media._proto import byova_common_pb2 as common
 from webex_byova.media._proto import voicevirtualagent_pb2 as vva
@@ -162,6 +166,104 @@ def test_decode_caller_input_refuses_what_the_full_decode_refuses(data: bytes) -
     with pytest.raises(CallRejected) as short:
         decode_caller_input(data)
     assert (short.value.kind, short.value.detail) == (full.value.kind, full.value.detail)
+
+
+def _frame(audio_bytes: bytes, **voice: Any) -> bytes:
+    return _wire(audio_input=vva.VoiceInput(caller_audio=audio_bytes, **voice))
+
+
+def _same_as_full_decode(decoder: CallerInputDecoder, data: bytes) -> None:
+    """``decoder`` gives what ``decode_caller_input`` gives (or refuses it the same way)."""
+    try:
+        expected: object = decode_caller_input(data)
+    except CallRejected as full:
+        expected = (full.kind, full.detail)
+    try:
+        got: object = decoder.decode(data)
+    except CallRejected as short:
+        got = (short.kind, short.detail)
+    assert got == expected
+
+
+def test_the_rpc_decoder_gives_the_full_decode_for_every_kind_of_message() -> None:
+    rng = random.Random(7)
+    mulaw = {"encoding": vva.VoiceInput.MULAW_FORMAT, "sample_rate_hertz": 8000}
+    messages = [_frame(rng.randbytes(3), **mulaw)]  # Webex's first tiny packets
+    messages += [_frame(rng.randbytes(160), **mulaw) for _ in range(20)]
+    messages += [_frame(b"\xff" * 160, **mulaw), _frame(rng.randbytes(159), **mulaw)]
+    messages += [_frame(rng.randbytes(160), language_code="fr-FR", **mulaw)]
+    # same length as the template, another suffix (encoding) or prefix (conversation)
+    messages += [_frame(rng.randbytes(160), **{**mulaw, "encoding": vva.VoiceInput.ALAW_FORMAT})]
+    other = vva.VoiceVARequest(conversation_id="c2", customer_org_id="org")
+    other.virtual_agent_id, other.additional_info["k"] = "agent", "v"
+    other.audio_input.caller_audio = rng.randbytes(160)
+    other.audio_input.encoding, other.audio_input.sample_rate_hertz = mulaw.values()
+    messages += [_frame(rng.randbytes(160), **mulaw), other.SerializeToString()]
+    messages += [_frame(rng.randbytes(160)) for _ in range(3)]  # caller_audio alone
+    messages += WIRE_MESSAGES + [b"\xff\xff\xff", b"\x0a\x02\xc3\x28"]
+    messages += [_frame(rng.randbytes(160), **mulaw) for _ in range(5)]
+    stamped = [
+        _frame(rng.randbytes(160), audio_timestamp={"seconds": 12, "nanos": n}, **mulaw)
+        for n in range(0, 10**8, 10**7)
+    ]
+    decoder = CallerInputDecoder()
+    for data in messages + stamped:
+        _same_as_full_decode(decoder, data)
+
+
+def test_frames_that_differ_only_in_audio_are_sliced_from_the_template() -> None:
+    rng = random.Random(8)
+    first = _frame(rng.randbytes(160), encoding=vva.VoiceInput.MULAW_FORMAT)
+    decoder = CallerInputDecoder()
+    decoder.decode(first)
+    # the template is the frame around its audio: the audio field's tag and length end it
+    assert decoder._size == len(first)
+    assert decoder._prefix.endswith(b"\x0a\xa0\x01")
+    assert decoder._end == decoder._start + 160
+    assert first[: decoder._start] == decoder._prefix
+    assert first[decoder._end :] == decoder._suffix
+    for _ in range(10):
+        audio_bytes = rng.randbytes(160)
+        item = decoder.decode(_frame(audio_bytes, encoding=vva.VoiceInput.MULAW_FORMAT))
+        assert item == AudioIn(audio_bytes, "mulaw")
+    assert decoder._tries == 1  # learned once, used since
+
+
+def test_a_template_is_kept_only_where_the_audio_really_is() -> None:
+    # The audio's bytes appear first in a string field (flipped, it is not UTF-8): no template.
+    text = "a" * 20
+    in_text = vva.VoiceVARequest(
+        conversation_id=text, audio_input=vva.VoiceInput(caller_audio=text.encode())
+    ).SerializeToString()
+    # ... or in an unknown field before the audio (flipped, the audio is unchanged): none.
+    audio_bytes = bytes(range(40))
+    unknown = b"\x7a" + bytes([len(audio_bytes)]) + audio_bytes  # field 15, length-delimited
+    in_unknown = (
+        unknown
+        + vva.VoiceVARequest(
+            audio_input=vva.VoiceInput(caller_audio=audio_bytes)
+        ).SerializeToString()
+    )
+    for data in (in_text, in_unknown):
+        decoder = CallerInputDecoder()
+        _same_as_full_decode(decoder, data)
+        assert (decoder._size, decoder._tries) == (-1, 1)
+
+
+def test_short_audio_is_not_templated_and_a_stream_that_never_repeats_stops_trying() -> None:
+    rng = random.Random(9)
+    decoder = CallerInputDecoder()
+    for size in (1, 3, 15):
+        _same_as_full_decode(decoder, _frame(rng.randbytes(size)))
+    assert (decoder._size, decoder._tries) == (-1, 0)
+    _same_as_full_decode(decoder, _frame(rng.randbytes(16)))
+    assert (decoder._size, decoder._tries) == (len(_frame(b"x" * 16)), 1)
+    # a new timestamp on every frame: each one misses the last template
+    for n in range(1, 10):
+        _same_as_full_decode(
+            decoder, _frame(rng.randbytes(160), audio_timestamp={"seconds": n, "nanos": 0})
+        )
+    assert decoder._tries == 4  # _TEMPLATE_TRIES: after that, every message is parsed
 
 
 # ---------------------------------------------------------------------- the turn's frame path

@@ -38,8 +38,8 @@ from grpc import aio
 from ._auth import verified_org
 from ._frontend import CallRejected, RejectKind, TurnHandle
 from ._grpc_codec import (
+    CallerInputDecoder,
     check_voice_va_request,
-    decode_caller_input,
     decode_list_va_request,
     decode_voice_va_request,
     list_va_response,
@@ -250,14 +250,16 @@ async def _read(handle: TurnHandle, iterator: AsyncIterator[bytes]) -> CallRejec
     still goes out) and is returned, for the RPC to end with its status.
     """
     feed_input = handle.feed_input
+    decode = CallerInputDecoder().decode
     taking = True  # until the turn takes no more input (for good: its FINAL is out)
     try:
         async for data in iterator:
-            # Per 20 ms caller frame: only the input is decoded (the RPC is one turn), and
+            # Per 20 ms caller frame: only the input is decoded (the RPC is one turn; a frame
+            # like the last but its audio is sliced from a template, see CallerInputDecoder), and
             # drain() is awaited only when it would wait.
             try:
                 if taking:
-                    item = decode_caller_input(data)
+                    item = decode(data)
                 else:
                     check_voice_va_request(data)
             except CallRejected as rejected:
