@@ -265,7 +265,8 @@ def level_dbfs(energy: int, samples: int) -> float:
     """RMS level in dBFS of a frame with this sum of squared samples (>= ``SILENT_DBFS``)."""
     if energy <= 0:
         return SILENT_DBFS
-    return max(SILENT_DBFS, 10.0 * math.log10(energy / (samples * _FULL_SCALE_SQ)))
+    level = 10.0 * math.log10(energy / (samples * _FULL_SCALE_SQ))
+    return level if level > SILENT_DBFS else SILENT_DBFS
 
 
 class EndPointer:
@@ -410,7 +411,7 @@ class EndPointer:
 
     def feed(self, pcm16: BytesLike, now_ms: float | None = None) -> list[VADEvent]:
         """Feed LINEAR16 little-endian audio at ``sample_rate``; return the events it caused."""
-        data = bytes(pcm16)
+        data = pcm16 if type(pcm16) is bytes else bytes(pcm16)
         if len(data) == 2 * self._frame_samples and not self._pending and self._timeline_started:
             # One whole frame and nothing pending: the media server's 20 ms case, without the
             # general loop's set-up (4.6k of ~42k instructions per frame).
@@ -424,11 +425,12 @@ class EndPointer:
 
     def feed_ulaw(self, ulaw: BytesLike, now_ms: float | None = None) -> list[VADEvent]:
         """Feed G.711 µ-law audio at ``sample_rate``; return the events it caused."""
-        data = bytes(ulaw)
+        data = ulaw if type(ulaw) is bytes else bytes(ulaw)
         if len(data) == self._frame_samples and not self._pending and self._timeline_started:
             # One whole frame, nothing pending: the media server's 20 ms µ-law case.
             self._pending_ulaw = True
-            self._known_levels.clear()
+            if self._known_levels:
+                self._known_levels.clear()
             event = self._ulaw_frame(data)
             return [] if event is None else [event]
         if not self._pending_ulaw and self._pending:

@@ -165,7 +165,8 @@ class TurnHandle:
     @property
     def backlogged(self) -> bool:
         """Whether :meth:`drain` would wait now (the ``audio_input`` queue is full)."""
-        return self.turn._audio_backlogged
+        turn = self.turn  # no audio_input handler (the usual case): no queue, no consumer
+        return turn._audio_task is not None and turn._audio_backlogged
 
     def caller_done(self) -> None:
         """The caller finished sending this turn (gRPC half-close). Idempotent."""

@@ -245,7 +245,9 @@ class _LineNoise:
 
     def learn(self, level: float, floor: float) -> None:
         """This frame was noise: fold its rise above the floor into the spread."""
-        rise = min(level - floor, _SPREAD_CAP_DB)
+        rise = level - floor
+        if rise > _SPREAD_CAP_DB:  # (per 20 ms frame: a comparison is cheaper than min())
+            rise = _SPREAD_CAP_DB
         self.spread += (rise - self.spread) * _SPREAD_RATE
 
 
