@@ -113,7 +113,7 @@ class LevelWindow:
         self.size = size
         self.delay = delay
         self._pending: deque[float] = deque()
-        self._order: deque[float] = deque()
+        self._order: deque[float] = deque(maxlen=size)  # the oldest leaves a full window
         self._sorted: list[float] | None = None
         self._idle = 0
 
@@ -131,19 +131,20 @@ class LevelWindow:
         pending = self._pending
         pending.append(level)
         if len(pending) > self.delay:
-            order, ordered = self._order, self._sorted
+            level = pending.popleft()
+            ordered = self._sorted
             if ordered is not None:
                 self._idle = idle = self._idle + 1
                 if idle > _SORTED_IDLE_ADDS:
                     self._sorted = ordered = None
+            if ordered is None:  # between reads: the deque alone (per 20 ms frame)
+                self._order.append(level)
+                return
+            order = self._order
             if len(order) == self.size:
-                old = order.popleft()
-                if ordered is not None:
-                    del ordered[bisect_left(ordered, old)]
-            level = pending.popleft()
+                del ordered[bisect_left(ordered, order[0])]
             order.append(level)
-            if ordered is not None:
-                insort(ordered, level)
+            insort(ordered, level)
 
     def __len__(self) -> int:
         """How many levels are in the window (not counting those still waiting)."""
