@@ -7,6 +7,7 @@ reference / CPython's historic ``audioop``.
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -215,6 +216,25 @@ def test_frame_energy_from_codes_matches_decoded(
         assert audio.pcm16_frame_energy(pcm, use_numpy=False) == expected
         assert audio.pcm16_frame_energy(pcm, use_numpy=True) == expected
     assert audio.ulaw_frame_energy(b"") == 0
+
+
+@pytest.mark.parametrize("numpy", [True, False])
+@pytest.mark.parametrize("samples", [160, 31, 32, 256])
+def test_energy_meter_of_a_stream_gives_the_frame_energy(
+    numpy: bool, samples: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not numpy:
+        monkeypatch.setattr(audio, "_ULAW_F8", None)
+    meter = audio.ulaw_energy_meter(samples)
+    assert (meter is audio.ulaw_frame_energy) == (not numpy or samples < 32)
+    rng = random.Random(samples)
+    # frames of the stream's size one after another (each overwrites the meter's buffer),
+    # and of other sizes in between
+    frames = [rng.randbytes(samples) for _ in range(20)] + [bytes(range(256))[:samples]]
+    frames += [rng.randbytes(samples - 1), rng.randbytes(samples + 1), b"", bytes(samples)]
+    for frame in frames + frames[:3]:
+        assert meter(frame) == audio.ulaw_frame_energy(frame)
+        assert meter(frame) == sum(v * v for v in s16(audio.ulaw_to_pcm16(frame)))
 
 
 def test_rms_dbfs() -> None:

@@ -23,7 +23,7 @@ from webex_byova.media.audio import (
     BytesLike,
     pcm16_frame_energy,
     pcm16_to_ulaw,
-    ulaw_frame_energy,
+    ulaw_energy_meter,
     ulaw_to_pcm16,
 )
 
@@ -338,6 +338,7 @@ class EndPointer:
         self.on_frame = on_frame
         self._caller_level: float | None = None
         self._frame_samples = sample_rate * frame_ms // 1000
+        self._ulaw_energy = ulaw_energy_meter(self._frame_samples)
         self._classify_ulaw: Callable[[bytes, float, bool], bool] | None = None
         self._pending = b""
         self._pending_ulaw = False
@@ -520,7 +521,7 @@ class EndPointer:
     def _ulaw_frame(self, frame: bytes) -> VADEvent | None:
         """Classify one whole µ-law frame (the classifier reads the codes if it can) and apply
         the rules."""
-        level = level_dbfs(ulaw_frame_energy(frame), self._frame_samples)
+        level = level_dbfs(self._ulaw_energy(frame), self._frame_samples)
         fast = self._classify_ulaw
         if fast is not None:
             speech = fast(frame, level, self._speaking)

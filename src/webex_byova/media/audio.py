@@ -69,6 +69,7 @@ __all__ = [
     "rms_dbfs",
     "silence",
     "to_webex_ulaw",
+    "ulaw_energy_meter",
     "ulaw_frame_energy",
     "ulaw_to_pcm16",
     "wav_to_webex",
@@ -404,6 +405,29 @@ def ulaw_frame_energy(ulaw: BytesLike) -> int:
         x = _ULAW_F8.take(_np.frombuffer(raw, _U1))
         return int(x.dot(x))
     return sum(map(_ULAW_SQUARES.__getitem__, raw))
+
+
+def ulaw_energy_meter(samples: int) -> Callable[[bytes], int]:
+    """:func:`ulaw_frame_energy` for a stream of ``samples``-byte frames (same results).
+
+    With numpy, each frame is copied into one buffer that an array already views, instead of
+    a new array wrapping each frame: a fifth of the cost for a 20 ms frame. Other sizes, and
+    installs without numpy, take :func:`ulaw_frame_energy`.
+    """
+    if _ULAW_F8 is None or not 32 <= samples <= _EXACT_F8_SAMPLES:
+        return ulaw_frame_energy
+    buffer = bytearray(samples)
+    codes = _np.frombuffer(buffer, _U1)
+    take = _ULAW_F8.take
+
+    def energy(ulaw: bytes) -> int:
+        if len(ulaw) != samples:
+            return ulaw_frame_energy(ulaw)
+        buffer[:] = ulaw
+        x = take(codes)
+        return int(x.dot(x))
+
+    return energy
 
 
 def pcm16_frame_energy(pcm: BytesLike, *, use_numpy: bool | None = None) -> int:
