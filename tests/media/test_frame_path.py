@@ -459,6 +459,28 @@ async def test_an_encoding_declared_mid_turn_is_honoured(
     assert sample("webex_byova_frames_dropped_total", bad) == 1
 
 
+@pytest.mark.parametrize("reads_ulaw", [False, True])
+@pytest.mark.parametrize("speech_at", [25, 2])
+async def test_the_buffer_bounds_hold_across_an_encoding_change(
+    reads_ulaw: bool, speech_at: int
+) -> None:
+    """µ-law frames (kept as they came by a detector that reads µ-law), then A-law from the
+    11th frame on: the pre-roll (speech after the change) and the utterance (speech before
+    it) keep the same 300 ms and ``max_utterance_ms`` bounds as a turn decoded throughout."""
+    rng = random.Random(11)
+    ulaw = [rng.randbytes(160) for _ in range(10)]
+    alaw = [rng.randbytes(160) for _ in range(80)]
+    frames = [AudioIn(audio=ulaw[0], encoding="mulaw", sample_rate_hz=8000)]
+    frames += [AudioIn(audio=f) for f in ulaw[1:]]
+    frames += [AudioIn(audio=alaw[0], encoding="alaw")] + [AudioIn(audio=f) for f in alaw[1:]]
+    _, [utterance], _, _ = await _audio_turn(
+        frames, start=speech_at, end=85, max_utterance_ms=1000, reads_ulaw=reads_ulaw
+    )
+    pcm = [audio.ulaw_to_pcm16(f) for f in ulaw] + [audio.alaw_to_pcm16(f) for f in alaw]
+    first = max(0, speech_at - 14)  # 15 frames of pre-roll, the confirming one included
+    assert utterance.pcm16 == b"".join(pcm[first : first + 50])  # 1000 ms
+
+
 async def test_audio_input_events_carry_each_frame_in_its_declared_encoding() -> None:
     server = BYOVAMediaServer(make_config(vad="energy"))
     seen: list[tuple[bytes, bytes, str, float, int]] = []

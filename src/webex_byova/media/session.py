@@ -313,7 +313,8 @@ class Turn:
         self._utterance_bytes = 0
         #: The pre-roll and utterance hold µ-law frames as they came (decoded on delivery).
         self._buffer_ulaw = False
-        # PCM byte bounds of the buffers, fixed with the rate when the detector is made.
+        # Byte bounds of the buffers, fixed with the rate when the detector is made; like the
+        # byte counts, in the units stored (a µ-law byte is two LINEAR16 bytes).
         self._preroll_limit = 0
         self._utterance_limit = 0
         self._dropped = {"small": 0, "large": 0, "empty": 0, "bad": 0, "after_close": 0}
@@ -1247,13 +1248,14 @@ class Turn:
         rate = declared or self._rate or self._config.input_sample_rate
         if detector is None:
             self._rate = rate
-            self._preroll_limit = _PREROLL_MS * rate * 2 // 1000
-            self._utterance_limit = self._config.max_utterance_ms * rate * 2 // 1000
             detector = self._detector = self.session._detector_for(self, rate)
             # µ-law for a detector that reads it: no decoding per frame (see _buffer)
-            self._buffer_ulaw = self._encoding is _audio.AudioEncoding.MULAW and bool(
+            self._buffer_ulaw = ulaw = self._encoding is _audio.AudioEncoding.MULAW and bool(
                 getattr(detector, "reads_ulaw", False)
             )
+            per_ms = rate // 1000 if ulaw else rate * 2 // 1000  # stored bytes per ms
+            self._preroll_limit = _PREROLL_MS * per_ms
+            self._utterance_limit = self._config.max_utterance_ms * per_ms
         elif rate != self._rate:
             self._dropped["bad"] += 1
             return
@@ -1326,20 +1328,20 @@ class Turn:
 
         The frames are kept as they came when the detector reads µ-law itself
         (``_buffer_ulaw``): only the utterance is decoded, once, when it is delivered. The
-        byte counts and bounds are of the decoded LINEAR16 either way.
+        byte counts and bounds are of what is stored (µ-law: half the LINEAR16 figures).
         """
-        shift = self._buffer_ulaw  # a µ-law byte is two LINEAR16 bytes
+        size = len(chunk)
         if self._speaking:
             if self._utterance_bytes < self._utterance_limit:
                 self._utterance.append(chunk)
-                self._utterance_bytes += len(chunk) << shift
+                self._utterance_bytes += size
             return
         preroll = self._preroll
         preroll.append(chunk)
-        total = self._preroll_bytes + (len(chunk) << shift)
+        total = self._preroll_bytes + size
         limit = self._preroll_limit
-        while total - (len(preroll[0]) << shift) >= limit:
-            total -= len(preroll.popleft()) << shift
+        while total - len(preroll[0]) >= limit:
+            total -= len(preroll.popleft())
         self._preroll_bytes = total
 
     def _decode_buffered(self) -> None:
@@ -1348,6 +1350,10 @@ class Turn:
             self._buffer_ulaw = False
             self._preroll = deque(map(_DECODE_MULAW, self._preroll))
             self._utterance = list(map(_DECODE_MULAW, self._utterance))
+            self._preroll_bytes *= 2
+            self._utterance_bytes *= 2
+            self._preroll_limit *= 2
+            self._utterance_limit *= 2
 
     def _speech_started(self, onset_ms: float) -> None:
         self._speaking = True
