@@ -557,7 +557,8 @@ class EndPointer:
         else:
             self._voice_ref = ref - _VOICE_DECAY_DB
         self._last_strong = t
-        self._turn_peak = max(self._turn_peak, level)
+        if level > self._turn_peak:  # (per 20 ms frame: cheaper than max())
+            self._turn_peak = level
         return True
 
     def _step(self, speech: bool, level: float) -> VADEvent | None:
@@ -599,7 +600,8 @@ class EndPointer:
             recent.append(level)
             self._run += 1
             self._gap_ms = 0.0
-            self._run_peak = max(self._run_peak, level)
+            if level > self._run_peak:
+                self._run_peak = level
             if self._run * frame_ms < self.min_speech_ms:
                 return None
             caller = self._caller_level
