@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,36 @@ async def test_proxy_connector_receives_events_alongside_handlers(media_server, 
         assert name in connector.events
     assert connector.frames > 10
     assert connector.closed
+
+
+def test_serve_outside_the_main_thread_runs_without_signals_until_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A loop in a worker thread cannot take signal handlers (asyncio raises RuntimeError):
+    # serve() still serves, says why in the log, and returns when the server is stopped.
+    caplog.set_level(logging.INFO, logger="webex_byova.media")
+    server = BYOVAMediaServer(make_config(drain_timeout_s=0))
+    server.on("session_start")(lambda event: event.turn.say("hi"))
+    outcome: list[object] = []
+
+    async def main() -> None:
+        task = asyncio.ensure_future(server.serve())
+        while not server.port and not task.done():
+            await asyncio.sleep(0.01)
+        async with WebexCaller(server.address, realtime=False) as caller:
+            outcome.append((await caller.start_session()).texts)
+        await server.stop()
+        await asyncio.wait_for(task, 10)
+        outcome.append("returned")
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread.start()
+    thread.join(30)
+    assert outcome == [["hi"], "returned"]
+    refused = [r.getMessage() for r in caplog.records if "not handled here" in r.getMessage()]
+    names = [m.split(" not handled here (", 1)[0] for m in refused]
+    assert names == ["SIGINT", "SIGTERM"]
+    assert all("main thread" in m and m.endswith("): stop() ends serve()") for m in refused)
 
 
 async def test_serve_stops_on_sigterm(caplog: pytest.LogCaptureFixture) -> None:

@@ -1165,8 +1165,10 @@ class BYOVAMediaServer:
             try:
                 loop.add_signal_handler(sig, stop.set)
                 installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
-                pass
+            except (NotImplementedError, RuntimeError) as exc:
+                # A loop outside the main thread (RuntimeError), or a platform without
+                # loop signal handlers (NotImplementedError): stop() still ends serve().
+                _log.info("%s not handled here (%s): stop() ends serve()", sig.name, exc)
         try:
             waiter = loop.create_task(stop.wait())
             closed = loop.create_task(self._stopped.wait())
