@@ -229,6 +229,32 @@ def test_frames_that_differ_only_in_audio_are_sliced_from_the_template() -> None
     assert decoder._tries == 1  # learned once, used since
 
 
+def test_a_frame_one_byte_off_the_template_is_decoded_in_full() -> None:
+    """Every byte around the audio matters: right after the template is learned, a frame of
+    its length with any one of them changed (the last byte to invalid UTF-8, a length
+    varint, a field tag) gets exactly what the full decode gives, refusal included; and
+    once one is, the next frame like the template still decodes right."""
+    rng = random.Random(10)
+    mulaw = {"encoding": vva.VoiceInput.MULAW_FORMAT, "sample_rate_hertz": 8000}
+    template = _frame(rng.randbytes(160), **mulaw)
+    learned = CallerInputDecoder()
+    learned.decode(template)
+    start, end = learned._start, learned._end
+    refused = 0
+    for pos in [*range(start), *range(end, len(template))]:
+        for byte in {template[pos] ^ 0x01, 0xFF} - {template[pos]}:
+            near = template[:pos] + bytes([byte]) + template[pos + 1 :]
+            try:
+                decode_caller_input(near)
+            except CallRejected:
+                refused += 1
+            decoder = CallerInputDecoder()
+            decoder.decode(template)
+            _same_as_full_decode(decoder, near)
+            _same_as_full_decode(decoder, _frame(rng.randbytes(160), **mulaw))
+    assert refused > 10  # the near misses include messages the full decode refuses
+
+
 def test_a_template_is_kept_only_where_the_audio_really_is() -> None:
     # The audio's bytes appear first in a string field (flipped, it is not UTF-8): no template.
     text = "a" * 20
