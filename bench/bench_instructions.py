@@ -40,15 +40,32 @@ QUIET_ENV = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREAD
 sys.path.insert(0, str(HERE))
 
 
-def _frames() -> tuple[bytes, list[bytes]]:
-    """The speech call's µ-law audio and its 160-byte frames."""
+def _frames(audio: str = "speech") -> tuple[bytes, list[bytes]]:
+    """The call's µ-law audio and its 160-byte frames: the speech call of ``bench_ops.py``, or
+    (``silence``) as many frames of digital silence, or (``noise``) of a quiet line's noise."""
     from bench_ops import FRAME, call_audio
 
     ulaw = call_audio()
+    if audio == "silence":
+        ulaw = b"\xff" * len(ulaw)
+    elif audio == "noise":
+        ulaw = _line_noise(len(ulaw))
     return ulaw, [ulaw[i : i + FRAME] for i in range(0, len(ulaw) - FRAME + 1, FRAME)]
 
 
-async def reader_path(vad: str, calls: int, built: int) -> int:
+def _line_noise(size: int) -> bytes:
+    """Seeded white noise about 60 dB below full scale, as µ-law."""
+    import random
+
+    from webex_byova.media import audio
+
+    rng = random.Random(7)
+    samples = [round(rng.gauss(0, 33)) for _ in range(size)]
+    pcm = b"".join(s.to_bytes(2, "little", signed=True) for s in samples)
+    return audio.pcm16_to_ulaw(pcm)
+
+
+async def reader_path(vad: str, calls: int, built: int, audio: str) -> int:
     """``calls`` audio turns through the gRPC reader; returns the frames fed.
 
     ``built`` calls' wire bytes are serialized first, whatever ``calls`` is, so both runs
@@ -59,7 +76,7 @@ async def reader_path(vad: str, calls: int, built: int) -> int:
     from webex_byova.media._grpc_frontend import _read
 
     server = make_server(vad)
-    ulaw, _ = _frames()
+    ulaw, _ = _frames(audio)
     wires = [wire_call(ulaw) for _ in range(max(built, calls))]
     frames = 0
     for cid, wire in wires[:calls]:
@@ -78,7 +95,7 @@ async def reader_path(vad: str, calls: int, built: int) -> int:
     return frames
 
 
-def end_pointer(vad: str, calls: int) -> int:
+def end_pointer(vad: str, calls: int, audio_kind: str) -> int:
     """The server's detector fed ``calls`` times the call's frames (LINEAR16)."""
     from bench_frames import make_server
 
@@ -86,7 +103,7 @@ def end_pointer(vad: str, calls: int) -> int:
     from webex_byova.media._model import InputSettings
 
     server = make_server(vad)
-    _, frames = _frames()
+    _, frames = _frames(audio_kind)
     pcm = [audio.ulaw_to_pcm16(f) for f in frames]
     for _ in range(calls):
         detector = server.make_detector(8000, InputSettings(complete_timeout_ms=800))
@@ -95,15 +112,15 @@ def end_pointer(vad: str, calls: int) -> int:
     return calls * len(pcm)
 
 
-def worker(what: str, vad: str, calls: int, built: int) -> None:
+def worker(what: str, vad: str, calls: int, built: int, audio: str) -> None:
     if what == "path":
-        frames = asyncio.run(reader_path(vad, calls, built))
+        frames = asyncio.run(reader_path(vad, calls, built, audio))
     else:
-        frames = end_pointer(vad, calls)
+        frames = end_pointer(vad, calls, audio)
     print(f"frames={frames}", flush=True)
 
 
-def counted(what: str, vad: str, calls: int, built: int) -> tuple[int, int]:
+def counted(what: str, vad: str, calls: int, built: int, audio: str) -> tuple[int, int]:
     """(frames, instructions) of one worker run under callgrind."""
     proc = subprocess.run(
         [
@@ -117,6 +134,7 @@ def counted(what: str, vad: str, calls: int, built: int) -> tuple[int, int]:
             vad,
             str(calls),
             str(built),
+            audio,
         ],
         capture_output=True,
         text=True,
@@ -132,21 +150,26 @@ def counted(what: str, vad: str, calls: int, built: int) -> tuple[int, int]:
 
 def main() -> None:
     if sys.argv[1:2] == ["worker"]:
-        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vad", default="energy", help="comma list of WEBEX_MEDIA_VAD values")
     parser.add_argument("--calls", default="2,12", help="the few and the many calls: N,M")
+    parser.add_argument(
+        "--audio", default="speech", help="comma list of: speech, silence, noise (see _frames)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed (apt install valgrind)")
     few, many = (int(n) for n in args.calls.split(","))
     print("instructions per 20 ms caller frame (callgrind, difference of two runs)")
-    for vad in args.vad.split(","):
-        for what, label in (("path", "reader path"), ("endpointer", "end-pointer")):
-            f1, i1 = counted(what, vad, few, many)
-            f2, i2 = counted(what, vad, many, many)
-            print(f"  vad={vad:<7} {label:<12} {(i2 - i1) / (f2 - f1):9,.0f}", flush=True)
+    for audio in args.audio.split(","):
+        for vad in args.vad.split(","):
+            for what, label in (("path", "reader path"), ("endpointer", "end-pointer")):
+                f1, i1 = counted(what, vad, few, many, audio)
+                f2, i2 = counted(what, vad, many, many, audio)
+                per = (i2 - i1) / (f2 - f1)
+                print(f"  {audio:<8} vad={vad:<7} {label:<12} {per:9,.0f}", flush=True)
 
 
 if __name__ == "__main__":

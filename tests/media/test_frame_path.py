@@ -185,7 +185,8 @@ def _same_as_full_decode(decoder: CallerInputDecoder, data: bytes) -> None:
     assert got == expected
 
 
-def test_the_rpc_decoder_gives_the_full_decode_for_every_kind_of_message() -> None:
+def _mixed_stream() -> list[bytes]:
+    """An RPC's messages of every kind: templated frames among near misses and junk."""
     rng = random.Random(7)
     mulaw = {"encoding": vva.VoiceInput.MULAW_FORMAT, "sample_rate_hertz": 8000}
     messages = [_frame(rng.randbytes(3), **mulaw)]  # Webex's first tiny packets
@@ -206,9 +207,51 @@ def test_the_rpc_decoder_gives_the_full_decode_for_every_kind_of_message() -> No
         _frame(rng.randbytes(160), audio_timestamp={"seconds": 12, "nanos": n}, **mulaw)
         for n in range(0, 10**8, 10**7)
     ]
+    return messages + stamped
+
+
+def test_the_rpc_decoder_gives_the_full_decode_for_every_kind_of_message() -> None:
     decoder = CallerInputDecoder()
-    for data in messages + stamped:
+    for data in _mixed_stream():
         _same_as_full_decode(decoder, data)
+
+
+def test_a_frame_like_the_template_comes_as_its_audio_with_the_model_input() -> None:
+    """``decode_frame``: the template's frames as bytes (the input is the model's with that
+    audio; the model is what the frame the template was made from decoded to), the rest as
+    ``decode`` gives them; ``check`` refuses just what the parse refuses."""
+    decoder = CallerInputDecoder()
+    sliced = 0
+    decoded: list[object] = []
+    for data in _mixed_stream():
+        try:
+            expected: object = decode_caller_input(data)
+        except CallRejected as full:
+            expected = (full.kind, full.detail)
+            with pytest.raises(CallRejected):
+                decoder.check(data)
+        else:
+            decoder.check(data)
+        try:
+            item: object = decoder.decode_frame(data)
+        except CallRejected as short:
+            item = (short.kind, short.detail)
+        if isinstance(item, bytes):
+            sliced += 1
+            model = decoder.model
+            assert any(model is earlier for earlier in decoded)
+            item = AudioIn(
+                item,
+                model.encoding,
+                model.sample_rate_hz,
+                model.language_code,
+                model.is_single_utterance,
+                model.timestamp,
+            )
+        else:
+            decoded.append(item)
+        assert item == expected
+    assert sliced >= 20
 
 
 def test_frames_that_differ_only_in_audio_are_sliced_from_the_template() -> None:
@@ -346,10 +389,14 @@ async def _audio_turn(
     end: int,
     rate: int = 8000,
     as_requests: bool = False,
+    as_like: bool = False,
     reads_ulaw: bool = False,
     **config: Any,
 ) -> tuple[ScriptedDetector, list[Any], list[AgentResponse], BYOVAMediaServer]:
-    """One gRPC-style audio turn of ``frames``; the detector, utterances and responses."""
+    """One gRPC-style audio turn of ``frames``; the detector, utterances and responses.
+
+    ``as_like``: fed as the gRPC reader feeds what its decoder gives, a frame with the
+    metadata of the last one fed in full as ``feed_audio(audio, that frame)``."""
     detectors: list[ScriptedDetector] = []
     kind = ScriptedUlawDetector if reads_ulaw else ScriptedDetector
 
@@ -371,11 +418,15 @@ async def _audio_turn(
         CallerRequest(conversation_id="c1", input=frames[0]), transport="grpc"
     )
     pump = asyncio.get_running_loop().create_task(_drain(handle))
+    model: AudioIn | None = None
     for frame in frames[1:]:
         if as_requests:
             handle.feed(CallerRequest(conversation_id="c1", input=frame))
+        elif as_like and model is not None and _metadata(model) == _metadata(frame):
+            handle.feed_audio(frame.audio, model)
         else:
             handle.feed_input(frame)
+            model = frame
         await handle.drain()
     for _ in range(5):
         await asyncio.sleep(0)
@@ -383,6 +434,10 @@ async def _audio_turn(
     responses = await asyncio.wait_for(pump, 10)
     await server.stop(grace=0.1)
     return detectors[0], utterances, responses, server
+
+
+def _metadata(item: AudioIn) -> tuple[object, ...]:
+    return (item.encoding, item.sample_rate_hz, item.language_code, item.is_single_utterance)
 
 
 async def _drain(handle: TurnHandle) -> list[AgentResponse]:
@@ -394,10 +449,11 @@ def _tone_ulaw(n: int, seed: int = 1) -> list[bytes]:
     return [rng.randbytes(160) for _ in range(n)]
 
 
+@pytest.mark.parametrize("as_like", [False, True])
 @pytest.mark.parametrize("reads_ulaw", [False, True])
 @pytest.mark.parametrize("rate", [8000, 16000])
 async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(
-    rate: int, reads_ulaw: bool
+    rate: int, reads_ulaw: bool, as_like: bool
 ) -> None:
     size = 160 if rate == 8000 else 320  # 20 ms of µ-law
     rng = random.Random(rate)
@@ -405,7 +461,7 @@ async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(
     frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=rate) for c in codes[:1]]
     frames += [AudioIn(audio=c) for c in codes[1:]]  # later frames inherit what was declared
     detector, utterances, responses, server = await _audio_turn(
-        frames, start=30, end=45, rate=rate, reads_ulaw=reads_ulaw
+        frames, start=30, end=45, rate=rate, reads_ulaw=reads_ulaw, as_like=as_like
     )
     pcm = [audio.ulaw_to_pcm16(c) for c in codes]
     assert detector.sample_rate == rate
@@ -426,8 +482,11 @@ async def test_the_utterance_is_300_ms_of_preroll_then_the_speech(
     assert sample("webex_byova_frames_dropped_total", dropped) == 60 - 46
 
 
+@pytest.mark.parametrize("as_like", [False, True])
 @pytest.mark.parametrize("reads_ulaw", [False, True])
-async def test_the_preroll_keeps_the_fewest_frames_that_reach_300_ms(reads_ulaw: bool) -> None:
+async def test_the_preroll_keeps_the_fewest_frames_that_reach_300_ms(
+    reads_ulaw: bool, as_like: bool
+) -> None:
     """With frames of 170 µ-law bytes (21.25 ms) no whole number of them is 300 ms: the
     pre-roll keeps the newest 15 (318.75 ms), dropping a frame only while the rest still
     reach 300 ms, whether it holds the frames decoded or as they came (bytearrays too)."""
@@ -435,17 +494,22 @@ async def test_the_preroll_keeps_the_fewest_frames_that_reach_300_ms(reads_ulaw:
     codes = [rng.randbytes(170) for _ in range(40)]
     frames = [AudioIn(audio=codes[0], encoding="mulaw", sample_rate_hz=8000)]
     frames += [AudioIn(audio=cast(Any, bytearray(c))) for c in codes[1:]]
-    _, [utterance], _, _ = await _audio_turn(frames, start=30, end=35, reads_ulaw=reads_ulaw)
+    _, [utterance], _, _ = await _audio_turn(
+        frames, start=30, end=35, reads_ulaw=reads_ulaw, as_like=as_like
+    )
     pcm = [audio.ulaw_to_pcm16(c) for c in codes]
     assert utterance.pcm16 == b"".join(pcm[16:36])
 
 
+@pytest.mark.parametrize("as_like", [False, True])
 @pytest.mark.parametrize("reads_ulaw", [False, True])
-async def test_the_utterance_stops_growing_at_max_utterance_ms(reads_ulaw: bool) -> None:
+async def test_the_utterance_stops_growing_at_max_utterance_ms(
+    reads_ulaw: bool, as_like: bool
+) -> None:
     codes = _tone_ulaw(120)
     frames = [AudioIn(audio=c, encoding="mulaw", sample_rate_hz=8000) for c in codes]
     _, [utterance], _, _ = await _audio_turn(
-        frames, start=20, end=110, max_utterance_ms=1000, reads_ulaw=reads_ulaw
+        frames, start=20, end=110, max_utterance_ms=1000, reads_ulaw=reads_ulaw, as_like=as_like
     )
     pcm = [audio.ulaw_to_pcm16(c) for c in codes]
     # preroll (15 frames) + speech until 1000 ms of audio are kept: 50 frames from frame 6
@@ -453,10 +517,17 @@ async def test_the_utterance_stops_growing_at_max_utterance_ms(reads_ulaw: bool)
 
 
 @pytest.mark.parametrize(
-    ("as_requests", "reads_ulaw"), [(False, False), (True, False), (False, True)]
+    ("as_requests", "as_like", "reads_ulaw"),
+    [
+        (False, False, False),
+        (True, False, False),
+        (False, False, True),
+        (False, True, False),
+        (False, True, True),
+    ],
 )
 async def test_an_encoding_declared_mid_turn_is_honoured(
-    as_requests: bool, reads_ulaw: bool
+    as_requests: bool, as_like: bool, reads_ulaw: bool
 ) -> None:
     rng = random.Random(5)
     ulaw = [rng.randbytes(160) for _ in range(10)]
@@ -470,7 +541,7 @@ async def test_an_encoding_declared_mid_turn_is_honoured(
     frames += [AudioIn(audio=linear[0], encoding="linear16")]
     frames += [AudioIn(audio=f, encoding="linear16") for f in linear[1:]]
     detector, [utterance], _, server = await _audio_turn(
-        frames, start=2, end=29, as_requests=as_requests, reads_ulaw=reads_ulaw
+        frames, start=2, end=29, as_requests=as_requests, as_like=as_like, reads_ulaw=reads_ulaw
     )
     expected = [audio.ulaw_to_pcm16(f) for f in ulaw]
     expected += [audio.alaw_to_pcm16(f) for f in alaw]
@@ -485,10 +556,11 @@ async def test_an_encoding_declared_mid_turn_is_honoured(
     assert sample("webex_byova_frames_dropped_total", bad) == 1
 
 
+@pytest.mark.parametrize("as_like", [False, True])
 @pytest.mark.parametrize("reads_ulaw", [False, True])
 @pytest.mark.parametrize("speech_at", [25, 2])
 async def test_the_buffer_bounds_hold_across_an_encoding_change(
-    reads_ulaw: bool, speech_at: int
+    reads_ulaw: bool, speech_at: int, as_like: bool
 ) -> None:
     """µ-law frames (kept as they came by a detector that reads µ-law), then A-law from the
     11th frame on: the pre-roll (speech after the change) and the utterance (speech before
@@ -500,11 +572,131 @@ async def test_the_buffer_bounds_hold_across_an_encoding_change(
     frames += [AudioIn(audio=f) for f in ulaw[1:]]
     frames += [AudioIn(audio=alaw[0], encoding="alaw")] + [AudioIn(audio=f) for f in alaw[1:]]
     _, [utterance], _, _ = await _audio_turn(
-        frames, start=speech_at, end=85, max_utterance_ms=1000, reads_ulaw=reads_ulaw
+        frames,
+        start=speech_at,
+        end=85,
+        max_utterance_ms=1000,
+        reads_ulaw=reads_ulaw,
+        as_like=as_like,
     )
     pcm = [audio.ulaw_to_pcm16(f) for f in ulaw] + [audio.alaw_to_pcm16(f) for f in alaw]
     first = max(0, speech_at - 14)  # 15 frames of pre-roll, the confirming one included
     assert utterance.pcm16 == b"".join(pcm[first : first + 50])  # 1000 ms
+
+
+async def _fed_turn(
+    steps: list[tuple[bytes, AudioIn]], *, like: bool, reads_ulaw: bool
+) -> tuple[object, ...]:
+    """An audio turn fed ``(audio, frame)`` steps as ``feed_audio(audio, frame)`` (``like``)
+    or as ``feed_input`` of the frame with that audio; what the turn did with them."""
+    detectors: list[ScriptedDetector] = []
+    kind = ScriptedUlawDetector if reads_ulaw else ScriptedDetector
+
+    def factory(sample_rate: int, settings: Any) -> ScriptedDetector:
+        detectors.append(kind(sample_rate, 12, len(steps) - 6))
+        return detectors[-1]
+
+    server = BYOVAMediaServer(make_config(min_frame_bytes=4), detector_factory=factory)
+    utterances: list[bytes] = []
+
+    @server.on("utterance")
+    def heard(event: Any) -> None:
+        utterances.append(event.pcm16)
+        event.turn.say("heard")
+
+    first = AudioIn(audio=b"\xff" * 160, encoding="mulaw", sample_rate_hz=8000)
+    handle = await server.open_turn(
+        CallerRequest(conversation_id="c1", input=first), transport="grpc"
+    )
+    pump = asyncio.get_running_loop().create_task(_drain(handle))
+    for data, frame in steps:
+        if like:
+            assert handle.feed_audio(data, frame)
+        else:
+            assert handle.feed_input(
+                AudioIn(data, frame.encoding, frame.sample_rate_hz, frame.language_code)
+            )
+        await handle.drain()
+    handle.caller_done()
+    responses = await asyncio.wait_for(pump, 10)
+    turn = handle.turn
+    await server.stop(grace=0.1)
+    [detector] = detectors
+    return (
+        detector.fed,
+        detector.fed_ulaw,
+        utterances,
+        responses,
+        turn._frames_in,
+        dict(turn._dropped),
+        turn._offset_ms,
+    )
+
+
+@pytest.mark.parametrize("reads_ulaw", [False, True])
+async def test_audio_fed_like_a_frame_is_that_frame_with_the_audio(reads_ulaw: bool) -> None:
+    """``feed_audio(audio, frame)`` does what feeding ``frame`` with that audio does, whatever
+    came before: frames like the last one fed (the per-frame path), other sizes, a frame too
+    small to use, another encoding (also on a frame too small to use), a frame that is not the
+    last one, after the input ended."""
+    rng = random.Random(12)
+    model = AudioIn(rng.randbytes(160), "mulaw", 8000)
+    tiny = AudioIn(rng.randbytes(2), "mulaw", 8000)  # under min_frame_bytes: dropped
+    alaw = AudioIn(rng.randbytes(160), "alaw")
+    inherit = AudioIn(rng.randbytes(160))  # no metadata: what was declared holds
+
+    def like(frame: AudioIn, size: int, n: int = 1) -> list[tuple[bytes, AudioIn]]:
+        return [(rng.randbytes(size), frame) for _ in range(n)]
+
+    steps = like(model, 160, 6) + like(model, 3)  # too small, right after frames like it
+    steps += like(model, 160, 2) + like(AudioIn(b"", "alaw"), 2)  # declares A-law, too small
+    steps += like(model, 160, 2) + like(model, 159) + like(model, 160)
+    steps += like(tiny, 160) + like(tiny, 2) + like(model, 160, 3)
+    steps += like(alaw, 160, 3) + like(inherit, 160, 3) + like(model, 160, 12)
+    fed = await _fed_turn(steps, like=False, reads_ulaw=reads_ulaw)
+    assert await _fed_turn(steps, like=True, reads_ulaw=reads_ulaw) == fed
+    _, _, [utterance], _, frames_in, dropped, _ = fed
+    assert utterance
+    assert frames_in == len(steps) + 1
+    # 3 frames too small; of the rest (and the first), the detector ends the input on the one
+    # at index len(steps) - 6, so the last 3 come after it
+    assert (dropped["small"], dropped["after_close"]) == (3, 3)
+
+
+@pytest.mark.parametrize("as_like", [False, True])
+async def test_the_reply_is_due_when_the_input_ends_on_a_frame_fed_like_the_last(
+    as_like: bool,
+) -> None:
+    """No utterance handler: the turn's (empty) reply and FINAL are due at the end of the
+    input, before Webex half-closes (Cisco's client waits for the reply to do so)."""
+    server = BYOVAMediaServer(
+        make_config(), detector_factory=lambda rate, settings: ScriptedDetector(rate, 2, 8)
+    )
+    model = AudioIn(b"\x10" * 160, "mulaw", 8000)
+    handle = await server.open_turn(
+        CallerRequest(conversation_id="c1", input=model), transport="grpc"
+    )
+    responses: list[AgentResponse] = []
+
+    async def pump() -> None:
+        async for response in handle.responses():
+            responses.append(response)
+
+    task = asyncio.get_running_loop().create_task(pump())
+    for _ in range(8):
+        if as_like:
+            assert handle.feed_audio(b"\x20" * 160, model)
+        else:
+            assert handle.feed_input(AudioIn(b"\x20" * 160, "mulaw", 8000))
+    for _ in range(100):  # no caller_done(): the reply goes out on its own
+        if handle.turn._final_sent:
+            break
+        await asyncio.sleep(0.01)
+    events = [[e.type for e in r.output_events] for r in responses]
+    assert events == [["start_of_input"], ["end_of_input"], []]
+    handle.caller_done()
+    await asyncio.wait_for(task, 5)
+    await server.stop(grace=0.1)
 
 
 async def test_audio_input_events_carry_each_frame_in_its_declared_encoding() -> None:

@@ -41,7 +41,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from ._messages import AgentResponse, CallerInput, CallerRequest
+from ._messages import AgentResponse, AudioIn, CallerInput, CallerRequest
 
 if TYPE_CHECKING:
     from .session import Session, Transport, Turn
@@ -150,6 +150,20 @@ class TurnHandle:
         if not turn._takes_input:
             return False
         turn._handle(item)
+        return True
+
+    def feed_audio(self, audio: bytes, like: AudioIn) -> bool:
+        """:meth:`feed_input` of ``like`` with ``audio`` as its audio (the same metadata),
+        same result.
+
+        For a front end whose decoder recognises frames that differ from one it decoded only
+        in their audio (gRPC: :class:`~._grpc_codec.CallerInputDecoder`): no ``AudioIn`` is
+        built, and when ``like`` is the frame fed last the frame's checks are not repeated.
+        """
+        turn = self.turn
+        if not turn._takes_input:
+            return False
+        turn._handle_like(audio, like)
         return True
 
     async def drain(self) -> None:

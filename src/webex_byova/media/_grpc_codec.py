@@ -224,7 +224,7 @@ class CallerInputDecoder:
     match (a timestamp per frame) stops trying after ``_TEMPLATE_TRIES`` templates.
     """
 
-    __slots__ = ("_end", "_meta", "_prefix", "_size", "_start", "_suffix", "_tries")
+    __slots__ = ("_end", "_meta", "_prefix", "_size", "_start", "_suffix", "_tries", "model")
 
     def __init__(self) -> None:
         self._size = -1  # no template: no message has this length
@@ -238,19 +238,42 @@ class CallerInputDecoder:
             None,
         )
         self._tries = 0
+        #: The input of the frame the template was made from (an empty one before).
+        self.model = AudioIn()
 
     def decode(self, data: bytes) -> CallerInput | None:
         """The input of one ``VoiceVARequest`` (see :func:`decode_caller_input`)."""
-        if (
-            len(data) == self._size
-            and data.startswith(self._prefix)
-            and data.endswith(self._suffix)
-        ):
-            return AudioIn(data[self._start : self._end], *self._meta)
+        item = self.decode_frame(data)
+        if isinstance(item, bytes):
+            return AudioIn(item, *self._meta)
+        return item
+
+    def decode_frame(self, data: bytes) -> CallerInput | bytes | None:
+        """:meth:`decode`, except that a frame like the template's comes as its audio alone.
+
+        ``bytes`` means: the input is :attr:`model` with these bytes as its audio (for
+        :meth:`TurnHandle.feed_audio <webex_byova.media._frontend.TurnHandle.feed_audio>`).
+        """
+        if self._like(data):
+            return data[self._start : self._end]
         item = decode_caller_input(data)
         if type(item) is AudioIn and self._tries < _TEMPLATE_TRIES:
             self._learn(data, item)
         return item
+
+    def check(self, data: bytes) -> None:
+        """:func:`check_voice_va_request`; a frame like the template's is valid without a parse."""
+        if not self._like(data):
+            check_voice_va_request(data)
+
+    def _like(self, data: bytes) -> bool:
+        """Whether ``data`` is the template's frame with other audio (same length and bytes
+        around the audio)."""
+        return (
+            len(data) == self._size
+            and data.startswith(self._prefix)
+            and data.endswith(self._suffix)
+        )
 
     def _learn(self, data: bytes, item: AudioIn) -> None:
         audio = item.audio  # verbatim in the message: its first occurrence is a candidate
@@ -274,6 +297,7 @@ class CallerInputDecoder:
         if trial == AudioIn(changed, *meta):
             self._size, self._prefix, self._suffix = len(data), prefix, suffix
             self._start, self._end, self._meta = start, end, meta
+            self.model = item
 
 
 #: Templates a :class:`CallerInputDecoder` tries before it decodes every message in full.

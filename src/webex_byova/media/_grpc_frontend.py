@@ -39,7 +39,6 @@ from ._auth import verified_org
 from ._frontend import CallRejected, RejectKind, TurnHandle
 from ._grpc_codec import (
     CallerInputDecoder,
-    check_voice_va_request,
     decode_list_va_request,
     decode_voice_va_request,
     list_va_response,
@@ -250,24 +249,30 @@ async def _read(handle: TurnHandle, iterator: AsyncIterator[bytes]) -> CallRejec
     still goes out) and is returned, for the RPC to end with its status.
     """
     feed_input = handle.feed_input
-    decode = CallerInputDecoder().decode
+    feed_audio = handle.feed_audio
+    decoder = CallerInputDecoder()
+    decode = decoder.decode_frame
     taking = True  # until the turn takes no more input (for good: its FINAL is out)
     try:
         async for data in iterator:
             # Per 20 ms caller frame: only the input is decoded (the RPC is one turn; a frame
-            # like the last but its audio is sliced from a template, see CallerInputDecoder), and
-            # drain() is awaited only when it would wait.
+            # like the template's is just its audio, see CallerInputDecoder, and goes to
+            # feed_audio), and drain() is awaited only when it would wait.
             try:
                 if taking:
                     item = decode(data)
                 else:
-                    check_voice_va_request(data)
+                    decoder.check(data)
             except CallRejected as rejected:
                 handle.turn.log.info("undecodable request; ending the caller's input")
                 handle.caller_done()
                 return rejected
-            if not taking or not feed_input(item):
-                taking = False
+            if taking:
+                if isinstance(item, bytes):
+                    taking = feed_audio(item, decoder.model)
+                else:
+                    taking = feed_input(item)
+            if not taking:
                 if handle.closed:
                     return None
                 continue  # after the FINAL: an RPC carries one turn, nothing more is due

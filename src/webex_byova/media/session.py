@@ -313,6 +313,9 @@ class Turn:
         self._utterance_bytes = 0
         #: The pre-roll and utterance hold µ-law frames as they came (decoded on delivery).
         self._buffer_ulaw = False
+        #: The last frame ``_on_audio`` took whole, when no message came since: a frame like it
+        #: (same metadata and size, see ``_handle_like``) passes the same checks.
+        self._steady: AudioIn | None = None
         # Byte bounds of the buffers, fixed with the rate when the detector is made; like the
         # byte counts, in the units stored (a µ-law byte is two LINEAR16 bytes).
         self._preroll_limit = 0
@@ -1146,6 +1149,7 @@ class Turn:
 
     def _handle(self, item: CallerInput | None) -> None:
         """Process one caller message's input (called by its TurnHandle, never blocks)."""
+        self._steady = None
         if self.kind == "other" and item is not None:
             self.kind = input_kind(item)
             self._requires_reply = self.kind in _REPLY_KINDS
@@ -1259,25 +1263,57 @@ class Turn:
         elif rate != self._rate:
             self._dropped["bad"] += 1
             return
+        self._steady = voice
+        self._take_audio(data, detector)
+
+    def _take_audio(self, data: bytes, detector: SpeechDetector) -> None:
+        """Buffer, hand out (``audio_input``) and end-point one frame that passed the checks."""
+        rate = self._rate
         offset = self._offset_ms
         if self._buffer_ulaw:
             raw = data if type(data) is bytes else bytes(data)
-            self._offset_ms += size / rate * 1000
+            self._offset_ms = offset + len(raw) / rate * 1000
             self._buffer(raw)
             if self._hub.wants("audio_input", self.session.virtual_agent_id):
                 self._queue_audio_input(_DECODE_MULAW(raw), raw, rate, offset)
             events = detector.feed_ulaw(raw)
-            if events:
-                self._on_vad_events(events)
-            return
-        pcm = self._decode(data)
-        self._offset_ms += len(pcm) / 2 / rate * 1000
-        self._buffer(pcm)
-        if self._hub.wants("audio_input", self.session.virtual_agent_id):
-            self._queue_audio_input(pcm, data, rate, offset)
-        events = detector.feed(pcm)
+        else:
+            pcm = self._decode(data)
+            self._offset_ms = offset + len(pcm) / 2 / rate * 1000
+            self._buffer(pcm)
+            if self._hub.wants("audio_input", self.session.virtual_agent_id):
+                self._queue_audio_input(pcm, data, rate, offset)
+            events = detector.feed(pcm)
         if events:
             self._on_vad_events(events)
+
+    def _handle_like(self, data: bytes, like: AudioIn) -> None:
+        """``_handle`` of ``like`` with ``data`` as its audio (the same metadata).
+
+        Per 20 ms frame of a stream whose frames differ only in their audio: when ``like`` is
+        the frame taken last (``_steady``: nothing came between) and ``data`` is as long, every
+        check that frame passed (encoding, rate, size) holds for this one, so the frame goes
+        straight to the buffer and the end-pointer.
+        """
+        if like is self._steady and len(data) == len(like.audio) and not self._input_ended:
+            self._frames_in += 1
+            detector = self._detector
+            assert detector is not None  # made by the frame that set _steady
+            self._take_audio(data, detector)
+            if self._input_ended:  # what _handle does once the input ended
+                self._maybe_complete()
+            return
+        voice = AudioIn(
+            data,
+            like.encoding,
+            like.sample_rate_hz,
+            like.language_code,
+            like.is_single_utterance,
+            like.timestamp,
+        )
+        self._handle(voice)
+        if self._steady is voice and len(data) == len(like.audio):
+            self._steady = like  # the next frame like ``like`` takes the path above
 
     def _queue_audio_input(self, pcm: bytes, data: bytes, rate: int, offset: float) -> None:
         """An ``audio_input`` event for one frame (only when a handler listens)."""
