@@ -232,6 +232,9 @@ def test_energy_meter_of_a_stream_gives_the_frame_energy(
     # and of other sizes in between
     frames = [rng.randbytes(samples) for _ in range(20)] + [bytes(range(256))[:samples]]
     frames += [rng.randbytes(samples - 1), rng.randbytes(samples + 1), b"", bytes(samples)]
+    # digital silence over and over, and frames equal to the one before after other sizes
+    silence = b"\xff" * samples
+    frames += [silence, silence, frames[0], silence, rng.randbytes(samples + 1), silence]
     for frame in frames + frames[:3]:
         assert meter(frame) == audio.ulaw_frame_energy(frame)
         assert meter(frame) == sum(v * v for v in s16(audio.ulaw_to_pcm16(frame)))

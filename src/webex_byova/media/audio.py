@@ -414,8 +414,9 @@ def ulaw_energy_meter(samples: int) -> Callable[[bytes], int]:
     codes into an index array. So with numpy (on a little-endian machine) the meter keeps one
     index array whose memory is a ``bytearray``: each frame's codes are written into the low
     bytes of its slots (the other bytes stay zero), and the values are looked up into one
-    output array, with no array made per frame. Other sizes, and installs without numpy, take
-    :func:`ulaw_frame_energy`.
+    output array, with no array made per frame. A frame equal to the one before (digital
+    silence: the same code over and over) gets that frame's sum back without a look-up. Other
+    sizes, and installs without numpy, take :func:`ulaw_frame_energy`.
     """
     if _ULAW_F8 is None or not 32 <= samples <= _EXACT_F8_SAMPLES or sys.byteorder != "little":
         return ulaw_frame_energy
@@ -424,13 +425,19 @@ def ulaw_energy_meter(samples: int) -> Callable[[bytes], int]:
     index = _np.frombuffer(slots, _np.intp)
     values = _np.empty(samples, _F8)
     take = _ULAW_F8.take
+    last = b""
+    last_energy = 0
 
     def energy(ulaw: bytes) -> int:
+        nonlocal last, last_energy
+        if ulaw == last:
+            return last_energy
         if len(ulaw) != samples:
             return ulaw_frame_energy(ulaw)
         slots[::step] = ulaw
         take(index, None, values, "clip")
-        return int(values.dot(values))
+        last, last_energy = ulaw, int(values.dot(values))
+        return last_energy
 
     return energy
 
