@@ -23,6 +23,11 @@ Scenarios (each prints one line):
   each server and every frame is written to both at the same tick, no stop at
   END_OF_INPUT); the CPU ratio is our overhead per process. On a shared machine
   the ratio of one run varies with the load: ``--trials N`` repeats it and prints the median.
+  ``--bare-calls 50,150`` runs it at other call levels than the first of ``--calls``. Read
+  it where the late frames are near 0: on a machine the two servers and the drivers
+  saturate, frames arrive bunched, the bare server's per-wake-up costs are shared by several
+  frames while ours are per frame, and the ratio measures the scheduler as much as the
+  servers.
 
 ``--vad energy,auto`` (the default) runs every scenario once per speech detector
 (``WEBEX_MEDIA_VAD``): ``energy`` is what a core install gets (no dependencies), ``auto`` the
@@ -494,6 +499,11 @@ def main() -> None:
         help="side-by-side runs of the bare scenario (their median is printed too)",
     )
     parser.add_argument(
+        "--bare-calls",
+        default="",
+        help="comma list of call levels of the bare scenario (default: the first of --calls)",
+    )
+    parser.add_argument(
         "--vad",
         default="energy,auto",
         help="comma list of WEBEX_MEDIA_VAD values; every scenario runs once per value",
@@ -526,6 +536,7 @@ def main() -> None:
                 {"WEBEX_MEDIA_VAD": vad},
                 args.trials,
                 args.drivers,
+                [int(c) for c in args.bare_calls.split(",") if c] or levels[:1],
             )
     load = os.getloadavg()
     print(f"load average at the end {load[0]:.1f}")
@@ -539,6 +550,7 @@ def scenarios(
     vad_env: dict[str, str],
     trials: int = 1,
     drivers: int = 2,
+    bare_levels: list[int] | None = None,
 ) -> None:
     """Every scenario not in ``skip`` with the server environment ``vad_env``."""
     if "workers" not in skip:
@@ -596,34 +608,41 @@ def scenarios(
             redis.terminate()
             redis.wait()
     if "bare" not in skip:
-        calls = levels[0]
-        vad = vad_env.get("WEBEX_MEDIA_VAD", "default")
-        ratios = []
-        for _ in range(trials):
-            ours, our_port = start_byova(app, 1, vad_env)
-            bare, bare_port = start_bare()
-            try:
-                (s_ours, c_ours), (s_bare, c_bare) = measure(
-                    [ours, bare], [our_port, bare_port], calls, rounds, drivers, stop_at_eoi=False
-                )
-            finally:
-                stop(ours)
-                stop(bare)
-            ratios.append(c_ours / c_bare)
-            print(line("ours (side by side)", calls, s_ours, c_ours), flush=True)
-            print(line("bare grpc.aio (side by side)", calls, s_bare, c_bare), flush=True)
-            print(
-                f"ours / bare CPU per process (vad={vad}): {ratios[-1]:.2f}x  "
-                f"(load average {os.getloadavg()[0]:.1f})",
-                flush=True,
+        for calls in bare_levels or levels[:1]:
+            bare_scenario(app, calls, rounds, vad_env, trials, drivers)
+
+
+def bare_scenario(
+    app: Path, calls: int, rounds: int, vad_env: dict[str, str], trials: int, drivers: int
+) -> None:
+    """Our server and the bare one side by side at ``calls``, ``trials`` times."""
+    vad = vad_env.get("WEBEX_MEDIA_VAD", "default")
+    ratios = []
+    for _ in range(trials):
+        ours, our_port = start_byova(app, 1, vad_env)
+        bare, bare_port = start_bare()
+        try:
+            (s_ours, c_ours), (s_bare, c_bare) = measure(
+                [ours, bare], [our_port, bare_port], calls, rounds, drivers, stop_at_eoi=False
             )
-        if trials > 1:
-            listed = ", ".join(f"{r:.2f}" for r in ratios)
-            print(
-                f"ours / bare CPU per process (vad={vad}), median of {trials} side-by-side "
-                f"runs: {statistics.median(ratios):.2f}x ({listed})",
-                flush=True,
-            )
+        finally:
+            stop(ours)
+            stop(bare)
+        ratios.append(c_ours / c_bare)
+        print(line("ours (side by side)", calls, s_ours, c_ours), flush=True)
+        print(line("bare grpc.aio (side by side)", calls, s_bare, c_bare), flush=True)
+        print(
+            f"ours / bare CPU per process (vad={vad}, {calls} calls): {ratios[-1]:.2f}x  "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    if trials > 1:
+        listed = ", ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"ours / bare CPU per process (vad={vad}, {calls} calls), median of {trials} "
+            f"side-by-side runs: {statistics.median(ratios):.2f}x ({listed})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
