@@ -19,6 +19,7 @@ from webex_byova.media import audio
 from webex_byova.media._frontend import CallRejected, TurnHandle
 from webex_byova.media._grpc_codec import (
     CallerInputDecoder,
+    check_voice_va_request,
     decode_caller_input,
     decode_voice_va_request,
 )
@@ -210,6 +211,12 @@ def _mixed_stream() -> list[bytes]:
     return messages + stamped
 
 
+def test_an_input_with_other_audio_keeps_every_other_field() -> None:
+    voice = AudioIn(b"\x01" * 160, "alaw", 16000, "en-US", True, 12.5)
+    assert voice.with_audio(b"\x02" * 3) == AudioIn(b"\x02" * 3, "alaw", 16000, "en-US", True, 12.5)
+    assert voice.audio == b"\x01" * 160  # a new input; this one is unchanged
+
+
 def test_the_rpc_decoder_gives_the_full_decode_for_every_kind_of_message() -> None:
     decoder = CallerInputDecoder()
     for data in _mixed_stream():
@@ -240,14 +247,7 @@ def test_a_frame_like_the_template_comes_as_its_audio_with_the_model_input() -> 
             sliced += 1
             model = decoder.model
             assert any(model is earlier for earlier in decoded)
-            item = AudioIn(
-                item,
-                model.encoding,
-                model.sample_rate_hz,
-                model.language_code,
-                model.is_single_utterance,
-                model.timestamp,
-            )
+            item = model.with_audio(item)
         else:
             decoded.append(item)
         assert item == expected
@@ -295,6 +295,17 @@ def test_a_frame_one_byte_off_the_template_is_decoded_in_full() -> None:
             decoder.decode(template)
             _same_as_full_decode(decoder, near)
             _same_as_full_decode(decoder, _frame(rng.randbytes(160), **mulaw))
+            # after the FINAL the reader only checks: the same near miss, the same verdict
+            checker = CallerInputDecoder()
+            checker.decode(template)
+            try:
+                check_voice_va_request(near)
+            except CallRejected:
+                with pytest.raises(CallRejected):
+                    checker.check(near)
+            else:
+                checker.check(near)
+            checker.check(_frame(rng.randbytes(160), **mulaw))
     assert refused > 10  # the near misses include messages the full decode refuses
 
 
@@ -397,23 +408,9 @@ async def _audio_turn(
 
     ``as_like``: fed as the gRPC reader feeds what its decoder gives, a frame with the
     metadata of the last one fed in full as ``feed_audio(audio, that frame)``."""
-    detectors: list[ScriptedDetector] = []
-    kind = ScriptedUlawDetector if reads_ulaw else ScriptedDetector
-
-    def factory(sample_rate: int, settings: Any) -> ScriptedDetector:
-        detectors.append(kind(sample_rate, start, end))
-        return detectors[-1]
-
-    server = BYOVAMediaServer(
-        make_config(input_sample_rate=rate, **config), detector_factory=factory
+    server, detectors, utterances = _scripted_server(
+        start, end, reads_ulaw=reads_ulaw, input_sample_rate=rate, **config
     )
-    utterances: list[Any] = []
-
-    @server.on("utterance")
-    def heard(event: Any) -> None:
-        utterances.append(event)
-        event.turn.say("heard")
-
     handle = await server.open_turn(
         CallerRequest(conversation_id="c1", input=frames[0]), transport="grpc"
     )
@@ -434,6 +431,29 @@ async def _audio_turn(
     responses = await asyncio.wait_for(pump, 10)
     await server.stop(grace=0.1)
     return detectors[0], utterances, responses, server
+
+
+def _scripted_server(
+    start: int, end: int, *, reads_ulaw: bool, **config: Any
+) -> tuple[BYOVAMediaServer, list[ScriptedDetector], list[Any]]:
+    """A server whose detectors follow the script, and that answers each utterance; the
+    detectors it made and the utterance events, as they come."""
+    detectors: list[ScriptedDetector] = []
+    kind = ScriptedUlawDetector if reads_ulaw else ScriptedDetector
+
+    def factory(sample_rate: int, settings: Any) -> ScriptedDetector:
+        detectors.append(kind(sample_rate, start, end))
+        return detectors[-1]
+
+    server = BYOVAMediaServer(make_config(**config), detector_factory=factory)
+    utterances: list[Any] = []
+
+    @server.on("utterance")
+    def heard(event: Any) -> None:
+        utterances.append(event)
+        event.turn.say("heard")
+
+    return server, detectors, utterances
 
 
 def _metadata(item: AudioIn) -> tuple[object, ...]:
@@ -589,21 +609,9 @@ async def _fed_turn(
 ) -> tuple[object, ...]:
     """An audio turn fed ``(audio, frame)`` steps as ``feed_audio(audio, frame)`` (``like``)
     or as ``feed_input`` of the frame with that audio; what the turn did with them."""
-    detectors: list[ScriptedDetector] = []
-    kind = ScriptedUlawDetector if reads_ulaw else ScriptedDetector
-
-    def factory(sample_rate: int, settings: Any) -> ScriptedDetector:
-        detectors.append(kind(sample_rate, 12, len(steps) - 6))
-        return detectors[-1]
-
-    server = BYOVAMediaServer(make_config(min_frame_bytes=4), detector_factory=factory)
-    utterances: list[bytes] = []
-
-    @server.on("utterance")
-    def heard(event: Any) -> None:
-        utterances.append(event.pcm16)
-        event.turn.say("heard")
-
+    server, detectors, utterances = _scripted_server(
+        12, len(steps) - 6, reads_ulaw=reads_ulaw, min_frame_bytes=4
+    )
     first = AudioIn(audio=b"\xff" * 160, encoding="mulaw", sample_rate_hz=8000)
     handle = await server.open_turn(
         CallerRequest(conversation_id="c1", input=first), transport="grpc"
@@ -625,7 +633,7 @@ async def _fed_turn(
     return (
         detector.fed,
         detector.fed_ulaw,
-        utterances,
+        [u.pcm16 for u in utterances],
         responses,
         turn._frames_in,
         dict(turn._dropped),

@@ -238,6 +238,12 @@ def test_energy_meter_of_a_stream_gives_the_frame_energy(
     for frame in frames + frames[:3]:
         assert meter(frame) == audio.ulaw_frame_energy(frame)
         assert meter(frame) == sum(v * v for v in s16(audio.ulaw_to_pcm16(frame)))
+    # one buffer refilled in place for every frame (a reader's reused bytearray)
+    buffer = bytearray(samples)
+    for frame in [rng.randbytes(samples) for _ in range(5)] + [silence, silence]:
+        buffer[:] = frame
+        assert meter(buffer) == audio.ulaw_frame_energy(frame)
+        assert meter(memoryview(buffer)) == audio.ulaw_frame_energy(frame)
 
 
 def test_rms_dbfs() -> None:

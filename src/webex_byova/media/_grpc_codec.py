@@ -224,19 +224,12 @@ class CallerInputDecoder:
     match (a timestamp per frame) stops trying after ``_TEMPLATE_TRIES`` templates.
     """
 
-    __slots__ = ("_end", "_meta", "_prefix", "_size", "_start", "_suffix", "_tries", "model")
+    __slots__ = ("_end", "_prefix", "_size", "_start", "_suffix", "_tries", "model")
 
     def __init__(self) -> None:
         self._size = -1  # no template: no message has this length
         self._prefix = self._suffix = b""
         self._start = self._end = 0
-        self._meta: tuple[AudioEncoding, int, str, bool, float | None] = (
-            "unspecified",
-            0,
-            "",
-            False,
-            None,
-        )
         self._tries = 0
         #: The input of the frame the template was made from (an empty one before).
         self.model = AudioIn()
@@ -245,7 +238,7 @@ class CallerInputDecoder:
         """The input of one ``VoiceVARequest`` (see :func:`decode_caller_input`)."""
         item = self.decode_frame(data)
         if isinstance(item, bytes):
-            return AudioIn(item, *self._meta)
+            return self.model.with_audio(item)
         return item
 
     def decode_frame(self, data: bytes) -> CallerInput | bytes | None:
@@ -283,21 +276,13 @@ class CallerInputDecoder:
         start = data.find(audio)
         end = start + len(audio)
         prefix, suffix, changed = data[:start], data[end:], audio.translate(_FLIP)
-        meta = (
-            item.encoding,
-            item.sample_rate_hz,
-            item.language_code,
-            item.is_single_utterance,
-            item.timestamp,
-        )
         try:
             trial = _caller_input(vva.VoiceVARequest.FromString(prefix + changed + suffix))
         except Exception:  # the bytes were not the audio (they were in a string field)
             return
-        if trial == AudioIn(changed, *meta):
+        if trial == item.with_audio(changed):
             self._size, self._prefix, self._suffix = len(data), prefix, suffix
-            self._start, self._end, self._meta = start, end, meta
-            self.model = item
+            self._start, self._end, self.model = start, end, item
 
 
 #: Templates a :class:`CallerInputDecoder` tries before it decodes every message in full.

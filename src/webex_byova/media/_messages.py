@@ -94,6 +94,17 @@ class AudioIn:
     #: ``audio_timestamp`` as POSIX seconds, when the wire carried one.
     timestamp: float | None = None
 
+    def with_audio(self, audio: bytes) -> AudioIn:
+        """This input with other audio, the same metadata (the next frame of a stream)."""
+        return AudioIn(
+            audio,
+            self.encoding,
+            self.sample_rate_hz,
+            self.language_code,
+            self.is_single_utterance,
+            self.timestamp,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DtmfIn:

@@ -407,7 +407,7 @@ def ulaw_frame_energy(ulaw: BytesLike) -> int:
     return sum(map(_ULAW_SQUARES.__getitem__, raw))
 
 
-def ulaw_energy_meter(samples: int) -> Callable[[bytes], int]:
+def ulaw_energy_meter(samples: int) -> Callable[[BytesLike], int]:
     """:func:`ulaw_frame_energy` for a stream of ``samples``-byte frames (same results).
 
     Per 20 ms frame, numpy's own overhead is most of the cost, and most of it is turning the
@@ -428,7 +428,7 @@ def ulaw_energy_meter(samples: int) -> Callable[[bytes], int]:
     last = b""
     last_energy = 0
 
-    def energy(ulaw: bytes) -> int:
+    def energy(ulaw: BytesLike) -> int:
         nonlocal last, last_energy
         if ulaw == last:
             return last_energy
@@ -436,7 +436,9 @@ def ulaw_energy_meter(samples: int) -> Callable[[bytes], int]:
             return ulaw_frame_energy(ulaw)
         slots[::step] = ulaw
         take(index, None, values, "clip")
-        last, last_energy = ulaw, int(values.dot(values))
+        # a copy of a buffer the caller may refill in place (bytes are kept as they are)
+        last = ulaw if type(ulaw) is bytes else bytes(ulaw)
+        last_energy = int(values.dot(values))
         return last_energy
 
     return energy

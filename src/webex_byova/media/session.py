@@ -1303,14 +1303,7 @@ class Turn:
             if self._input_ended:  # what _handle does once the input ended
                 self._maybe_complete()
             return
-        voice = AudioIn(
-            data,
-            like.encoding,
-            like.sample_rate_hz,
-            like.language_code,
-            like.is_single_utterance,
-            like.timestamp,
-        )
+        voice = like.with_audio(data)
         self._handle(voice)
         if self._steady is voice and len(data) == len(like.audio):
             self._steady = like  # the next frame like ``like`` takes the path above
